@@ -1,0 +1,23 @@
+#!/usr/bin/env bash
+# Installs the system packages sluice needs, when missing, on Debian/Ubuntu. Nothing is installed
+# by hand: the quick start and the tests call this first.
+#   .ci/deps.sh          build deps (cmake and a C toolchain for Pingora's zlib-ng)
+#   .ci/deps.sh --test   also what the tests need (python3 with venv for the official SDKs)
+set -euo pipefail
+need=()
+command -v cmake >/dev/null 2>&1 || need+=(cmake)
+command -v cc >/dev/null 2>&1 || need+=(build-essential)
+command -v curl >/dev/null 2>&1 || need+=(curl)
+[ -e /etc/ssl/certs/ca-certificates.crt ] || need+=(ca-certificates)
+if [ "${1:-}" = "--test" ]; then
+  if ! python3 -c 'import venv, ensurepip' >/dev/null 2>&1; then
+    need+=(python3 python3-venv)
+  fi
+fi
+if [ "${#need[@]}" -gt 0 ]; then
+  sudo=""
+  [ "$(id -u)" -ne 0 ] && sudo="sudo"
+  echo "installing system packages: ${need[*]}" >&2
+  $sudo apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${need[@]}" >/dev/null
+fi

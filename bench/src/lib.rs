@@ -1,0 +1,3 @@
+//! sluice-bench: the mock LLM provider used by tests and benchmarks, plus load tooling.
+
+pub mod mock;

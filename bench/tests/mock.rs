@@ -1,0 +1,804 @@
+//! Integration tests of the mock provider over real TCP: wire formats, usage, faults.
+
+use std::future::Future;
+use std::time::Duration;
+
+use serde_json::{json, Value};
+use sluice_bench::mock::{MockProvider, MockUsage, Outcome, RecordedRequest};
+
+/// Only a guard against a hung test; nothing here waits on time to synchronise.
+async fn within<T>(f: impl Future<Output = T>) -> T {
+    tokio::time::timeout(Duration::from_secs(60), f)
+        .await
+        .expect("test step hung")
+}
+
+async fn mock() -> (MockProvider, reqwest::Client) {
+    let mock = MockProvider::start("127.0.0.1:0").await.unwrap();
+    (mock, reqwest::Client::new())
+}
+
+fn url(mock: &MockProvider, path: &str) -> String {
+    format!("{}{path}", mock.base_url())
+}
+
+/// One parsed SSE event: its `event:` name, if any, and its data.
+#[derive(Debug)]
+struct Event {
+    name: Option<String>,
+    data: String,
+}
+
+impl Event {
+    fn json(&self) -> Value {
+        serde_json::from_str(&self.data).unwrap()
+    }
+}
+
+/// A small SSE parser that accepts all three line endings, as the spec allows.
+fn parse_sse(text: &str) -> Vec<Event> {
+    let text = text.replace("\r\n", "\n").replace('\r', "\n");
+    text.split("\n\n")
+        .filter(|block| !block.trim().is_empty())
+        .map(|block| {
+            let mut event = Event {
+                name: None,
+                data: String::new(),
+            };
+            for line in block.lines() {
+                if let Some(name) = line.strip_prefix("event: ") {
+                    event.name = Some(name.to_owned());
+                } else if let Some(data) = line.strip_prefix("data: ") {
+                    event.data.push_str(data);
+                }
+            }
+            event
+        })
+        .collect()
+}
+
+async fn post(
+    client: &reqwest::Client,
+    url: &str,
+    body: &Value,
+    headers: &[(&str, &str)],
+) -> reqwest::Response {
+    let mut req = client.post(url).json(body);
+    for (k, v) in headers {
+        req = req.header(*k, *v);
+    }
+    within(req.send()).await.unwrap()
+}
+
+async fn post_json(
+    client: &reqwest::Client,
+    url: &str,
+    body: &Value,
+    headers: &[(&str, &str)],
+) -> (u16, Value) {
+    let resp = post(client, url, body, headers).await;
+    let status = resp.status().as_u16();
+    (status, within(resp.json()).await.unwrap())
+}
+
+async fn post_sse(
+    client: &reqwest::Client,
+    url: &str,
+    body: &Value,
+    headers: &[(&str, &str)],
+) -> (String, Vec<Event>) {
+    let resp = post(client, url, body, headers).await;
+    assert_eq!(resp.status(), 200);
+    let ct = resp.headers()["content-type"].to_str().unwrap().to_owned();
+    assert!(ct.starts_with("text/event-stream"), "{ct}");
+    let text = within(resp.text()).await.unwrap();
+    let events = parse_sse(&text);
+    (text, events)
+}
+
+fn chat_body(stream: bool) -> Value {
+    json!({
+        "model": "gpt-4o",
+        "messages": [
+            {"role": "system", "content": "be brief"},
+            {"role": "user", "content": [{"type": "text", "text": "hello there world"}]}
+        ],
+        "stream": stream,
+    })
+}
+
+/// Words (2 + 3) plus 3 per message.
+const CHAT_INPUT: u64 = 11;
+
+async fn only_record(mock: &MockProvider) -> RecordedRequest {
+    let records = within(mock.wait_for_settled(1)).await;
+    assert_eq!(records.len(), 1);
+    records.into_iter().next().unwrap()
+}
+
+#[tokio::test]
+async fn chat_non_stream_reports_usage() {
+    let (mock, client) = mock().await;
+    let headers = [
+        ("x-mock-chunks", "5"),
+        ("x-mock-cached-tokens", "4"),
+        ("x-mock-reasoning-tokens", "7"),
+    ];
+    let (status, body) = post_json(
+        &client,
+        &url(&mock, "/v1/chat/completions"),
+        &chat_body(false),
+        &headers,
+    )
+    .await;
+    assert_eq!(status, 200);
+    assert_eq!(body["object"], "chat.completion");
+    assert_eq!(body["model"], "gpt-4o");
+    assert_eq!(body["choices"][0]["message"]["role"], "assistant");
+    assert_eq!(
+        body["choices"][0]["message"]["content"],
+        "tok0 tok1 tok2 tok3 tok4 "
+    );
+    assert_eq!(body["choices"][0]["finish_reason"], "stop");
+    let usage = &body["usage"];
+    assert_eq!(usage["prompt_tokens"], CHAT_INPUT);
+    assert_eq!(usage["completion_tokens"], 12);
+    assert_eq!(usage["total_tokens"], CHAT_INPUT + 12);
+    assert_eq!(usage["prompt_tokens_details"]["cached_tokens"], 4);
+    assert_eq!(usage["completion_tokens_details"]["reasoning_tokens"], 7);
+
+    let record = only_record(&mock).await;
+    assert_eq!(record.outcome, Outcome::Completed);
+    assert_eq!(record.model.as_deref(), Some("gpt-4o"));
+    assert!(!record.stream);
+    assert_eq!(
+        record.usage,
+        Some(MockUsage {
+            input_tokens: CHAT_INPUT,
+            output_tokens: 12,
+            cached_tokens: 4,
+            cache_write_tokens: 0,
+            reasoning_tokens: 7,
+        })
+    );
+}
+
+#[tokio::test]
+async fn chat_stream_with_include_usage() {
+    let (mock, client) = mock().await;
+    let mut body = chat_body(true);
+    body["stream_options"] = json!({"include_usage": true});
+    let (_, events) = post_sse(
+        &client,
+        &url(&mock, "/v1/chat/completions"),
+        &body,
+        &[("x-mock-chunks", "3")],
+    )
+    .await;
+    // Role chunk, 3 content chunks, finish chunk, usage chunk, [DONE].
+    assert_eq!(events.len(), 7);
+    assert_eq!(events.last().unwrap().data, "[DONE]");
+    let chunks: Vec<Value> = events[..6].iter().map(Event::json).collect();
+    for c in &chunks {
+        assert_eq!(c["object"], "chat.completion.chunk");
+        assert_eq!(c["id"], chunks[0]["id"]);
+    }
+    assert_eq!(chunks[0]["choices"][0]["delta"]["role"], "assistant");
+    let text: String = chunks[1..4]
+        .iter()
+        .map(|c| c["choices"][0]["delta"]["content"].as_str().unwrap())
+        .collect();
+    assert_eq!(text, "tok0 tok1 tok2 ");
+    assert_eq!(chunks[4]["choices"][0]["finish_reason"], "stop");
+    for c in &chunks[..5] {
+        assert!(c["usage"].is_null() && c.get("usage").is_some(), "{c}");
+    }
+    let last = &chunks[5];
+    assert_eq!(last["choices"], json!([]));
+    assert_eq!(last["usage"]["prompt_tokens"], CHAT_INPUT);
+    assert_eq!(last["usage"]["completion_tokens"], 3);
+    assert_eq!(last["usage"]["total_tokens"], CHAT_INPUT + 3);
+
+    let record = only_record(&mock).await;
+    assert!(record.stream);
+    assert_eq!(record.outcome, Outcome::Completed);
+    assert_eq!(record.chunks_sent, 7);
+}
+
+#[tokio::test]
+async fn chat_stream_without_include_usage() {
+    let (mock, client) = mock().await;
+    let (_, events) = post_sse(
+        &client,
+        &url(&mock, "/v1/chat/completions"),
+        &chat_body(true),
+        &[],
+    )
+    .await;
+    // Role chunk, 8 default content chunks, finish chunk, [DONE].
+    assert_eq!(events.len(), 11);
+    for e in &events[..10] {
+        let c = e.json();
+        assert!(c.get("usage").is_none(), "{c}");
+        assert_eq!(c["choices"].as_array().unwrap().len(), 1);
+    }
+    // The record still knows what the stream would have reported.
+    let record = only_record(&mock).await;
+    assert_eq!(record.usage.unwrap().output_tokens, 8);
+}
+
+#[tokio::test]
+async fn input_tokens_ignore_non_content_fields() {
+    let (mock, client) = mock().await;
+    let mut body = chat_body(false);
+    let (_, plain) = post_json(&client, &url(&mock, "/v1/chat/completions"), &body, &[]).await;
+    body["stream_options"] = json!({"include_usage": true});
+    body["temperature"] = json!(0.5);
+    body["stream"] = json!(true);
+    let (_, events) = post_sse(&client, &url(&mock, "/v1/chat/completions"), &body, &[]).await;
+    let usage_chunk = events[events.len() - 2].json();
+    assert_eq!(
+        usage_chunk["usage"]["prompt_tokens"],
+        plain["usage"]["prompt_tokens"]
+    );
+}
+
+#[tokio::test]
+async fn max_tokens_caps_every_shape() {
+    let (mock, client) = mock().await;
+    let chunks = [("x-mock-chunks", "6")];
+
+    let mut chat = chat_body(false);
+    chat["max_completion_tokens"] = json!(2);
+    let (_, body) = post_json(&client, &url(&mock, "/v1/chat/completions"), &chat, &chunks).await;
+    assert_eq!(body["choices"][0]["finish_reason"], "length");
+    assert_eq!(body["usage"]["completion_tokens"], 2);
+
+    let comp = json!({"model": "m", "prompt": "a b c", "max_tokens": 3, "stream": true});
+    let (_, events) = post_sse(&client, &url(&mock, "/v1/completions"), &comp, &chunks).await;
+    // 3 content chunks, finish chunk, [DONE].
+    assert_eq!(events.len(), 5);
+    assert_eq!(events[3].json()["choices"][0]["finish_reason"], "length");
+
+    let msg =
+        json!({"model": "c", "max_tokens": 4, "messages": [{"role": "user", "content": "hi"}]});
+    let (_, body) = post_json(&client, &url(&mock, "/v1/messages"), &msg, &chunks).await;
+    assert_eq!(body["stop_reason"], "max_tokens");
+    assert_eq!(body["usage"]["output_tokens"], 4);
+
+    let resp = json!({"model": "m", "input": "hi", "max_output_tokens": 1, "stream": true});
+    let (_, events) = post_sse(&client, &url(&mock, "/v1/responses"), &resp, &chunks).await;
+    let last = events.last().unwrap();
+    assert_eq!(last.name.as_deref(), Some("response.incomplete"));
+    let last = last.json();
+    assert_eq!(last["response"]["status"], "incomplete");
+    assert_eq!(
+        last["response"]["incomplete_details"]["reason"],
+        "max_output_tokens"
+    );
+    assert_eq!(last["response"]["usage"]["output_tokens"], 1);
+}
+
+#[tokio::test]
+async fn legacy_completions_stream_and_non_stream() {
+    let (mock, client) = mock().await;
+    let body = json!({"model": "gpt-3.5-turbo-instruct", "prompt": "one two three"});
+    let (status, plain) = post_json(&client, &url(&mock, "/v1/completions"), &body, &[]).await;
+    assert_eq!(status, 200);
+    assert_eq!(plain["object"], "text_completion");
+    assert_eq!(plain["choices"][0]["finish_reason"], "stop");
+    assert_eq!(plain["usage"]["prompt_tokens"], 3);
+    assert_eq!(plain["usage"]["completion_tokens"], 8);
+
+    let body = json!({"model": "m", "prompt": "one two three", "stream": true,
+        "stream_options": {"include_usage": true}});
+    let (_, events) = post_sse(
+        &client,
+        &url(&mock, "/v1/completions"),
+        &body,
+        &[("x-mock-chunks", "2")],
+    )
+    .await;
+    // 2 content chunks, finish chunk, usage chunk, [DONE].
+    assert_eq!(events.len(), 5);
+    let first = events[0].json();
+    assert_eq!(first["object"], "text_completion");
+    assert_eq!(first["choices"][0]["text"], "tok0 ");
+    assert!(first["usage"].is_null());
+    let usage = events[3].json();
+    assert_eq!(usage["choices"], json!([]));
+    assert_eq!(usage["usage"]["prompt_tokens"], 3);
+    assert_eq!(usage["usage"]["completion_tokens"], 2);
+    assert_eq!(events[4].data, "[DONE]");
+}
+
+#[tokio::test]
+async fn embeddings_float_and_base64() {
+    let (mock, client) = mock().await;
+    let body = json!({"model": "text-embedding-3-small", "input": ["a b", "c"]});
+    let (_, floats) = post_json(&client, &url(&mock, "/v1/embeddings"), &body, &[]).await;
+    assert_eq!(floats["object"], "list");
+    assert_eq!(
+        floats["usage"],
+        json!({"prompt_tokens": 3, "total_tokens": 3})
+    );
+    let data = floats["data"].as_array().unwrap();
+    assert_eq!(data.len(), 2);
+    assert_eq!(data[1]["index"], 1);
+    assert_eq!(data[0]["object"], "embedding");
+    let v0: Vec<f64> = serde_json::from_value(data[0]["embedding"].clone()).unwrap();
+    assert_eq!(v0.len(), 8);
+
+    let mut b64 = body.clone();
+    b64["encoding_format"] = json!("base64");
+    let (_, encoded) = post_json(
+        &client,
+        &url(&mock, "/v1/embeddings"),
+        &b64,
+        &[("x-mock-dims", "8")],
+    )
+    .await;
+    let s = encoded["data"][0]["embedding"].as_str().unwrap();
+    // 8 little-endian f32 values are 32 bytes, which base64 turns into 44 characters.
+    assert_eq!(s.len(), 44);
+    let again = post_json(&client, &url(&mock, "/v1/embeddings"), &b64, &[]).await;
+    assert_eq!(again.1["data"][0]["embedding"], s);
+
+    let (_, wide) = post_json(
+        &client,
+        &url(&mock, "/v1/embeddings"),
+        &json!({"model": "m", "input": "x"}),
+        &[("x-mock-dims", "3")],
+    )
+    .await;
+    assert_eq!(wide["data"][0]["embedding"].as_array().unwrap().len(), 3);
+}
+
+#[tokio::test]
+async fn responses_stream_event_sequence() {
+    let (mock, client) = mock().await;
+    let body = json!({"model": "gpt-4.1", "instructions": "be nice", "input": "hello world", "stream": true});
+    let headers = [
+        ("x-mock-chunks", "2"),
+        ("x-mock-cached-tokens", "3"),
+        ("x-mock-reasoning-tokens", "4"),
+    ];
+    let (_, events) = post_sse(&client, &url(&mock, "/v1/responses"), &body, &headers).await;
+    let names: Vec<&str> = events.iter().map(|e| e.name.as_deref().unwrap()).collect();
+    assert_eq!(
+        names,
+        [
+            "response.created",
+            "response.in_progress",
+            "response.output_item.added",
+            "response.content_part.added",
+            "response.output_text.delta",
+            "response.output_text.delta",
+            "response.output_text.done",
+            "response.content_part.done",
+            "response.output_item.done",
+            "response.completed",
+        ]
+    );
+    for (i, e) in events.iter().enumerate() {
+        let v = e.json();
+        assert_eq!(v["type"], names[i]);
+        assert_eq!(v["sequence_number"], i);
+    }
+    assert_eq!(events[4].json()["delta"], "tok0 ");
+    assert_eq!(events[6].json()["text"], "tok0 tok1 ");
+    let done = events[9].json();
+    assert_eq!(done["response"]["status"], "completed");
+    // "be nice" and "hello world" are two messages of 2 words each.
+    assert_eq!(
+        done["response"]["usage"],
+        json!({
+            "input_tokens": 10,
+            "input_tokens_details": {"cached_tokens": 3},
+            "output_tokens": 6,
+            "output_tokens_details": {"reasoning_tokens": 4},
+            "total_tokens": 16,
+        })
+    );
+    assert_eq!(
+        done["response"]["output"][0]["content"][0]["text"],
+        "tok0 tok1 "
+    );
+}
+
+#[tokio::test]
+async fn responses_non_stream() {
+    let (mock, client) = mock().await;
+    let body = json!({"model": "gpt-4.1", "input": [
+        {"role": "user", "content": [{"type": "input_text", "text": "a b c"}]}
+    ]});
+    let (status, resp) = post_json(&client, &url(&mock, "/v1/responses"), &body, &[]).await;
+    assert_eq!(status, 200);
+    assert_eq!(resp["object"], "response");
+    assert_eq!(resp["status"], "completed");
+    assert_eq!(resp["output"][0]["type"], "message");
+    assert_eq!(resp["usage"]["input_tokens"], 6);
+    assert_eq!(resp["usage"]["output_tokens"], 8);
+    assert_eq!(resp["usage"]["total_tokens"], 14);
+}
+
+#[tokio::test]
+async fn anthropic_stream_event_sequence() {
+    let (mock, client) = mock().await;
+    let body = json!({"model": "claude-sonnet-4-5", "max_tokens": 100, "system": "be brief",
+        "messages": [{"role": "user", "content": "hello"}], "stream": true});
+    let headers = [
+        ("x-mock-chunks", "3"),
+        ("x-mock-cached-tokens", "5"),
+        ("x-mock-cache-write-tokens", "6"),
+    ];
+    let (_, events) = post_sse(&client, &url(&mock, "/v1/messages"), &body, &headers).await;
+    let names: Vec<&str> = events.iter().map(|e| e.name.as_deref().unwrap()).collect();
+    assert_eq!(
+        names,
+        [
+            "message_start",
+            "content_block_start",
+            "ping",
+            "content_block_delta",
+            "content_block_delta",
+            "content_block_delta",
+            "content_block_stop",
+            "message_delta",
+            "message_stop",
+        ]
+    );
+    for e in &events {
+        assert_eq!(e.json()["type"].as_str(), e.name.as_deref());
+    }
+    let start = events[0].json();
+    assert_eq!(
+        start["message"]["usage"],
+        json!({"input_tokens": 9, "cache_creation_input_tokens": 6,
+            "cache_read_input_tokens": 5, "output_tokens": 1})
+    );
+    assert_eq!(
+        events[3].json()["delta"],
+        json!({"type": "text_delta", "text": "tok0 "})
+    );
+    let delta = events[7].json();
+    assert_eq!(delta["delta"]["stop_reason"], "end_turn");
+    assert_eq!(delta["usage"]["output_tokens"], 3);
+
+    let record = only_record(&mock).await;
+    assert_eq!(record.usage.unwrap().cache_write_tokens, 6);
+    assert_eq!(record.chunks_sent, 9);
+}
+
+#[tokio::test]
+async fn anthropic_non_stream_and_count_tokens() {
+    let (mock, client) = mock().await;
+    let body = json!({"model": "claude", "max_tokens": 100,
+        "messages": [{"role": "user", "content": [{"type": "text", "text": "one two"}]}]});
+    let (_, msg) = post_json(&client, &url(&mock, "/v1/messages"), &body, &[]).await;
+    assert_eq!(msg["type"], "message");
+    assert_eq!(msg["content"][0]["type"], "text");
+    assert_eq!(msg["stop_reason"], "end_turn");
+    assert_eq!(
+        msg["usage"],
+        json!({"input_tokens": 5, "output_tokens": 8,
+            "cache_creation_input_tokens": 0, "cache_read_input_tokens": 0})
+    );
+    let (_, count) = post_json(
+        &client,
+        &url(&mock, "/v1/messages/count_tokens"),
+        &body,
+        &[],
+    )
+    .await;
+    assert_eq!(count, json!({"input_tokens": 5}));
+}
+
+#[tokio::test]
+async fn models_in_both_shapes() {
+    let (mock, client) = mock().await;
+    let openai: Value = client
+        .get(url(&mock, "/v1/models"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(openai["object"], "list");
+    assert_eq!(openai["data"][0]["object"], "model");
+    let anthropic: Value = client
+        .get(url(&mock, "/v1/models"))
+        .header("anthropic-version", "2023-06-01")
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(anthropic["data"][0]["type"], "model");
+    assert_eq!(anthropic["has_more"], false);
+}
+
+#[tokio::test]
+async fn status_faults_use_provider_error_bodies() {
+    let (mock, client) = mock().await;
+    let (status, body) = post_json(
+        &client,
+        &url(&mock, "/v1/chat/completions"),
+        &chat_body(true),
+        &[("x-mock-status", "429")],
+    )
+    .await;
+    assert_eq!(status, 429);
+    assert_eq!(body["error"]["code"], "rate_limit_exceeded");
+    assert!(body["error"]["message"].is_string());
+    assert!(body["error"].get("param").is_some());
+
+    let msg = json!({"model": "c", "max_tokens": 1, "messages": []});
+    let (status, body) = post_json(
+        &client,
+        &url(&mock, "/v1/messages"),
+        &msg,
+        &[("x-mock-status", "529")],
+    )
+    .await;
+    assert_eq!(status, 529);
+    assert_eq!(body["type"], "error");
+    assert_eq!(body["error"]["type"], "overloaded_error");
+
+    let records = within(mock.wait_for_settled(2)).await;
+    assert_eq!(records[0].outcome, Outcome::Error(429));
+    assert_eq!(records[1].outcome, Outcome::Error(529));
+    assert_eq!(records[0].usage, None);
+}
+
+#[tokio::test]
+async fn bad_input_gets_a_400_not_a_panic() {
+    let (mock, client) = mock().await;
+    let cases: [(&str, &[u8]); 4] = [
+        ("/v1/chat/completions", b"{not json"),
+        ("/v1/chat/completions", b"[1,2]"),
+        ("/v1/embeddings", b"{\"model\":\"m\"}"),
+        ("/v1/messages", b"\xff\xfe"),
+    ];
+    for (path, body) in cases {
+        let resp = within(client.post(url(&mock, path)).body(body.to_vec()).send())
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 400, "{path}");
+        let v: Value = resp.json().await.unwrap();
+        if path == "/v1/messages" {
+            assert_eq!(v["error"]["type"], "invalid_request_error");
+        } else {
+            assert_eq!(v["error"]["type"], "invalid_request_error");
+            assert!(v["error"]["message"].is_string());
+        }
+    }
+    let (status, _) = post_json(
+        &client,
+        &url(&mock, "/v1/chat/completions"),
+        &chat_body(false),
+        &[("x-mock-chunks", "lots")],
+    )
+    .await;
+    assert_eq!(status, 400);
+    let resp = within(client.get(url(&mock, "/v2/nothing")).send())
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 404);
+}
+
+#[tokio::test]
+async fn drop_after_cuts_the_connection() {
+    let (mock, client) = mock().await;
+    let mut resp = post(
+        &client,
+        &url(&mock, "/v1/chat/completions"),
+        &chat_body(true),
+        &[("x-mock-drop-after", "3")],
+    )
+    .await;
+    assert_eq!(resp.status(), 200);
+    let mut received = Vec::new();
+    let error = loop {
+        match within(resp.chunk()).await {
+            Ok(Some(chunk)) => received.extend_from_slice(&chunk),
+            Ok(None) => panic!("the body ended cleanly"),
+            Err(err) => break err,
+        }
+    };
+    assert!(error.is_body() || error.is_decode(), "{error:?}");
+    let events = parse_sse(&String::from_utf8(received).unwrap());
+    assert_eq!(events.len(), 3);
+    let record =
+        within(mock.wait_until(|r| r.first().is_some_and(|x| x.outcome == Outcome::Dropped))).await;
+    assert_eq!(record[0].chunks_sent, 3);
+}
+
+#[tokio::test]
+async fn drop_after_on_non_stream_truncates_the_body() {
+    let (mock, client) = mock().await;
+    let resp = post(
+        &client,
+        &url(&mock, "/v1/chat/completions"),
+        &chat_body(false),
+        &[("x-mock-drop-after", "1")],
+    )
+    .await;
+    assert!(within(resp.bytes()).await.is_err());
+    let records = within(mock.wait_for_settled(1)).await;
+    assert_eq!(records[0].outcome, Outcome::Dropped);
+}
+
+#[tokio::test]
+async fn stall_then_client_disconnect_is_recorded() {
+    let (mock, client) = mock().await;
+    let mut resp = post(
+        &client,
+        &url(&mock, "/v1/messages"),
+        &json!({"model": "c", "max_tokens": 50, "messages": [], "stream": true}),
+        &[("x-mock-stall-after", "4")],
+    )
+    .await;
+    let mut received = String::new();
+    while parse_sse(&received).len() < 4 {
+        let chunk = within(resp.chunk()).await.unwrap().unwrap();
+        received.push_str(std::str::from_utf8(&chunk).unwrap());
+    }
+    let records = within(mock.wait_until(|r| r[0].outcome == Outcome::Stalled)).await;
+    assert_eq!(records[0].chunks_sent, 4);
+    drop(resp);
+    let records = within(mock.wait_until(|r| r[0].outcome == Outcome::ClientGone)).await;
+    assert_eq!(records[0].chunks_sent, 4);
+}
+
+#[tokio::test]
+async fn header_delay_then_client_disconnect_is_recorded() {
+    let (mock, client) = mock().await;
+    let req = client
+        .post(url(&mock, "/v1/chat/completions"))
+        .header("x-mock-header-delay-ms", "600000")
+        .json(&chat_body(false))
+        .send();
+    let task = tokio::spawn(req);
+    within(mock.wait_for_requests(1)).await;
+    task.abort();
+    let records = within(mock.wait_until(|r| r[0].outcome == Outcome::ClientGone)).await;
+    assert_eq!(records[0].chunks_sent, 0);
+}
+
+#[tokio::test]
+async fn line_endings() {
+    let (mock, client) = mock().await;
+    let body = json!({"model": "c", "max_tokens": 50, "messages": [], "stream": true});
+    for (name, sep) in [("crlf", "\r\n\r\n"), ("cr", "\r\r"), ("lf", "\n\n")] {
+        let (text, events) = post_sse(
+            &client,
+            &url(&mock, "/v1/messages"),
+            &body,
+            &[("x-mock-line-ending", name), ("x-mock-chunks", "2")],
+        )
+        .await;
+        assert_eq!(text.matches(sep).count(), 8, "{name}");
+        assert!(text.starts_with(&format!(
+            "event: message_start{}data: ",
+            &sep[..sep.len() / 2]
+        )));
+        assert_eq!(events.len(), 8, "{name}");
+        if name != "crlf" {
+            assert!(!text.contains("\r\n"), "{name}");
+        }
+    }
+}
+
+#[tokio::test]
+async fn fragments_split_events_across_frames() {
+    let (mock, client) = mock().await;
+    let body = chat_body(true);
+    let (whole, _) = post_sse(&client, &url(&mock, "/v1/chat/completions"), &body, &[]).await;
+    let mut resp = post(
+        &client,
+        &url(&mock, "/v1/chat/completions"),
+        &body,
+        &[("x-mock-fragment", "7")],
+    )
+    .await;
+    let mut frames = 0usize;
+    let mut text = Vec::new();
+    while let Some(chunk) = within(resp.chunk()).await.unwrap() {
+        assert!(chunk.len() <= 7);
+        frames += 1;
+        text.extend_from_slice(&chunk);
+    }
+    let text = String::from_utf8(text).unwrap();
+    let events = parse_sse(&text);
+    assert_eq!(events.len(), 11);
+    assert!(frames > events.len() * 10);
+    // Only ids and timestamps differ, and they keep their width.
+    assert_eq!(text.len(), whole.len());
+}
+
+#[tokio::test]
+async fn records_headers_path_and_reset() {
+    let (mock, client) = mock().await;
+    let resp = client
+        .post(url(&mock, "/v1/chat/completions?api-version=1"))
+        .header("authorization", "Bearer sk-upstream")
+        .header("x-custom", "a")
+        .json(&chat_body(false))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    assert!(resp.headers().contains_key("x-request-id"));
+    let record = only_record(&mock).await;
+    assert_eq!(record.method, "POST");
+    assert_eq!(record.path, "/v1/chat/completions?api-version=1");
+    assert_eq!(record.header("Authorization"), Some("Bearer sk-upstream"));
+    let names: Vec<&str> = record.headers.iter().map(|(k, _)| k.as_str()).collect();
+    let auth = names.iter().position(|n| *n == "authorization").unwrap();
+    let custom = names.iter().position(|n| *n == "x-custom").unwrap();
+    assert!(auth < custom);
+    assert_eq!(record.json().unwrap(), chat_body(false));
+
+    // The control endpoints expose the same records to out-of-process tests.
+    let listed: Vec<RecordedRequest> = client
+        .get(url(&mock, "/mock/requests"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(listed, vec![record]);
+    let reset = client.post(url(&mock, "/mock/reset")).send().await.unwrap();
+    assert_eq!(reset.status(), 204);
+    assert!(mock.requests().is_empty());
+    post_json(
+        &client,
+        &url(&mock, "/v1/embeddings"),
+        &json!({"model": "m", "input": "x"}),
+        &[],
+    )
+    .await;
+    assert_eq!(within(mock.wait_for_requests(1)).await.len(), 1);
+    mock.reset();
+    assert!(mock.requests().is_empty());
+}
+
+#[tokio::test]
+async fn chunk_bytes_pads_content() {
+    let (mock, client) = mock().await;
+    let (_, events) = post_sse(
+        &client,
+        &url(&mock, "/v1/chat/completions"),
+        &chat_body(true),
+        &[("x-mock-chunk-bytes", "64"), ("x-mock-chunks", "2")],
+    )
+    .await;
+    let content = events[1].json()["choices"][0]["delta"]["content"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert_eq!(content.len(), 64);
+    assert!(content.starts_with("tok0 x"));
+}
+
+#[tokio::test]
+async fn delays_still_deliver_everything() {
+    // Only checks that paced streams complete intact; timings are not asserted.
+    let (mock, client) = mock().await;
+    let (_, events) = post_sse(
+        &client,
+        &url(&mock, "/v1/chat/completions"),
+        &chat_body(true),
+        &[
+            ("x-mock-ttft-ms", "5"),
+            ("x-mock-gap-ms", "1"),
+            ("x-mock-chunks", "4"),
+        ],
+    )
+    .await;
+    assert_eq!(events.len(), 7);
+}

@@ -1,0 +1,124 @@
+//! Admission: everything decided before a request may go upstream — surface, key, body, route.
+
+use crate::api::{Api, Family};
+use crate::auth;
+use crate::body::{self, RequestFields};
+use crate::ctx::Ctx;
+use crate::errors::GatewayError;
+use crate::record::Tags;
+use bytes::{Bytes, BytesMut};
+use pingora::proxy::Session;
+use std::time::SystemTime;
+
+/// What to do with an admitted request.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Admission {
+    /// Forward to the provider.
+    Proxy,
+    /// Sluice answers itself (`GET /v1/models`).
+    ListModels,
+}
+
+pub async fn admit(
+    session: &mut Session,
+    ctx: &mut Ctx,
+    now: SystemTime,
+) -> Result<Admission, GatewayError> {
+    let req = session.req_header();
+    ctx.family = Family::of_path(req.uri.path());
+    let api = Api::classify(&req.method, req.uri.path())?;
+    ctx.api = Some(api);
+    ctx.family = api.family();
+    let key = auth::authenticate(&ctx.snapshot, req, now)?;
+    ctx.key = Some(key.clone());
+    ctx.tags = Tags::from_headers(req);
+    if api == Api::Models {
+        return Ok(Admission::ListModels);
+    }
+
+    let raw = read_body(session, ctx.snapshot.server.max_body_bytes).await?;
+    ctx.bytes_in = raw.len() as u64;
+    let fields = RequestFields::parse(&raw)?;
+    let model = fields.model().ok_or_else(|| {
+        GatewayError::InvalidBody("you must provide a model parameter".to_string())
+    })?;
+    ctx.model = Some(crate::api::truncate(model, 256));
+    let route = ctx
+        .snapshot
+        .route(model)
+        .filter(|r| ctx.snapshot.org_can_use(&key.org, &r.provider))
+        .ok_or_else(|| GatewayError::UnknownModel(crate::api::truncate(model, 256)))?
+        .clone();
+    if !key.scope.allows(model) {
+        return Err(GatewayError::ModelNotAllowed(crate::api::truncate(model, 256)));
+    }
+    if route.provider.kind != api.provider_kind() {
+        return Err(GatewayError::WrongSurface {
+            model: crate::api::truncate(model, 256),
+            wanted: match api.family() {
+                Family::OpenAi => "the Anthropic Messages API (POST /v1/messages)",
+                Family::Anthropic => "the OpenAI API (POST /v1/chat/completions)",
+            },
+        });
+    }
+    if ctx.tags.user.is_none() {
+        ctx.tags.user = fields.user.as_deref().map(|u| crate::api::truncate(u, 256));
+    }
+    ctx.stream = fields.is_stream();
+    ctx.strip_usage_chunk = ctx.stream && api.usage_needs_opt_in() && !fields.client_wants_usage();
+    let alias = route.upstream_model.as_deref().filter(|m| *m != model);
+    ctx.upstream_model = Some(alias.unwrap_or(model).to_string());
+    ctx.upstream_body = Some(
+        body::rewrite(&raw, &fields, alias, ctx.strip_usage_chunk).unwrap_or_else(|| {
+            // Without the rewrite the provider will not report streamed usage; record it as
+            // estimated rather than strip a chunk that will not come.
+            ctx.strip_usage_chunk = false;
+            raw.clone()
+        }),
+    );
+    ctx.route = Some(route);
+    Ok(Admission::Proxy)
+}
+
+/// Reads the whole request body, refusing (413) anything over `limit` — by its declared length
+/// before reading, or by what actually arrives.
+async fn read_body(session: &mut Session, limit: usize) -> Result<Bytes, GatewayError> {
+    let declared = session
+        .req_header()
+        .headers
+        .get(http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > limit as u64) {
+        return Err(GatewayError::BodyTooLarge(limit));
+    }
+    let mut first: Option<Bytes> = None;
+    let mut rest: Option<BytesMut> = None;
+    let mut total = 0usize;
+    loop {
+        let chunk = session
+            .read_request_body()
+            .await
+            .map_err(|_| GatewayError::InvalidBody("the request body could not be read".into()))?;
+        let Some(chunk) = chunk else { break };
+        total = total.saturating_add(chunk.len());
+        if total > limit {
+            return Err(GatewayError::BodyTooLarge(limit));
+        }
+        // The common case is one chunk: keep it as is; copy only when there are several.
+        match (&first, &mut rest) {
+            (None, _) => first = Some(chunk),
+            (Some(f), None) => {
+                let mut buf = BytesMut::with_capacity(declared.map_or(f.len() * 2, |n| n as usize));
+                buf.extend_from_slice(f);
+                buf.extend_from_slice(&chunk);
+                rest = Some(buf);
+            }
+            (Some(_), Some(buf)) => buf.extend_from_slice(&chunk),
+        }
+    }
+    Ok(match rest {
+        Some(buf) => buf.freeze(),
+        None => first.unwrap_or_default(),
+    })
+}

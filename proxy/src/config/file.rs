@@ -1,0 +1,115 @@
+//! The TOML schema of `sluice.toml`, exactly as operators write it (before validation).
+//!
+//! Every table denies unknown fields: a typo in a limit or a key entry must fail the load (and a
+//! reload keeps the old snapshot) rather than be silently ignored.
+
+use serde::Deserialize;
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileConfig {
+    #[serde(default)]
+    pub server: ServerSection,
+    #[serde(default)]
+    pub usage: UsageSection,
+    #[serde(default)]
+    pub timeouts: TimeoutSection,
+    #[serde(default)]
+    pub providers: Vec<ProviderSection>,
+    #[serde(default)]
+    pub models: Vec<ModelSection>,
+    #[serde(default)]
+    pub orgs: Vec<OrgSection>,
+    #[serde(default)]
+    pub keys: Vec<KeySection>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServerSection {
+    /// Listening addresses; `127.0.0.1:0` picks a free port (reported on stdout when ready).
+    pub listen: Option<Vec<String>>,
+    /// Pingora worker threads.
+    pub threads: Option<usize>,
+    /// Largest accepted request body, in bytes (default 16 MiB).
+    pub max_body_bytes: Option<usize>,
+    /// File holding the master key(s), used when `SLUICE_MASTER_KEY` is not set.
+    pub master_key_file: Option<PathBuf>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UsageSection {
+    /// `stdout`, `file` or `none`.
+    pub sink: Option<String>,
+    /// JSON-lines file for `sink = "file"`.
+    pub path: Option<PathBuf>,
+    /// Bound of the queue between the request path and the sink.
+    pub queue_capacity: Option<usize>,
+}
+
+/// Durations in humantime syntax (`"5s"`, `"2m"`).
+#[derive(Debug, Default, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TimeoutSection {
+    pub connect: Option<String>,
+    pub first_byte: Option<String>,
+    pub idle: Option<String>,
+    pub total: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProviderSection {
+    pub name: String,
+    /// `openai` (any OpenAI-compatible API) or `anthropic`.
+    pub kind: String,
+    /// The URL the request path is appended to, without the inbound `/v1`: e.g.
+    /// `https://api.openai.com/v1`, `https://api.anthropic.com/v1`, or an Azure deployment URL
+    /// containing `{model}`.
+    pub base_url: String,
+    /// Extra query string for every upstream request (Azure's `api-version=…`).
+    pub query: Option<String>,
+    /// How the credential is sent: `bearer` (default for openai), `x-api-key` (default for
+    /// anthropic), `api-key` (Azure), or `none`.
+    pub auth: Option<String>,
+    /// The operator's shared credential, as `env:VAR`. Orgs may bring their own (sealed).
+    pub key: Option<String>,
+    #[serde(default)]
+    pub timeouts: TimeoutSection,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ModelSection {
+    /// Exact model name, or a glob such as `claude-*`.
+    pub name: String,
+    pub provider: String,
+    /// Model name sent upstream; defaults to the requested name.
+    pub upstream_model: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OrgSection {
+    pub id: String,
+    /// Provider name → sealed credential (`sealed:v<N>:…`, from `sluice-proxy seal`).
+    #[serde(default)]
+    pub provider_keys: BTreeMap<String, String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KeySection {
+    /// `sha256:<hex>` of the virtual key.
+    pub digest: String,
+    /// Informational copy of the key id; checked against the digest when present.
+    pub id: Option<String>,
+    pub org: String,
+    #[serde(default)]
+    pub models: Vec<String>,
+    /// RFC 3339 timestamp after which the key is refused.
+    pub expires: Option<String>,
+}

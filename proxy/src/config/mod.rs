@@ -1,0 +1,68 @@
+//! Configuration: the TOML schema ([`file`]), and its validation into one immutable [`Snapshot`].
+//!
+//! Loading is the fallible half of a reload: it parses, validates, resolves upstream addresses and
+//! opens every sealed credential once to prove it opens. Only a fully valid snapshot is ever
+//! handed to the request path, which then uses that one snapshot from start to end.
+
+pub mod file;
+mod providers;
+mod snapshot;
+
+pub use providers::{AuthStyle, Provider, ProviderKind, Timeouts};
+pub use snapshot::{Org, Route, ServerSettings, Snapshot, SinkKind, UsageSettings, VirtualKey};
+
+use std::path::Path;
+
+/// Why a configuration was refused. Messages name the offending entry, never a secret.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read {path}: {source}")]
+    Read {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("invalid TOML in {path}: {message}")]
+    Parse { path: String, message: String },
+    #[error("{0}")]
+    Invalid(String),
+}
+
+impl ConfigError {
+    pub(crate) fn invalid(msg: impl Into<String>) -> Self {
+        Self::Invalid(msg.into())
+    }
+}
+
+/// Where secrets come from: the environment of this process (`SLUICE_MASTER_KEY` and the
+/// `env:VAR` references), abstracted so tests can supply their own.
+pub trait Env {
+    fn var(&self, name: &str) -> Option<String>;
+}
+
+/// The real process environment.
+#[derive(Debug, Clone, Copy)]
+pub struct ProcessEnv;
+
+impl Env for ProcessEnv {
+    fn var(&self, name: &str) -> Option<String> {
+        std::env::var(name).ok().filter(|v| !v.is_empty())
+    }
+}
+
+/// Reads and validates a configuration file.
+pub fn load(path: &Path, env: &dyn Env) -> Result<Snapshot, ConfigError> {
+    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+        path: path.display().to_string(),
+        source,
+    })?;
+    parse(&text, &path.display().to_string(), env)
+}
+
+/// Validates configuration text; `origin` names it in error messages.
+pub fn parse(text: &str, origin: &str, env: &dyn Env) -> Result<Snapshot, ConfigError> {
+    let raw: file::FileConfig = toml::from_str(text).map_err(|e| ConfigError::Parse {
+        path: origin.to_string(),
+        message: e.message().to_string(),
+    })?;
+    snapshot::build(raw, env)
+}

@@ -1,0 +1,257 @@
+//! The validated, immutable configuration snapshot the request path reads.
+
+use super::file::{FileConfig, KeySection};
+use super::providers::{Provider, Timeouts};
+use super::{ConfigError, Env};
+use crate::crypto::MasterKeys;
+use crate::keys::{KeyDigest, KeyId, ModelScope};
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::SystemTime;
+
+/// Settings read once at start (changing them needs a restart or a graceful upgrade).
+#[derive(Debug, Clone)]
+pub struct ServerSettings {
+    pub listen: Vec<String>,
+    pub threads: usize,
+    pub max_body_bytes: usize,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SinkKind {
+    Stdout,
+    File(PathBuf),
+    None,
+}
+
+#[derive(Debug, Clone)]
+pub struct UsageSettings {
+    pub sink: SinkKind,
+    pub queue_capacity: usize,
+}
+
+/// A model name's destination.
+#[derive(Debug)]
+pub struct Route {
+    pub provider: Arc<Provider>,
+    /// `None` means "send the requested name unchanged" (glob routes).
+    pub upstream_model: Option<Arc<str>>,
+}
+
+#[derive(Debug)]
+pub struct Org {
+    pub id: Arc<str>,
+    /// Provider name → sealed credential text, opened per request.
+    pub sealed_keys: HashMap<String, String>,
+}
+
+/// What a virtual key grants. The key itself is never stored, only its digest.
+#[derive(Debug)]
+pub struct VirtualKey {
+    pub id: KeyId,
+    pub org: Arc<str>,
+    pub scope: ModelScope,
+    pub expires: Option<SystemTime>,
+}
+
+#[derive(Debug)]
+pub struct Snapshot {
+    pub server: ServerSettings,
+    pub usage: UsageSettings,
+    pub providers: Vec<Arc<Provider>>,
+    /// Exact model names, in config order (what `GET /v1/models` lists).
+    pub models: Vec<(Arc<str>, Arc<Route>)>,
+    exact: HashMap<Arc<str>, Arc<Route>>,
+    globs: Vec<(glob::Pattern, Arc<Route>)>,
+    pub orgs: HashMap<Arc<str>, Arc<Org>>,
+    pub keys: HashMap<KeyDigest, Arc<VirtualKey>>,
+    pub master: Option<Arc<MasterKeys>>,
+}
+
+impl Snapshot {
+    /// The route for a requested model: exact names first, then globs in config order.
+    pub fn route(&self, model: &str) -> Option<&Arc<Route>> {
+        self.exact
+            .get(model)
+            .or_else(|| self.globs.iter().find(|(p, _)| p.matches(model)).map(|(_, r)| r))
+    }
+
+    pub fn org(&self, id: &str) -> Option<&Arc<Org>> {
+        self.orgs.get(id)
+    }
+
+    /// Whether `org` has a credential for `provider` (its own sealed one or the shared one).
+    pub fn org_can_use(&self, org: &str, provider: &Provider) -> bool {
+        !provider.needs_key()
+            || provider.shared_key.is_some()
+            || self
+                .org(org)
+                .is_some_and(|o| o.sealed_keys.contains_key(&*provider.name))
+    }
+}
+
+const DEFAULT_MAX_BODY: usize = 16 * 1024 * 1024;
+
+pub(super) fn build(raw: FileConfig, env: &dyn Env) -> Result<Snapshot, ConfigError> {
+    let server = ServerSettings {
+        listen: raw
+            .server
+            .listen
+            .clone()
+            .unwrap_or_else(|| vec!["127.0.0.1:8080".to_string()]),
+        threads: raw.server.threads.unwrap_or(2).max(1),
+        max_body_bytes: raw.server.max_body_bytes.unwrap_or(DEFAULT_MAX_BODY),
+    };
+    let usage = UsageSettings {
+        sink: match (raw.usage.sink.as_deref(), &raw.usage.path) {
+            (None | Some("stdout"), _) => SinkKind::Stdout,
+            (Some("none"), _) => SinkKind::None,
+            (Some("file"), Some(p)) => SinkKind::File(p.clone()),
+            (Some("file"), None) => {
+                return Err(ConfigError::invalid("usage: sink = \"file\" needs a path"))
+            }
+            (Some(other), _) => {
+                return Err(ConfigError::invalid(format!(
+                    "usage: sink {other:?} is not one of stdout, file, none"
+                )))
+            }
+        },
+        queue_capacity: raw.usage.queue_capacity.unwrap_or(65_536).max(1),
+    };
+    let defaults = Timeouts::default().overlay(&raw.timeouts, "[timeouts]")?;
+
+    let mut providers: HashMap<String, Arc<Provider>> = HashMap::new();
+    let mut provider_list = Vec::new();
+    for p in &raw.providers {
+        let org_keys = raw.orgs.iter().any(|o| o.provider_keys.contains_key(&p.name));
+        let built = Arc::new(Provider::build(p, defaults, env, org_keys)?);
+        if providers.insert(p.name.clone(), built.clone()).is_some() {
+            return Err(ConfigError::invalid(format!("provider {:?} is defined twice", p.name)));
+        }
+        provider_list.push(built);
+    }
+
+    let mut models = Vec::new();
+    let mut exact = HashMap::new();
+    let mut globs = Vec::new();
+    for m in &raw.models {
+        let provider = providers.get(&m.provider).ok_or_else(|| {
+            ConfigError::invalid(format!(
+                "model {:?}: unknown provider {:?}",
+                m.name, m.provider
+            ))
+        })?;
+        let route = Arc::new(Route {
+            provider: provider.clone(),
+            upstream_model: m.upstream_model.as_deref().map(Arc::from),
+        });
+        if m.name.contains(['*', '?', '[']) {
+            let pattern = glob::Pattern::new(&m.name)
+                .map_err(|e| ConfigError::invalid(format!("model {:?}: {e}", m.name)))?;
+            globs.push((pattern, route));
+        } else {
+            let name: Arc<str> = m.name.as_str().into();
+            if exact.insert(name.clone(), route.clone()).is_some() {
+                return Err(ConfigError::invalid(format!("model {:?} is defined twice", m.name)));
+            }
+            models.push((name, route));
+        }
+    }
+
+    let has_sealed = raw.orgs.iter().any(|o| !o.provider_keys.is_empty());
+    let master = load_master(&raw, env, has_sealed)?;
+    let mut orgs = HashMap::new();
+    for o in &raw.orgs {
+        for (provider, sealed) in &o.provider_keys {
+            if !providers.contains_key(provider) {
+                return Err(ConfigError::invalid(format!(
+                    "org {:?}: provider_keys names unknown provider {provider:?}",
+                    o.id
+                )));
+            }
+            let master = master.as_ref().ok_or_else(|| {
+                ConfigError::invalid("sealed provider keys need SLUICE_MASTER_KEY or server.master_key_file")
+            })?;
+            // Prove it opens now, so a bad value fails the load instead of a request; the
+            // plaintext is dropped (and zeroed) at once.
+            master.open(&o.id, provider, sealed).map_err(|e| {
+                ConfigError::invalid(format!("org {:?} provider {provider:?}: {e}", o.id))
+            })?;
+        }
+        let org = Arc::new(Org {
+            id: o.id.as_str().into(),
+            sealed_keys: o.provider_keys.clone().into_iter().collect(),
+        });
+        if orgs.insert(org.id.clone(), org).is_some() {
+            return Err(ConfigError::invalid(format!("org {:?} is defined twice", o.id)));
+        }
+    }
+
+    let mut keys = HashMap::new();
+    for (i, k) in raw.keys.iter().enumerate() {
+        let vk = build_key(k, i)?;
+        let digest = KeyDigest::parse(&k.digest)
+            .map_err(|e| ConfigError::invalid(format!("keys[{i}] (org {:?}): {e}", k.org)))?;
+        if keys.insert(digest, Arc::new(vk)).is_some() {
+            return Err(ConfigError::invalid(format!("keys[{i}]: the same key digest appears twice")));
+        }
+    }
+
+    Ok(Snapshot {
+        server,
+        usage,
+        providers: provider_list,
+        models,
+        exact,
+        globs,
+        orgs,
+        keys,
+        master: master.map(Arc::new),
+    })
+}
+
+fn load_master(
+    raw: &FileConfig,
+    env: &dyn Env,
+    required: bool,
+) -> Result<Option<MasterKeys>, ConfigError> {
+    let from_env = env.var("SLUICE_MASTER_KEY");
+    let file = raw.server.master_key_file.as_deref();
+    if from_env.is_none() && file.is_none() {
+        return Ok(None);
+    }
+    match MasterKeys::load(from_env.as_deref(), file) {
+        Ok(m) => Ok(Some(m)),
+        Err(e) if required => Err(ConfigError::invalid(format!("master key: {e}"))),
+        Err(e) => Err(ConfigError::invalid(format!("master key (unused, but set): {e}"))),
+    }
+}
+
+fn build_key(k: &KeySection, i: usize) -> Result<VirtualKey, ConfigError> {
+    let ctx = format!("keys[{i}] (org {:?})", k.org);
+    let digest =
+        KeyDigest::parse(&k.digest).map_err(|e| ConfigError::invalid(format!("{ctx}: {e}")))?;
+    let id = digest.key_id();
+    if let Some(claimed) = &k.id {
+        if *claimed != id.to_string() {
+            return Err(ConfigError::invalid(format!(
+                "{ctx}: id {claimed:?} does not match the digest (expected {id})"
+            )));
+        }
+    }
+    let scope =
+        ModelScope::parse(&k.models).map_err(|e| ConfigError::invalid(format!("{ctx}: {e}")))?;
+    let expires = match &k.expires {
+        None => None,
+        Some(t) => Some(humantime::parse_rfc3339_weak(t).map_err(|e| {
+            ConfigError::invalid(format!("{ctx}: expires {t:?} is not an RFC 3339 time: {e}"))
+        })?),
+    };
+    Ok(VirtualKey {
+        id,
+        org: k.org.as_str().into(),
+        scope,
+        expires,
+    })
+}

@@ -1,0 +1,73 @@
+//! The one per-request context that Pingora's phases share.
+
+use crate::api::{Api, Family};
+use crate::config::{Route, Snapshot, VirtualKey};
+use crate::errors::GatewayError;
+use crate::record::Tags;
+use crate::usage::UsageObserver;
+use bytes::Bytes;
+use std::sync::Arc;
+use std::time::{Instant, SystemTime};
+
+#[derive(Debug)]
+pub struct Ctx {
+    pub id: uuid::Uuid,
+    pub arrived: Instant,
+    pub arrived_wall: SystemTime,
+    /// The configuration this request uses from start to end, even across a reload.
+    pub snapshot: Arc<Snapshot>,
+    /// Error shape for answers; known from the path before anything else.
+    pub family: Family,
+    pub api: Option<Api>,
+    pub key: Option<Arc<VirtualKey>>,
+    pub route: Option<Arc<Route>>,
+    pub model: Option<String>,
+    pub upstream_model: Option<String>,
+    pub stream: bool,
+    /// Sluice asked the provider for streamed usage; the client must not see that chunk.
+    pub strip_usage_chunk: bool,
+    /// The body sent upstream (the client's, or its rewrite).
+    pub upstream_body: Option<Bytes>,
+    pub bytes_in: u64,
+    pub tags: Tags,
+    /// Set when sluice answered the request itself with an error.
+    pub rejected: Option<GatewayError>,
+    /// Set by a phase that failed with a gateway error, for `fail_to_proxy` to render.
+    pub failure: Option<GatewayError>,
+    pub status: u16,
+    pub observer: Option<UsageObserver>,
+    pub upstream_started: Option<Instant>,
+    pub first_chunk_at: Option<Instant>,
+    pub bytes_out: u64,
+    pub response_complete: bool,
+}
+
+impl Ctx {
+    pub fn new(snapshot: Arc<Snapshot>, now: SystemTime) -> Self {
+        Self {
+            id: uuid::Uuid::now_v7(),
+            arrived: Instant::now(),
+            arrived_wall: now,
+            snapshot,
+            family: Family::OpenAi,
+            api: None,
+            key: None,
+            route: None,
+            model: None,
+            upstream_model: None,
+            stream: false,
+            strip_usage_chunk: false,
+            upstream_body: None,
+            bytes_in: 0,
+            tags: Tags::default(),
+            rejected: None,
+            failure: None,
+            status: 0,
+            observer: None,
+            upstream_started: None,
+            first_chunk_at: None,
+            bytes_out: 0,
+            response_complete: false,
+        }
+    }
+}

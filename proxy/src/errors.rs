@@ -1,0 +1,141 @@
+//! Gateway errors, and their one mapping to HTTP answers in the caller's API shape.
+//!
+//! Every refusal sluice itself makes is a [`GatewayError`]; [`GatewayError::render`] is the only
+//! place that turns one into a status and a body (the "rescue" edge). Messages never contain a
+//! secret: only model names, paths and limits.
+
+use crate::api::Family;
+use bytes::Bytes;
+use pingora::{Error as PError, ErrorType};
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum GatewayError {
+    #[error("{0}")]
+    InvalidBody(String),
+    #[error("you must provide an API key, in 'Authorization: Bearer <key>' or 'x-api-key'")]
+    MissingKey,
+    #[error("incorrect API key provided")]
+    InvalidKey,
+    #[error("this API key has expired")]
+    KeyExpired,
+    #[error("this API key may not use the model `{0}`")]
+    ModelNotAllowed(String),
+    #[error("the model `{0}` does not exist or you do not have access to it")]
+    UnknownModel(String),
+    #[error("the model `{model}` is served through {wanted}, not this endpoint")]
+    WrongSurface { model: String, wanted: &'static str },
+    #[error("unknown path {0}")]
+    UnknownPath(String),
+    #[error("method {method} is not allowed on {path}")]
+    MethodNotAllowed { method: String, path: String },
+    #[error("request body is larger than the limit of {0} bytes")]
+    BodyTooLarge(usize),
+    #[error("the upstream provider could not be reached")]
+    UpstreamConnect,
+    #[error("the upstream provider did not answer in time")]
+    UpstreamTimeout,
+    #[error("the upstream provider sent an invalid response")]
+    UpstreamProtocol,
+    #[error("internal gateway error")]
+    Internal,
+}
+
+impl GatewayError {
+    pub fn status(&self) -> u16 {
+        match self {
+            Self::InvalidBody(_) | Self::WrongSurface { .. } => 400,
+            Self::MissingKey | Self::InvalidKey => 401,
+            Self::KeyExpired | Self::ModelNotAllowed(_) => 403,
+            Self::UnknownModel(_) | Self::UnknownPath(_) => 404,
+            Self::MethodNotAllowed { .. } => 405,
+            Self::BodyTooLarge(_) => 413,
+            Self::UpstreamConnect | Self::UpstreamProtocol => 502,
+            Self::UpstreamTimeout => 504,
+            Self::Internal => 500,
+        }
+    }
+
+    /// OpenAI's `error.type` and `error.code`.
+    fn openai_kind(&self) -> (&'static str, Option<&'static str>) {
+        match self {
+            Self::InvalidBody(_) | Self::WrongSurface { .. } => ("invalid_request_error", None),
+            Self::MissingKey => ("invalid_request_error", Some("missing_api_key")),
+            Self::InvalidKey => ("invalid_request_error", Some("invalid_api_key")),
+            Self::KeyExpired => ("invalid_request_error", Some("api_key_expired")),
+            Self::ModelNotAllowed(_) => ("invalid_request_error", Some("model_not_allowed")),
+            Self::UnknownModel(_) => ("invalid_request_error", Some("model_not_found")),
+            Self::UnknownPath(_) => ("invalid_request_error", Some("unknown_url")),
+            Self::MethodNotAllowed { .. } => ("invalid_request_error", Some("method_not_allowed")),
+            Self::BodyTooLarge(_) => ("invalid_request_error", Some("request_too_large")),
+            Self::UpstreamConnect => ("api_error", Some("upstream_unreachable")),
+            Self::UpstreamTimeout => ("api_error", Some("upstream_timeout")),
+            Self::UpstreamProtocol => ("api_error", Some("upstream_invalid_response")),
+            Self::Internal => ("api_error", Some("internal_error")),
+        }
+    }
+
+    /// Anthropic's `error.type`.
+    fn anthropic_type(&self) -> &'static str {
+        match self.status() {
+            400 | 405 => "invalid_request_error",
+            401 => "authentication_error",
+            403 => "permission_error",
+            404 => "not_found_error",
+            413 => "request_too_large",
+            504 => "timeout_error",
+            _ => "api_error",
+        }
+    }
+
+    fn param(&self) -> Option<&'static str> {
+        match self {
+            Self::UnknownModel(_) | Self::ModelNotAllowed(_) | Self::WrongSurface { .. } => {
+                Some("model")
+            }
+            _ => None,
+        }
+    }
+
+    /// Status and JSON body in the caller's shape.
+    pub fn render(&self, family: Family) -> (u16, Bytes) {
+        let message = self.to_string();
+        let body = match family {
+            Family::OpenAi => {
+                let (kind, code) = self.openai_kind();
+                serde_json::json!({"error": {
+                    "message": message, "type": kind, "param": self.param(), "code": code
+                }})
+            }
+            Family::Anthropic => serde_json::json!({
+                "type": "error",
+                "error": {"type": self.anthropic_type(), "message": message}
+            }),
+        };
+        (self.status(), Bytes::from(body.to_string()))
+    }
+
+    /// Maps a Pingora proxying failure (before any response byte reached the client).
+    pub fn from_proxy_error(e: &PError) -> Self {
+        match e.etype() {
+            ErrorType::ConnectTimedout
+            | ErrorType::TLSHandshakeTimedout
+            | ErrorType::ReadTimedout
+            | ErrorType::WriteTimedout => Self::UpstreamTimeout,
+            ErrorType::ConnectRefused
+            | ErrorType::ConnectNoRoute
+            | ErrorType::ConnectError
+            | ErrorType::ConnectProxyFailure
+            | ErrorType::TLSHandshakeFailure
+            | ErrorType::InvalidCert
+            | ErrorType::HandshakeError
+            | ErrorType::SocketError
+            | ErrorType::BindError => Self::UpstreamConnect,
+            ErrorType::InvalidHTTPHeader
+            | ErrorType::H1Error
+            | ErrorType::H2Error
+            | ErrorType::ReadError
+            | ErrorType::ConnectionClosed => Self::UpstreamProtocol,
+            _ => Self::Internal,
+        }
+    }
+}

@@ -1,0 +1,24 @@
+//! sluice data plane: an OpenAI/Anthropic-compatible LLM gateway built on Pingora.
+//!
+//! The `ProxyHttp` implementation in [`proxy`] only orchestrates Pingora's phases; every concern
+//! lives in its own module (see ARCHITECTURE.md for the code map).
+
+pub mod admit;
+pub mod api;
+pub mod auth;
+pub mod body;
+pub mod clock;
+pub mod config;
+pub mod crypto;
+pub mod ctx;
+pub mod errors;
+pub mod keys;
+pub mod meter;
+pub mod providers;
+pub mod proxy;
+pub mod record;
+pub mod respond;
+pub mod server;
+pub mod sink;
+pub mod sse;
+pub mod usage;

@@ -1,0 +1,98 @@
+//! Turning a finished request's context into its usage record: outcome, and exact or estimated
+//! token counts.
+
+use crate::ctx::Ctx;
+use crate::record::{Outcome, UsageRecord};
+use crate::usage::Usage;
+use pingora::{Error, ErrorSource, ErrorType};
+use std::time::{Instant, UNIX_EPOCH};
+
+/// How a request ended, from who answered and what error (if any) ended it.
+pub fn outcome(ctx: &Ctx, error: Option<&Error>) -> Outcome {
+    if ctx.rejected.is_some() {
+        return Outcome::Rejected;
+    }
+    if let Some(e) = error {
+        return match (e.esource(), e.etype()) {
+            (ErrorSource::Downstream, _) => Outcome::ClientDisconnected,
+            (
+                _,
+                ErrorType::ConnectTimedout
+                | ErrorType::ReadTimedout
+                | ErrorType::WriteTimedout
+                | ErrorType::TLSHandshakeTimedout,
+            ) => Outcome::UpstreamTimeout,
+            (
+                ErrorSource::Upstream,
+                ErrorType::ConnectRefused
+                | ErrorType::ConnectNoRoute
+                | ErrorType::ConnectError
+                | ErrorType::TLSHandshakeFailure
+                | ErrorType::InvalidCert
+                | ErrorType::HandshakeError,
+            ) => Outcome::UpstreamUnreachable,
+            (ErrorSource::Upstream, _) if ctx.status != 0 => Outcome::UpstreamDropped,
+            (ErrorSource::Upstream, _) => Outcome::UpstreamUnreachable,
+            _ => Outcome::Error,
+        };
+    }
+    match ctx.status {
+        200..=299 => Outcome::Ok,
+        0 => Outcome::Error,
+        _ => Outcome::ProviderError,
+    }
+}
+
+/// Input estimate when the provider never reported it: about four bytes of request JSON per
+/// token (deliberately simple and documented; flagged `estimated`).
+fn estimate_input(bytes_in: u64) -> u64 {
+    bytes_in.div_ceil(4)
+}
+
+/// Exact counts when the provider reported them; otherwise what is known plus estimates.
+fn counts(ctx: &Ctx) -> (Usage, bool) {
+    let Some(observer) = &ctx.observer else {
+        return (Usage::default(), false);
+    };
+    let seen = observer.report();
+    if seen.final_usage_seen {
+        return (seen.usage, false);
+    }
+    let mut usage = seen.usage;
+    if !seen.input_known {
+        usage.input_tokens = estimate_input(ctx.bytes_in);
+    }
+    // Providers emit about one token per content delta.
+    usage.output_tokens = usage.output_tokens.max(seen.delta_events);
+    (usage, true)
+}
+
+pub fn record(ctx: &Ctx, error: Option<&Error>, status: u16) -> UsageRecord {
+    let now = Instant::now();
+    let ms = |from: Instant, to: Instant| to.saturating_duration_since(from).as_secs_f64() * 1e3;
+    let (usage, estimated) = counts(ctx);
+    UsageRecord {
+        id: ctx.id,
+        time_ms: ctx
+            .arrived_wall
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as u64),
+        org: ctx.key.as_ref().map(|k| k.org.clone()),
+        key_id: ctx.key.as_ref().map(|k| k.id.clone()),
+        provider: ctx.route.as_ref().map(|r| r.provider.name.clone()),
+        model: ctx.model.clone(),
+        upstream_model: ctx.upstream_model.clone(),
+        api: ctx.api.map_or("unknown", |a| a.name()),
+        stream: ctx.stream,
+        status,
+        outcome: outcome(ctx, error),
+        usage,
+        estimated,
+        ttft_ms: ctx.first_chunk_at.map(|t| ms(ctx.arrived, t)),
+        total_ms: ms(ctx.arrived, now),
+        upstream_ms: ctx.upstream_started.map(|t| ms(t, now)),
+        bytes_in: ctx.bytes_in,
+        bytes_out: ctx.bytes_out,
+        tags: ctx.tags.clone(),
+    }
+}

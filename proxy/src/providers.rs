@@ -1,0 +1,176 @@
+//! Preparing the upstream request for a provider: path, query, headers, and the credential swap.
+//!
+//! Client credentials, hop-by-hop headers and sluice's own `x-sluice-*` headers never reach the
+//! provider. The provider credential is opened here, per request, into memory that is zeroed when
+//! the request's copy is dropped.
+
+use crate::config::{AuthStyle, Org, Provider, ProviderKind, Snapshot};
+use crate::crypto::Secret;
+use crate::errors::GatewayError;
+use http::header::{self, HeaderName, HeaderValue};
+use pingora::http::RequestHeader;
+use zeroize::Zeroizing;
+
+/// Headers that are the client's credentials, connection-level, or ours.
+const STRIP: &[&str] = &[
+    "authorization",
+    "x-api-key",
+    "api-key",
+    "proxy-authorization",
+    "cookie",
+    "openai-organization",
+    "openai-project",
+    "connection",
+    "keep-alive",
+    "proxy-connection",
+    "te",
+    "trailer",
+    "transfer-encoding",
+    "upgrade",
+    "host",
+    "content-length",
+    "accept-encoding",
+    "expect",
+    "forwarded",
+    "x-forwarded-for",
+    "x-forwarded-host",
+    "x-forwarded-proto",
+    "x-real-ip",
+];
+
+/// Anthropic requires a version header; the SDKs send one, curl users often do not.
+const DEFAULT_ANTHROPIC_VERSION: &str = "2023-06-01";
+
+/// The credential for `org` at `provider`: the org's own sealed key if it has one (opened now),
+/// else the operator's shared key, else none.
+pub fn credential(
+    snapshot: &Snapshot,
+    org: Option<&Org>,
+    provider: &Provider,
+) -> Result<Option<Secret>, GatewayError> {
+    if provider.auth == AuthStyle::None {
+        return Ok(None);
+    }
+    if let Some(sealed) = org.and_then(|o| o.sealed_keys.get(&*provider.name).map(|s| (o, s))) {
+        let (org, sealed) = sealed;
+        let master = snapshot.master.as_ref().ok_or(GatewayError::Internal)?;
+        // Validated at load; failing now means the master key changed underneath us.
+        return master
+            .open(&org.id, &provider.name, sealed)
+            .map(Some)
+            .map_err(|_| GatewayError::Internal);
+    }
+    Ok(provider.shared_key.clone())
+}
+
+/// Rewrites `req` (a copy of the client's request header) into the provider's request.
+pub fn prepare_request(
+    req: &mut RequestHeader,
+    provider: &Provider,
+    model: &str,
+    body_len: usize,
+    credential: Option<&Secret>,
+) -> Result<(), GatewayError> {
+    let uri = upstream_uri(req, provider, model)?;
+    req.set_uri(uri);
+
+    // Headers named by `Connection` are hop-by-hop too.
+    let named: Vec<String> = req
+        .headers
+        .get_all(header::CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(|s| s.trim().to_ascii_lowercase())
+        .filter(|s| !s.is_empty())
+        .collect();
+    for name in STRIP.iter().copied().chain(named.iter().map(String::as_str)) {
+        req.remove_header(name);
+    }
+    let ours: Vec<HeaderName> = req
+        .headers
+        .keys()
+        .filter(|k| k.as_str().starts_with("x-sluice-"))
+        .cloned()
+        .collect();
+    for name in ours {
+        req.remove_header(&name);
+    }
+
+    let set = |req: &mut RequestHeader, name: HeaderName, value: HeaderValue| {
+        req.insert_header(name, value).map_err(|_| GatewayError::Internal)
+    };
+    set(req, header::HOST, value(&provider.host_header)?)?;
+    set(req, header::CONTENT_LENGTH, HeaderValue::from(body_len))?;
+    // Usage is read from the body as it passes; a compressed body could not be read.
+    set(req, header::ACCEPT_ENCODING, HeaderValue::from_static("identity"))?;
+    if provider.kind == ProviderKind::Anthropic && !req.headers.contains_key("anthropic-version") {
+        set(
+            req,
+            HeaderName::from_static("anthropic-version"),
+            HeaderValue::from_static(DEFAULT_ANTHROPIC_VERSION),
+        )?;
+    }
+    if let Some(secret) = credential {
+        let (name, prefix): (HeaderName, &[u8]) = match provider.auth {
+            AuthStyle::Bearer => (header::AUTHORIZATION, b"Bearer "),
+            AuthStyle::XApiKey => (HeaderName::from_static("x-api-key"), b""),
+            AuthStyle::ApiKey => (HeaderName::from_static("api-key"), b""),
+            AuthStyle::None => return Ok(()),
+        };
+        // The assembled value lives in a zeroed-on-drop buffer; the header keeps its own copy
+        // (marked sensitive, so it is never printed) until the request is done.
+        let mut raw = Zeroizing::new(Vec::with_capacity(prefix.len() + secret.expose().len()));
+        raw.extend_from_slice(prefix);
+        raw.extend_from_slice(secret.expose());
+        let mut v = HeaderValue::from_bytes(&raw).map_err(|_| GatewayError::Internal)?;
+        v.set_sensitive(true);
+        set(req, name, v)?;
+    }
+    Ok(())
+}
+
+/// Base path + inbound path without `/v1` + client query + provider query.
+fn upstream_uri(
+    req: &RequestHeader,
+    provider: &Provider,
+    model: &str,
+) -> Result<http::Uri, GatewayError> {
+    let path = req.uri.path();
+    let rest = path.strip_prefix("/v1").unwrap_or(path);
+    let base = if provider.base_path.contains("{model}") {
+        provider.base_path.replace("{model}", &path_segment(model))
+    } else {
+        provider.base_path.clone()
+    };
+    let mut target = format!("{base}{rest}");
+    let queries: Vec<&str> = [req.uri.query(), provider.query.as_deref()]
+        .into_iter()
+        .flatten()
+        .filter(|q| !q.is_empty())
+        .collect();
+    if !queries.is_empty() {
+        target.push('?');
+        target.push_str(&queries.join("&"));
+    }
+    target.parse().map_err(|_| {
+        GatewayError::InvalidBody("the model name cannot be used in the provider URL".into())
+    })
+}
+
+/// Percent-encodes everything outside RFC 3986's unreserved set.
+fn path_segment(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+fn value(s: &str) -> Result<HeaderValue, GatewayError> {
+    HeaderValue::from_str(s).map_err(|_| GatewayError::Internal)
+}

@@ -1,0 +1,190 @@
+//! The Pingora `ProxyHttp` implementation. It only orchestrates the phases; every decision lives
+//! in its own module (admit, providers, usage, meter, respond).
+
+use crate::admit::{self, Admission};
+use crate::clock::Clock;
+use crate::config::Snapshot;
+use crate::ctx::Ctx;
+use crate::errors::GatewayError;
+use crate::meter;
+use crate::providers;
+use crate::respond::{self, REQUEST_ID};
+use crate::sink::UsageSink;
+use crate::usage::UsageObserver;
+use arc_swap::ArcSwap;
+use async_trait::async_trait;
+use bytes::Bytes;
+use pingora::http::{RequestHeader, ResponseHeader};
+use pingora::prelude::*;
+use pingora::proxy::{FailToProxy, ProxyHttp, Session};
+use pingora::{ErrorSource, ErrorType};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// The gateway: current configuration, usage sink, clock.
+#[derive(Debug, Clone)]
+pub struct Gateway {
+    config: Arc<ArcSwap<Snapshot>>,
+    sink: UsageSink,
+    clock: Arc<dyn Clock>,
+}
+
+impl Gateway {
+    pub fn new(config: Arc<ArcSwap<Snapshot>>, sink: UsageSink, clock: Arc<dyn Clock>) -> Self {
+        Self {
+            config,
+            sink,
+            clock,
+        }
+    }
+}
+
+/// A gateway error raised inside a phase: stored for `fail_to_proxy` to render.
+fn fail(ctx: &mut Ctx, e: GatewayError) -> Box<pingora::Error> {
+    ctx.failure = Some(e);
+    pingora::Error::new(ErrorType::InternalError)
+}
+
+#[async_trait]
+impl ProxyHttp for Gateway {
+    type CTX = Ctx;
+
+    fn new_ctx(&self) -> Ctx {
+        Ctx::new(self.config.load_full(), self.clock.now())
+    }
+
+    async fn request_filter(&self, session: &mut Session, ctx: &mut Ctx) -> Result<bool> {
+        match admit::admit(session, ctx, self.clock.now()).await {
+            Ok(Admission::Proxy) => Ok(false),
+            Ok(Admission::ListModels) => {
+                respond::models(session, ctx).await;
+                Ok(true)
+            }
+            Err(e) => {
+                respond::error(session, ctx, e).await;
+                Ok(true)
+            }
+        }
+    }
+
+    async fn upstream_peer(&self, _session: &mut Session, ctx: &mut Ctx) -> Result<Box<HttpPeer>> {
+        let route = ctx.route.clone().ok_or_else(|| fail(ctx, GatewayError::Internal))?;
+        ctx.upstream_started = Some(Instant::now());
+        route
+            .provider
+            .peer(ctx.stream)
+            .ok_or_else(|| fail(ctx, GatewayError::Internal))
+    }
+
+    async fn upstream_request_filter(
+        &self,
+        _session: &mut Session,
+        upstream: &mut RequestHeader,
+        ctx: &mut Ctx,
+    ) -> Result<()> {
+        let (Some(route), Some(model)) = (ctx.route.clone(), ctx.upstream_model.clone()) else {
+            return Err(fail(ctx, GatewayError::Internal));
+        };
+        let org = ctx.key.as_ref().and_then(|k| ctx.snapshot.org(&k.org)).cloned();
+        let body_len = ctx.upstream_body.as_ref().map_or(0, Bytes::len);
+        let credential = providers::credential(&ctx.snapshot, org.as_deref(), &route.provider)
+            .map_err(|e| fail(ctx, e))?;
+        providers::prepare_request(upstream, &route.provider, &model, body_len, credential.as_ref())
+            .map_err(|e| fail(ctx, e))
+    }
+
+    async fn request_body_filter(
+        &self,
+        _session: &mut Session,
+        body: &mut Option<Bytes>,
+        end_of_stream: bool,
+        ctx: &mut Ctx,
+    ) -> Result<()> {
+        // The client's body was read (and maybe rewritten) during admission; the patched Pingora
+        // calls this once with end_of_stream so we hand it over. A retry calls it again, so it is
+        // cloned (a reference count), not taken.
+        if end_of_stream {
+            *body = ctx.upstream_body.clone();
+        }
+        Ok(())
+    }
+
+    async fn upstream_response_filter(
+        &self,
+        _session: &mut Session,
+        upstream: &mut ResponseHeader,
+        ctx: &mut Ctx,
+    ) -> Result<()> {
+        ctx.status = upstream.status.as_u16();
+        let shape = ctx.api.and_then(|a| a.shape());
+        if let (true, Some(shape)) = (upstream.status.is_success(), shape) {
+            let sse = upstream
+                .headers
+                .get(http::header::CONTENT_TYPE)
+                .and_then(|v| v.to_str().ok())
+                .is_some_and(|v| v.starts_with("text/event-stream"));
+            let strip = sse && ctx.strip_usage_chunk;
+            if strip {
+                // One event will be cut out, so the provider's length (if any) would be wrong.
+                upstream.remove_header(&http::header::CONTENT_LENGTH);
+            }
+            ctx.observer = Some(UsageObserver::new(shape, sse, strip));
+        }
+        if let Some(theirs) = upstream.remove_header(REQUEST_ID) {
+            let _ = upstream.insert_header("x-upstream-request-id", theirs);
+        }
+        upstream
+            .insert_header(REQUEST_ID, ctx.id.to_string())
+            .map_err(|_| fail(ctx, GatewayError::Internal))
+    }
+
+    fn response_body_filter(
+        &self,
+        _session: &mut Session,
+        body: &mut Option<Bytes>,
+        end_of_stream: bool,
+        ctx: &mut Ctx,
+    ) -> Result<Option<Duration>> {
+        if ctx.first_chunk_at.is_none() && body.as_ref().is_some_and(|b| !b.is_empty()) {
+            ctx.first_chunk_at = Some(Instant::now());
+        }
+        if let Some(observer) = ctx.observer.as_mut() {
+            observer.filter(body, end_of_stream);
+        }
+        ctx.bytes_out += body.as_ref().map_or(0, |b| b.len() as u64);
+        ctx.response_complete |= end_of_stream;
+        let total = ctx.route.as_ref().map(|r| r.provider.timeouts.total);
+        if let (Some(total), Some(started)) = (total, ctx.upstream_started) {
+            if !end_of_stream && started.elapsed() > total {
+                return Error::e_explain(ErrorType::ReadTimedout, "total upstream time exceeded");
+            }
+        }
+        Ok(None)
+    }
+
+    async fn fail_to_proxy(&self, session: &mut Session, e: &Error, ctx: &mut Ctx) -> FailToProxy {
+        let client_gone = e.esource() == &ErrorSource::Downstream;
+        let err = ctx
+            .failure
+            .take()
+            .unwrap_or_else(|| GatewayError::from_proxy_error(e));
+        let mut code = 0;
+        if !client_gone && session.response_written().is_none() {
+            let (status, body) = err.render(ctx.family);
+            code = status;
+            ctx.status = status;
+            respond::json(session, ctx, status, body).await;
+        }
+        FailToProxy {
+            error_code: code,
+            can_reuse_downstream: false,
+        }
+    }
+
+    async fn logging(&self, session: &mut Session, e: Option<&Error>, ctx: &mut Ctx) {
+        let status = session
+            .response_written()
+            .map_or(ctx.status, |r| r.status.as_u16());
+        self.sink.emit(meter::record(ctx, e, status));
+    }
+}

@@ -1,0 +1,116 @@
+//! Announcing the addresses actually listened on, once they are.
+//!
+//! Pingora binds inside its service runtime and does not report the port it got for
+//! `127.0.0.1:0`, so we read it back from the kernel: our own listening sockets are the `LISTEN`
+//! rows of `/proc/self/net/tcp{,6}` whose inode is one of our file descriptors. This makes port 0
+//! race-free for tests and gives scripts a readiness line (`sluice-proxy listening on http://…`
+//! on stderr) instead of guessing with sleeps. Linux only, as is Pingora's graceful upgrade.
+
+use std::collections::HashSet;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::time::{Duration, Instant};
+
+/// Prints one line per listening address once `expected` sockets listen (gives up after 30 s).
+pub fn announce_when_listening(expected: usize) {
+    let spawned = std::thread::Builder::new()
+        .name("sluice-ready".into())
+        .spawn(move || {
+            let deadline = Instant::now() + Duration::from_secs(30);
+            let mut wait = Duration::from_millis(1);
+            while Instant::now() < deadline {
+                let found = listening();
+                if found.len() >= expected {
+                    for addr in found {
+                        eprintln!("sluice-proxy listening on http://{addr}");
+                    }
+                    return;
+                }
+                std::thread::sleep(wait);
+                wait = (wait * 2).min(Duration::from_millis(50));
+            }
+            tracing::warn!("listeners did not come up within 30 s");
+        });
+    if spawned.is_err() {
+        tracing::warn!("cannot start the readiness thread");
+    }
+}
+
+/// This process's listening TCP sockets.
+fn listening() -> Vec<SocketAddr> {
+    let ours = socket_inodes();
+    let mut found = Vec::new();
+    for (table, v6) in [("/proc/self/net/tcp", false), ("/proc/self/net/tcp6", true)] {
+        let Ok(text) = std::fs::read_to_string(table) else {
+            continue;
+        };
+        for line in text.lines().skip(1) {
+            let cols: Vec<&str> = line.split_whitespace().collect();
+            let (Some(local), Some(state), Some(inode)) = (cols.get(1), cols.get(3), cols.get(9))
+            else {
+                continue;
+            };
+            if *state != "0A" || !inode.parse::<u64>().is_ok_and(|i| ours.contains(&i)) {
+                continue;
+            }
+            if let Some(addr) = parse_addr(local, v6) {
+                found.push(addr);
+            }
+        }
+    }
+    found
+}
+
+fn socket_inodes() -> HashSet<u64> {
+    let Ok(dir) = std::fs::read_dir("/proc/self/fd") else {
+        return HashSet::new();
+    };
+    dir.filter_map(|e| std::fs::read_link(e.ok()?.path()).ok())
+        .filter_map(|target| {
+            let t = target.to_str()?;
+            t.strip_prefix("socket:[")?.strip_suffix(']')?.parse().ok()
+        })
+        .collect()
+}
+
+/// `0100007F:1F90` (IPv4, little-endian words) or the 32-hex-digit IPv6 form.
+fn parse_addr(text: &str, v6: bool) -> Option<SocketAddr> {
+    let (ip_hex, port_hex) = text.split_once(':')?;
+    let port = u16::from_str_radix(port_hex, 16).ok()?;
+    let ip = if v6 {
+        let mut bytes = [0u8; 16];
+        for (i, word) in bytes.chunks_mut(4).enumerate() {
+            let w = u32::from_str_radix(ip_hex.get(i * 8..i * 8 + 8)?, 16).ok()?;
+            word.copy_from_slice(&w.to_le_bytes());
+        }
+        IpAddr::V6(Ipv6Addr::from(bytes))
+    } else {
+        let w = u32::from_str_radix(ip_hex, 16).ok()?;
+        IpAddr::V4(Ipv4Addr::from(w.to_le_bytes()))
+    };
+    Some(SocketAddr::new(ip, port))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_proc_addresses() {
+        assert_eq!(
+            parse_addr("0100007F:1F90", false),
+            Some("127.0.0.1:8080".parse().unwrap())
+        );
+        assert_eq!(
+            parse_addr("00000000000000000000000001000000:0050", true),
+            Some("[::1]:80".parse().unwrap())
+        );
+        assert_eq!(parse_addr("zz:1", false), None);
+    }
+
+    #[test]
+    fn finds_a_listener_of_this_process() {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = l.local_addr().unwrap();
+        assert!(listening().contains(&addr));
+    }
+}

@@ -1,0 +1,561 @@
+//! Incremental Server-Sent Events scanner: finds events, their fields and their byte ranges in a
+//! stream that arrives in arbitrary chunks, as Pingora's body filter hands them over.
+//!
+//! Parsing follows the WHATWG EventSource rules: lines end in LF, CRLF or CR (a CRLF split across
+//! two chunks is one line end); an empty line dispatches the event; lines starting with `:` are
+//! comments; `field:value` loses one optional space after the colon; `data` lines are joined with
+//! `\n`; `event` sets the type (default `message`); a line without a colon is a field with an empty
+//! value; unknown fields (`id`, `retry`, ...) are ignored; a leading UTF-8 BOM is skipped; a block
+//! without any `data` line is not dispatched; an unterminated event at end of stream is dropped.
+//!
+//! Every dispatched event carries its absolute byte range `[start, end)`: `start` is just past the
+//! previous block's blank line (so leading comments belong to the event) and `end` is just past its
+//! own blank line. Dispatched ranges plus undispatched blocks tile the stream, which lets a caller
+//! cut an event out of the forwarded bytes.
+//!
+//! Cost model: line ends are found with `memchr2`, fields with `memchr`; an event whose lines lie
+//! wholly in one chunk is reported by borrowing the chunk. Only bytes that span chunks (a partial
+//! line, or the data of an unfinished event) are copied, into buffers that are reused. Those
+//! buffers are bounded: data beyond `max_event_bytes` (1 MiB by default) is dropped and the event
+//! is reported with `truncated` set, so a hostile upstream cannot grow memory without limit.
+
+use memchr::{memchr, memchr2};
+
+/// Default bound on the data bytes of one event; larger events are reported truncated.
+pub const DEFAULT_MAX_EVENT_BYTES: usize = 1 << 20;
+
+/// Event types are short protocol names; anything longer is garbage and is cut to this length.
+const MAX_EVENT_TYPE: usize = 256;
+
+/// Room for a field name, colon and space ahead of the value in a carried line.
+const LINE_SLACK: usize = 16;
+
+const BOM: &[u8] = b"\xEF\xBB\xBF";
+
+/// One dispatched event; the slices are only valid during the callback.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SseEvent<'a> {
+    /// The `event` field, or `message` when the event had none.
+    pub event: &'a [u8],
+    /// The `data` lines joined with `\n` (cut to the scanner's bound when `truncated`).
+    pub data: &'a [u8],
+    /// Absolute offset of the event's first byte in the stream.
+    pub start: u64,
+    /// Absolute offset just past the blank line that ended the event.
+    pub end: u64,
+    /// The data exceeded the scanner's bound and only its prefix is reported.
+    pub truncated: bool,
+}
+
+/// Where the current event's data lives between lines.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Data {
+    /// No `data` line yet: a blank line now dispatches nothing.
+    None,
+    /// One `data` value borrowed from the chunk being fed (indices into it).
+    Chunk(usize, usize),
+    /// Data copied into `data_buf` because it spans lines or chunks.
+    Owned,
+}
+
+/// Incremental SSE scanner; see the module documentation for the rules it applies.
+#[derive(Debug)]
+pub struct SseScanner {
+    offset: u64,
+    boundary: u64,
+    max_event: usize,
+    line: Vec<u8>,
+    in_line: bool,
+    line_truncated: bool,
+    cr_pending: bool,
+    blank_pending: bool,
+    at_stream_start: bool,
+    data: Data,
+    data_buf: Vec<u8>,
+    /// The `event` value when borrowed from the chunk being fed (indices into it).
+    event_in_chunk: Option<(usize, usize)>,
+    /// The `event` value otherwise (empty: none, or an empty value; both mean `message`).
+    event_type: Vec<u8>,
+    truncated: bool,
+}
+
+impl Default for SseScanner {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl SseScanner {
+    /// A scanner with the default 1 MiB bound per event.
+    pub fn new() -> Self {
+        Self::with_max_event_bytes(DEFAULT_MAX_EVENT_BYTES)
+    }
+
+    /// A scanner that keeps at most `max_event` data bytes of any one event.
+    pub fn with_max_event_bytes(max_event: usize) -> Self {
+        Self {
+            offset: 0,
+            boundary: 0,
+            max_event,
+            line: Vec::new(),
+            in_line: false,
+            line_truncated: false,
+            cr_pending: false,
+            blank_pending: false,
+            at_stream_start: true,
+            data: Data::None,
+            data_buf: Vec::new(),
+            event_in_chunk: None,
+            event_type: Vec::new(),
+            truncated: false,
+        }
+    }
+
+    /// Total bytes fed so far.
+    pub fn offset(&self) -> u64 {
+        self.offset
+    }
+
+    /// Absolute offset just past the last finished block: bytes before it can never belong to a
+    /// later event. A blank line ending in a CR at the very end of a chunk is not finished until
+    /// the next byte shows whether an LF belongs to it.
+    pub fn boundary(&self) -> u64 {
+        self.boundary
+    }
+
+    /// Feeds the next chunk; calls `on_event` for every event completed within it.
+    pub fn feed(&mut self, chunk: &[u8], mut on_event: impl FnMut(&SseEvent<'_>)) {
+        if chunk.is_empty() {
+            return;
+        }
+        let base = self.offset;
+        self.offset = self.offset.saturating_add(chunk.len() as u64);
+        let mut pos = 0;
+        if self.cr_pending {
+            self.cr_pending = false;
+            if chunk.first() == Some(&b'\n') {
+                pos = 1;
+            }
+            if self.blank_pending {
+                self.blank_pending = false;
+                self.end_block(chunk, base.saturating_add(pos as u64), &mut on_event);
+            }
+        }
+        if self.in_line {
+            let rest = chunk.get(pos..).unwrap_or_default();
+            let Some(i) = memchr2(b'\n', b'\r', rest) else {
+                self.push_line(rest);
+                return;
+            };
+            self.push_line(rest.get(..i).unwrap_or_default());
+            self.in_line = false;
+            let (next, cr_at_end) = after_terminator(chunk, pos + i);
+            let mut line = std::mem::take(&mut self.line);
+            self.cr_pending = cr_at_end;
+            let end = base.saturating_add(next as u64);
+            self.process_line(chunk, &line, None, end, &mut on_event);
+            line.clear();
+            self.line = line;
+            pos = next;
+        }
+        while let Some(rest) = chunk.get(pos..).filter(|r| !r.is_empty()) {
+            let Some(i) = memchr2(b'\n', b'\r', rest) else {
+                self.line.clear();
+                self.line_truncated = false;
+                self.in_line = true;
+                self.push_line(rest);
+                break;
+            };
+            let (next, cr_at_end) = after_terminator(chunk, pos + i);
+            self.cr_pending = cr_at_end;
+            let end = base.saturating_add(next as u64);
+            self.process_line(
+                chunk,
+                rest.get(..i).unwrap_or_default(),
+                Some(pos),
+                end,
+                &mut on_event,
+            );
+            pos = next;
+        }
+        self.park(chunk);
+    }
+
+    /// Ends the stream: dispatches an event whose final blank line ended in a CR at the very end
+    /// of the last chunk, and drops any unterminated event as the EventSource rules require.
+    pub fn finish(&mut self, mut on_event: impl FnMut(&SseEvent<'_>)) {
+        if self.cr_pending && self.blank_pending {
+            self.end_block(&[], self.offset, &mut on_event);
+        }
+        self.cr_pending = false;
+        self.blank_pending = false;
+        self.in_line = false;
+        self.line.clear();
+        self.reset_event();
+        self.boundary = self.offset;
+    }
+
+    /// Applies one complete line; `at` is its index in `chunk` when it was not carried.
+    fn process_line(
+        &mut self,
+        chunk: &[u8],
+        line: &[u8],
+        mut at: Option<usize>,
+        end: u64,
+        on_event: &mut impl FnMut(&SseEvent<'_>),
+    ) {
+        let mut line = line;
+        if self.at_stream_start {
+            self.at_stream_start = false;
+            if let Some(rest) = line.strip_prefix(BOM) {
+                line = rest;
+                at = at.map(|a| a + BOM.len());
+            }
+        }
+        match line.first() {
+            None if self.cr_pending => self.blank_pending = true,
+            None => self.end_block(chunk, end, on_event),
+            Some(b':') => {}
+            Some(_) => {
+                let (name, value_at) = match memchr(b':', line) {
+                    Some(c) if line.get(c + 1) == Some(&b' ') => (line.get(..c), c + 2),
+                    Some(c) => (line.get(..c), c + 1),
+                    None => (Some(line), line.len()),
+                };
+                let value = line.get(value_at..).unwrap_or_default();
+                match name.unwrap_or_default() {
+                    b"data" => {
+                        self.truncated |= at.is_none() && self.line_truncated;
+                        self.push_data(chunk, value, at.map(|a| a + value_at));
+                    }
+                    b"event" => {
+                        let keep = value.len().min(MAX_EVENT_TYPE);
+                        self.event_type.clear();
+                        self.event_in_chunk = at.map(|a| (a + value_at, a + value_at + keep));
+                        if at.is_none() {
+                            self.event_type
+                                .extend_from_slice(value.get(..keep).unwrap_or_default());
+                        }
+                    }
+                    _ => {}
+                }
+            }
+        }
+    }
+
+    /// Appends one `data` value, borrowing it from the chunk when it is the event's first.
+    fn push_data(&mut self, chunk: &[u8], value: &[u8], at: Option<usize>) {
+        match (self.data, at) {
+            (Data::None, Some(a)) => self.data = Data::Chunk(a, a + value.len()),
+            (Data::None, None) => {
+                self.data_buf.clear();
+                self.append_data(value);
+                self.data = Data::Owned;
+            }
+            (Data::Chunk(s, e), _) => {
+                self.data_buf.clear();
+                self.append_data(chunk.get(s..e).unwrap_or_default());
+                self.append_data(b"\n");
+                self.append_data(value);
+                self.data = Data::Owned;
+            }
+            (Data::Owned, _) => {
+                self.append_data(b"\n");
+                self.append_data(value);
+            }
+        }
+    }
+
+    /// Copies into the data buffer up to the bound, marking the event truncated past it.
+    fn append_data(&mut self, bytes: &[u8]) {
+        let room = self.max_event.saturating_sub(self.data_buf.len());
+        if bytes.len() > room {
+            self.truncated = true;
+        }
+        self.data_buf
+            .extend_from_slice(bytes.get(..room.min(bytes.len())).unwrap_or_default());
+    }
+
+    /// Carries part of a line that continues in the next chunk, up to the bound.
+    fn push_line(&mut self, bytes: &[u8]) {
+        let room = self
+            .max_event
+            .saturating_add(LINE_SLACK)
+            .saturating_sub(self.line.len());
+        if bytes.len() > room {
+            self.line_truncated = true;
+        }
+        self.line
+            .extend_from_slice(bytes.get(..room.min(bytes.len())).unwrap_or_default());
+    }
+
+    /// Handles a blank line: dispatches the event if it has data, and starts the next block.
+    fn end_block(&mut self, chunk: &[u8], end: u64, on_event: &mut impl FnMut(&SseEvent<'_>)) {
+        let data = match self.data {
+            Data::None => None,
+            Data::Chunk(s, e) => Some(chunk.get(s..e).unwrap_or_default()),
+            Data::Owned => Some(self.data_buf.as_slice()),
+        };
+        if let Some(data) = data {
+            let keep = data.len().min(self.max_event);
+            let event = match self.event_in_chunk {
+                Some((s, e)) => chunk.get(s..e).unwrap_or_default(),
+                None => self.event_type.as_slice(),
+            };
+            let event = if event.is_empty() { b"message" } else { event };
+            on_event(&SseEvent {
+                event,
+                data: data.get(..keep).unwrap_or_default(),
+                start: self.boundary,
+                end,
+                truncated: self.truncated || keep < data.len(),
+            });
+        }
+        self.reset_event();
+        self.boundary = end;
+    }
+
+    fn reset_event(&mut self) {
+        self.data = Data::None;
+        self.data_buf.clear();
+        self.event_in_chunk = None;
+        self.event_type.clear();
+        self.truncated = false;
+    }
+
+    /// At the end of a chunk, copies what an unfinished event borrowed, since the chunk goes.
+    fn park(&mut self, chunk: &[u8]) {
+        if let Some((s, e)) = self.event_in_chunk.take() {
+            self.event_type.clear();
+            self.event_type
+                .extend_from_slice(chunk.get(s..e).unwrap_or_default());
+        }
+        if let Data::Chunk(s, e) = self.data {
+            self.data_buf.clear();
+            self.append_data(chunk.get(s..e).unwrap_or_default());
+            self.data = Data::Owned;
+        }
+    }
+}
+
+/// Given the index of a CR or LF in `chunk`, returns the index just past the line end and whether
+/// that line end is a CR at the very end of the chunk (whose LF, if any, comes in the next chunk).
+fn after_terminator(chunk: &[u8], at: usize) -> (usize, bool) {
+    match (chunk.get(at), chunk.get(at + 1)) {
+        (Some(b'\r'), Some(b'\n')) => (at + 2, false),
+        (Some(b'\r'), None) => (at + 1, true),
+        _ => (at + 1, false),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    /// An owned copy of a dispatched event.
+    #[derive(Debug, Clone, PartialEq, Eq)]
+    struct Ev {
+        event: Vec<u8>,
+        data: Vec<u8>,
+        start: u64,
+        end: u64,
+        truncated: bool,
+    }
+
+    fn scan_with(mut scanner: SseScanner, chunks: &[&[u8]]) -> Vec<Ev> {
+        let mut out = Vec::new();
+        let mut push = |e: &SseEvent<'_>| {
+            out.push(Ev {
+                event: e.event.to_vec(),
+                data: e.data.to_vec(),
+                start: e.start,
+                end: e.end,
+                truncated: e.truncated,
+            })
+        };
+        for chunk in chunks {
+            scanner.feed(chunk, &mut push);
+        }
+        scanner.finish(&mut push);
+        out
+    }
+
+    fn scan(chunks: &[&[u8]]) -> Vec<Ev> {
+        scan_with(SseScanner::new(), chunks)
+    }
+
+    fn ev(event: &str, data: &str, start: u64, end: u64) -> Ev {
+        Ev {
+            event: event.into(),
+            data: data.into(),
+            start,
+            end,
+            truncated: false,
+        }
+    }
+
+    #[test]
+    fn fields_comments_and_defaults() {
+        let stream =
+            b": hi\nevent: add\ndata:  two spaces\ndata\nid: 7\nretry: 10\nbogus\n\ndata:x\n\n";
+        assert_eq!(
+            scan(&[stream]),
+            vec![
+                ev("add", " two spaces\n", 0, 62),
+                ev("message", "x", 62, 70)
+            ]
+        );
+    }
+
+    #[test]
+    fn blocks_without_data_are_not_dispatched_but_end_the_block() {
+        let stream = b"event: ping\n\n: keep-alive\n\n\n\ndata: x\n\n";
+        assert_eq!(scan(&[stream]), vec![ev("message", "x", 29, 38)]);
+        assert_eq!(scan(&[b"data:\n\n"]), vec![ev("message", "", 0, 7)]);
+    }
+
+    #[test]
+    fn crlf_split_across_chunks_is_one_line_end() {
+        let expected = vec![ev("message", "a", 0, 11), ev("message", "b", 11, 22)];
+        assert_eq!(scan(&[b"data: a\r\n\r", b"\ndata: b\r\n\r\n"]), expected);
+        assert_eq!(
+            scan(&[b"data: a\r", b"\n\r\ndata: b\r\n\r", b"\n"]),
+            expected
+        );
+        // A CR-only blank line at the very end dispatches at end of stream.
+        assert_eq!(scan(&[b"data: a\r\r"]), vec![ev("message", "a", 0, 9)]);
+    }
+
+    #[test]
+    fn unterminated_event_is_dropped_at_end() {
+        assert_eq!(
+            scan(&[b"data: a\n\ndata: b\n"]),
+            vec![ev("message", "a", 0, 9)]
+        );
+    }
+
+    #[test]
+    fn bom_is_skipped_only_at_stream_start() {
+        assert_eq!(
+            scan(&[b"\xEF\xBB", b"\xBFdata: a\n\n"]),
+            vec![ev("message", "a", 0, 12)]
+        );
+        assert_eq!(scan(&[b"\n\xEF\xBB\xBFdata: a\n\n"]), vec![]);
+    }
+
+    #[test]
+    fn boundary_and_offset_track_complete_blocks() {
+        let mut scanner = SseScanner::new();
+        scanner.feed(b"data: a\n\ndata: b", |_| {});
+        assert_eq!((scanner.boundary(), scanner.offset()), (9, 16));
+        scanner.feed(b"\r\n\r", |_| {});
+        assert_eq!(
+            scanner.boundary(),
+            9,
+            "a trailing CR might be followed by its LF"
+        );
+        scanner.feed(b"\n", |_| {});
+        assert_eq!(scanner.boundary(), 20);
+    }
+
+    #[test]
+    fn oversized_events_are_truncated_consistently() {
+        let stream = format!(
+            "data: {}\ndata: {}\n\ndata: ok\n\n",
+            "a".repeat(40),
+            "b".repeat(40)
+        );
+        let bytes = stream.as_bytes();
+        let whole = scan_with(SseScanner::with_max_event_bytes(50), &[bytes]);
+        assert_eq!(whole.len(), 2);
+        assert!(whole[0].truncated && !whole[1].truncated);
+        assert_eq!(whole[0].data.len(), 50);
+        for at in 0..=bytes.len() {
+            let (head, tail) = bytes.split_at(at);
+            assert_eq!(
+                scan_with(SseScanner::with_max_event_bytes(50), &[head, tail]),
+                whole,
+                "split at {at}"
+            );
+        }
+    }
+
+    /// Serialises events as a conforming server might, with the given line ending.
+    fn serialise(events: &[(Option<String>, Vec<String>)], comments: bool, eol: &str) -> String {
+        let mut out = String::new();
+        for (event, data) in events {
+            if comments {
+                out.push_str(&format!(": c{eol}"));
+            }
+            if let Some(event) = event {
+                out.push_str(&format!("event: {event}{eol}"));
+            }
+            for line in data {
+                out.push_str(&format!("data: {line}{eol}"));
+            }
+            out.push_str(eol);
+        }
+        out
+    }
+
+    fn events() -> impl Strategy<Value = Vec<(Option<String>, Vec<String>)>> {
+        let line = "[ a-z{}\":\u{e9}]{0,12}";
+        prop::collection::vec(
+            (
+                prop::option::of("[a-z_.]{1,10}"),
+                prop::collection::vec(line, 1..4),
+            ),
+            0..8,
+        )
+    }
+
+    fn split<'a>(bytes: &'a [u8], cuts: &[usize]) -> Vec<&'a [u8]> {
+        let mut at: Vec<usize> = cuts.iter().map(|c| c % (bytes.len() + 1)).collect();
+        at.sort_unstable();
+        let mut from = 0;
+        let mut pieces = Vec::new();
+        for to in at.into_iter().chain([bytes.len()]) {
+            pieces.push(&bytes[from..to]);
+            from = to;
+        }
+        pieces
+    }
+
+    proptest! {
+        #[test]
+        fn matches_the_model_whatever_the_splits_and_line_endings(
+            model in events(),
+            comments in any::<bool>(),
+            eol in prop_oneof![Just("\n"), Just("\r\n"), Just("\r")],
+            cuts in prop::collection::vec(any::<usize>(), 0..10),
+        ) {
+            let stream = serialise(&model, comments, eol);
+            let got = scan(&split(stream.as_bytes(), &cuts));
+            prop_assert_eq!(got.len(), model.len());
+            let mut at = 0;
+            for (got, (event, data)) in got.iter().zip(&model) {
+                prop_assert_eq!(&got.event, event.as_deref().unwrap_or("message").as_bytes());
+                let joined = data.join("\n");
+                prop_assert_eq!(&got.data, joined.as_bytes());
+                prop_assert_eq!(got.start, at);
+                // The event's own bytes scanned alone give the same event back.
+                let own = &stream.as_bytes()[got.start as usize..got.end as usize];
+                let again = scan(&[own]);
+                prop_assert_eq!((&again[0].event, &again[0].data), (&got.event, &got.data));
+                at = got.end;
+            }
+            prop_assert_eq!(at, stream.len() as u64);
+        }
+
+        #[test]
+        fn arbitrary_bytes_are_split_invariant(
+            bytes in prop::collection::vec(prop_oneof![Just(b'\r'), Just(b'\n'), Just(b':'), Just(b' '), any::<u8>()], 0..512),
+            cuts in prop::collection::vec(any::<usize>(), 0..10),
+        ) {
+            let small = |chunks: &[&[u8]]| scan_with(SseScanner::with_max_event_bytes(64), chunks);
+            prop_assert_eq!(small(&split(&bytes, &cuts)), small(&[&bytes]));
+            prop_assert_eq!(scan(&split(&bytes, &cuts)), scan(&[&bytes]));
+        }
+    }
+}

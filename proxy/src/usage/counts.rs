@@ -1,0 +1,312 @@
+//! Lenient serde types for provider usage objects and their normalisation into [`Usage`].
+//!
+//! Providers and "compatible" gateways disagree on details (nulls, floats, strings, extra
+//! fields), and one odd field must not cost us the whole usage object, so every count and nested
+//! object here reads anything unexpected as absent instead of failing the parse.
+
+use std::fmt;
+use std::marker::PhantomData;
+
+use serde::de::value::MapAccessDeserializer;
+use serde::de::{Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
+use serde::Deserialize;
+
+use super::Usage;
+
+/// Which naming scheme a usage object follows, which decides the normalisation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Family {
+    /// `prompt_tokens` / `completion_tokens` (chat, completions, embeddings).
+    OpenAi,
+    /// `input_tokens` / `output_tokens` with `*_details` (Responses API).
+    Responses,
+    /// `input_tokens` plus separate cache read and write counts (Messages API).
+    Anthropic,
+}
+
+/// Implements the visitor methods for values we read as "absent" rather than as an error.
+macro_rules! absent_otherwise {
+    () => {
+        fn visit_bool<E>(self, _: bool) -> Result<Self::Value, E> {
+            Ok(Default::default())
+        }
+        fn visit_str<E>(self, _: &str) -> Result<Self::Value, E> {
+            Ok(Default::default())
+        }
+        fn visit_bytes<E>(self, _: &[u8]) -> Result<Self::Value, E> {
+            Ok(Default::default())
+        }
+        fn visit_unit<E>(self) -> Result<Self::Value, E> {
+            Ok(Default::default())
+        }
+        fn visit_none<E>(self) -> Result<Self::Value, E> {
+            Ok(Default::default())
+        }
+    };
+}
+
+/// Drains a sequence nobody needs so that parsing can go on after it.
+fn drain_seq<'de, A: SeqAccess<'de>>(mut seq: A) -> Result<usize, A::Error> {
+    let mut n = 0usize;
+    while seq.next_element::<IgnoredAny>()?.is_some() {
+        n = n.saturating_add(1);
+    }
+    Ok(n)
+}
+
+/// Drains a map nobody needs so that parsing can go on after it.
+fn drain_map<'de, A: MapAccess<'de>>(mut map: A) -> Result<(), A::Error> {
+    while map.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
+    Ok(())
+}
+
+/// A token count: non-negative numbers are kept (floats and huge integers saturate into `u64`);
+/// negatives, strings, objects and null read as absent.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) struct Count(pub(crate) Option<u64>);
+
+impl<'de> Deserialize<'de> for Count {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        d.deserialize_any(CountVisitor)
+    }
+}
+
+struct CountVisitor;
+
+impl<'de> Visitor<'de> for CountVisitor {
+    type Value = Count;
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a token count")
+    }
+    fn visit_u64<E>(self, v: u64) -> Result<Count, E> {
+        Ok(Count(Some(v)))
+    }
+    fn visit_i64<E>(self, v: i64) -> Result<Count, E> {
+        Ok(Count(u64::try_from(v).ok()))
+    }
+    fn visit_f64<E>(self, v: f64) -> Result<Count, E> {
+        // `as` saturates at u64::MAX; NaN and negatives are garbage, not zero.
+        Ok(Count((v.is_finite() && v >= 0.0).then_some(v as u64)))
+    }
+    fn visit_some<D: Deserializer<'de>>(self, d: D) -> Result<Count, D::Error> {
+        Count::deserialize(d)
+    }
+    fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<Count, A::Error> {
+        drain_seq(seq).map(|_| Count(None))
+    }
+    fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Count, A::Error> {
+        drain_map(map).map(|_| Count(None))
+    }
+    absent_otherwise!();
+}
+
+/// An object of type `T` when the value is an object, absent for anything else (null included).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Lenient<T>(pub(crate) Option<T>);
+
+impl<T> Default for Lenient<T> {
+    fn default() -> Self {
+        Self(None)
+    }
+}
+
+impl<'de, T: Deserialize<'de>> Deserialize<'de> for Lenient<T> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        d.deserialize_any(LenientVisitor(PhantomData))
+    }
+}
+
+struct LenientVisitor<T>(PhantomData<T>);
+
+impl<'de, T: Deserialize<'de>> Visitor<'de> for LenientVisitor<T> {
+    type Value = Lenient<T>;
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("an object")
+    }
+    fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Self::Value, A::Error> {
+        T::deserialize(MapAccessDeserializer::new(map)).map(|t| Lenient(Some(t)))
+    }
+    fn visit_some<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+        Lenient::deserialize(d)
+    }
+    fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<Self::Value, A::Error> {
+        drain_seq(seq).map(|_| Lenient(None))
+    }
+    fn visit_u64<E>(self, _: u64) -> Result<Self::Value, E> {
+        Ok(Lenient(None))
+    }
+    fn visit_i64<E>(self, _: i64) -> Result<Self::Value, E> {
+        Ok(Lenient(None))
+    }
+    fn visit_f64<E>(self, _: f64) -> Result<Self::Value, E> {
+        Ok(Lenient(None))
+    }
+    absent_otherwise!();
+}
+
+/// The length of an array without materialising it; absent when the value is not an array.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) struct SeqLen(pub(crate) Option<usize>);
+
+impl<'de> Deserialize<'de> for SeqLen {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        d.deserialize_any(SeqLenVisitor)
+    }
+}
+
+struct SeqLenVisitor;
+
+impl<'de> Visitor<'de> for SeqLenVisitor {
+    type Value = SeqLen;
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("an array")
+    }
+    fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<SeqLen, A::Error> {
+        drain_seq(seq).map(|n| SeqLen(Some(n)))
+    }
+    fn visit_some<D: Deserializer<'de>>(self, d: D) -> Result<SeqLen, D::Error> {
+        SeqLen::deserialize(d)
+    }
+    fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<SeqLen, A::Error> {
+        drain_map(map).map(|_| SeqLen(None))
+    }
+    fn visit_u64<E>(self, _: u64) -> Result<SeqLen, E> {
+        Ok(SeqLen(None))
+    }
+    fn visit_i64<E>(self, _: i64) -> Result<SeqLen, E> {
+        Ok(SeqLen(None))
+    }
+    fn visit_f64<E>(self, _: f64) -> Result<SeqLen, E> {
+        Ok(SeqLen(None))
+    }
+    absent_otherwise!();
+}
+
+/// The `*_tokens_details` objects; only the two counts we bill on are read.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(default)]
+pub(crate) struct Details {
+    cached_tokens: Count,
+    reasoning_tokens: Count,
+}
+
+/// Every usage field any supported shape sends; the shape decides which ones count.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(default)]
+pub(crate) struct RawUsage {
+    prompt_tokens: Count,
+    completion_tokens: Count,
+    input_tokens: Count,
+    output_tokens: Count,
+    cache_creation_input_tokens: Count,
+    cache_read_input_tokens: Count,
+    prompt_tokens_details: Lenient<Details>,
+    completion_tokens_details: Lenient<Details>,
+    input_tokens_details: Lenient<Details>,
+    output_tokens_details: Lenient<Details>,
+}
+
+impl RawUsage {
+    /// Whether this object carries any top-level count; a `"usage"` key holding something else
+    /// (a JSON schema property, say) is not a usage report.
+    pub(crate) fn has_counts(&self) -> bool {
+        [
+            self.prompt_tokens,
+            self.completion_tokens,
+            self.input_tokens,
+            self.output_tokens,
+            self.cache_creation_input_tokens,
+            self.cache_read_input_tokens,
+        ]
+        .iter()
+        .any(|c| c.0.is_some())
+    }
+
+    /// Normalises per the rules in the module documentation of `usage`.
+    pub(crate) fn normalise(&self, family: Family) -> Usage {
+        let details = |d: Lenient<Details>| d.0.unwrap_or_default();
+        let (prompt, completion) = (
+            details(self.prompt_tokens_details),
+            details(self.completion_tokens_details),
+        );
+        let (input, output) = (
+            details(self.input_tokens_details),
+            details(self.output_tokens_details),
+        );
+        match family {
+            Family::OpenAi | Family::Responses => {
+                // Prefer the family's own names but accept the other's: compatible servers mix them.
+                let (first_in, second_in, first_out, second_out) = if family == Family::OpenAi {
+                    (
+                        self.prompt_tokens,
+                        self.input_tokens,
+                        self.completion_tokens,
+                        self.output_tokens,
+                    )
+                } else {
+                    (
+                        self.input_tokens,
+                        self.prompt_tokens,
+                        self.output_tokens,
+                        self.completion_tokens,
+                    )
+                };
+                Usage {
+                    input_tokens: first_in.0.or(second_in.0).unwrap_or(0),
+                    output_tokens: first_out.0.or(second_out.0).unwrap_or(0),
+                    cached_tokens: prompt
+                        .cached_tokens
+                        .0
+                        .or(input.cached_tokens.0)
+                        .unwrap_or(0),
+                    cache_write_tokens: 0,
+                    reasoning_tokens: completion
+                        .reasoning_tokens
+                        .0
+                        .or(output.reasoning_tokens.0)
+                        .unwrap_or(0),
+                }
+            }
+            Family::Anthropic => AnthropicAcc::default().merged(self).usage(),
+        }
+    }
+}
+
+/// Anthropic streams report usage in pieces (`message_start`, then cumulative `message_delta`s
+/// that may repeat or revise input counts); the latest value of each field wins.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) struct AnthropicAcc {
+    input: Option<u64>,
+    cache_write: Option<u64>,
+    cache_read: Option<u64>,
+    output: Option<u64>,
+}
+
+impl AnthropicAcc {
+    pub(crate) fn merged(mut self, raw: &RawUsage) -> Self {
+        self.input = raw.input_tokens.0.or(self.input);
+        self.cache_write = raw.cache_creation_input_tokens.0.or(self.cache_write);
+        self.cache_read = raw.cache_read_input_tokens.0.or(self.cache_read);
+        self.output = raw.output_tokens.0.or(self.output);
+        self
+    }
+
+    pub(crate) fn input_known(&self) -> bool {
+        self.input.is_some()
+    }
+
+    pub(crate) fn usage(&self) -> Usage {
+        let (write, read) = (self.cache_write.unwrap_or(0), self.cache_read.unwrap_or(0));
+        Usage {
+            input_tokens: self
+                .input
+                .unwrap_or(0)
+                .saturating_add(write)
+                .saturating_add(read),
+            output_tokens: self.output.unwrap_or(0),
+            cached_tokens: read,
+            cache_write_tokens: write,
+            reasoning_tokens: 0,
+        }
+    }
+}

@@ -1,0 +1,243 @@
+//! Token usage extraction from provider responses, streamed or not, without touching the bytes
+//! forwarded to the client (except in strip mode, see below).
+//!
+//! # Normalisation
+//! Every shape is reduced to one [`Usage`]:
+//! - `input_tokens`: all prompt tokens, cached and cache writes included. OpenAI `prompt_tokens`
+//!   and Responses `input_tokens` already include cached tokens; for Anthropic it is
+//!   `input_tokens + cache_creation_input_tokens + cache_read_input_tokens`.
+//! - `cached_tokens`: cache reads: `prompt_tokens_details.cached_tokens` (chat, completions),
+//!   `input_tokens_details.cached_tokens` (Responses), `cache_read_input_tokens` (Anthropic).
+//! - `cache_write_tokens`: Anthropic `cache_creation_input_tokens`; zero elsewhere.
+//! - `output_tokens`: all generated tokens, reasoning included (`completion_tokens`,
+//!   Responses/Anthropic `output_tokens`).
+//! - `reasoning_tokens`: `completion_tokens_details.reasoning_tokens` or
+//!   `output_tokens_details.reasoning_tokens`; Anthropic reports none.
+//!
+//! Counts are read leniently: a negative, non-numeric or null count is absent, a float or an
+//! integer beyond `u64` saturates, sums saturate, and a `"usage"` object without any top-level
+//! count is not a usage report. An OpenAI-family object using the other family's names
+//! (`input_tokens` on a chat completion) is accepted as a fallback.
+//!
+//! # Where usage is found
+//! - Streams are scanned with [`SseScanner`]: OpenAI chat/completions take the chunk whose
+//!   `usage` is an object; Responses take `response.completed|incomplete|failed`; Anthropic
+//!   merges `message_start` (input and cache counts) with the latest cumulative `message_delta`.
+//!   An event over the scanner's bound (1 MiB; 8 MiB for Responses, whose final event repeats
+//!   the whole output) is observed only partially: it still counts as a delta but yields no usage.
+//! - Non-streamed bodies go through an incremental `"usage": {...}` finder that never buffers
+//!   the body; the last object carrying counts wins. `count_tokens` bodies (a few bytes) are
+//!   buffered up to 4 KiB; they cost nothing, so usage stays zero and the count is reported
+//!   separately in [`Observed::counted_input_tokens`].
+
+mod counts;
+mod json;
+mod stream;
+mod strip;
+
+#[cfg(test)]
+mod fixtures;
+#[cfg(test)]
+mod proptests;
+#[cfg(test)]
+mod tests;
+
+use bytes::Bytes;
+use serde::Deserialize;
+
+use crate::sse::{SseEvent, SseScanner, DEFAULT_MAX_EVENT_BYTES};
+use counts::{AnthropicAcc, Count, Family, RawUsage};
+use json::JsonUsage;
+use strip::Stripper;
+
+/// Normalised token usage of one response (see the module documentation for the rules).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Usage {
+    pub input_tokens: u64,
+    pub output_tokens: u64,
+    pub cached_tokens: u64,
+    pub cache_write_tokens: u64,
+    pub reasoning_tokens: u64,
+}
+
+/// The API a response comes from, which decides where its usage is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Shape {
+    OpenAiChat,
+    OpenAiCompletions,
+    OpenAiEmbeddings,
+    OpenAiResponses,
+    AnthropicMessages,
+    AnthropicCountTokens,
+}
+
+impl Shape {
+    fn family(self) -> Family {
+        match self {
+            Shape::OpenAiChat | Shape::OpenAiCompletions | Shape::OpenAiEmbeddings => {
+                Family::OpenAi
+            }
+            Shape::OpenAiResponses => Family::Responses,
+            Shape::AnthropicMessages | Shape::AnthropicCountTokens => Family::Anthropic,
+        }
+    }
+}
+
+/// What a response revealed about its cost so far.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Observed {
+    pub usage: Usage,
+    /// The provider's final usage report arrived (for Anthropic: a `message_delta` with usage).
+    pub final_usage_seen: bool,
+    /// Content-bearing delta events, to estimate output when a stream is cut short.
+    pub delta_events: u64,
+    /// `usage.input_tokens` comes from the provider rather than being unknown (zero).
+    pub input_known: bool,
+    /// The `input_tokens` answer of a `count_tokens` call, which is not itself billed.
+    pub counted_input_tokens: Option<u64>,
+}
+
+/// `count_tokens` answers are tiny; anything larger is not one and is ignored.
+const MAX_COUNT_TOKENS_BODY: usize = 4096;
+
+/// Responses' final event repeats the entire output, so it gets a larger bound than others.
+const MAX_RESPONSES_EVENT_BYTES: usize = 8 << 20;
+
+#[derive(Debug)]
+enum Body {
+    Sse {
+        scanner: SseScanner,
+        strip: Option<Stripper>,
+    },
+    Json(JsonUsage),
+    CountTokens(Vec<u8>),
+}
+
+/// Observes one response body as Pingora's body filter hands it over, chunk by chunk.
+#[derive(Debug)]
+pub struct UsageObserver {
+    shape: Shape,
+    observed: Observed,
+    anthropic: AnthropicAcc,
+    body: Body,
+}
+
+impl UsageObserver {
+    /// `stream`: the response is SSE; `strip_usage_chunk`: sluice injected
+    /// `stream_options.include_usage` upstream, so the usage-only chunk must be removed from what
+    /// the client gets. Strip mode only applies to OpenAI chat and completions streams.
+    pub fn new(shape: Shape, stream: bool, strip_usage_chunk: bool) -> Self {
+        let body = match shape {
+            Shape::AnthropicCountTokens => Body::CountTokens(Vec::new()),
+            Shape::OpenAiEmbeddings => Body::Json(JsonUsage::new()),
+            _ if !stream => Body::Json(JsonUsage::new()),
+            _ => {
+                let openai = matches!(shape, Shape::OpenAiChat | Shape::OpenAiCompletions);
+                let max = if shape == Shape::OpenAiResponses {
+                    MAX_RESPONSES_EVENT_BYTES
+                } else {
+                    DEFAULT_MAX_EVENT_BYTES
+                };
+                Body::Sse {
+                    scanner: SseScanner::with_max_event_bytes(max),
+                    strip: (openai && strip_usage_chunk).then(Stripper::default),
+                }
+            }
+        };
+        Self {
+            shape,
+            observed: Observed::default(),
+            anthropic: AnthropicAcc::default(),
+            body,
+        }
+    }
+
+    /// Observes (and, only in strip mode, possibly rewrites) one body chunk in place.
+    pub fn filter(&mut self, body: &mut Option<Bytes>, end_of_stream: bool) {
+        let Self {
+            shape,
+            observed,
+            anthropic,
+            body: state,
+        } = self;
+        let shape = *shape;
+        match state {
+            Body::Sse {
+                scanner,
+                strip: None,
+            } => {
+                let mut on_event = |ev: &SseEvent<'_>| {
+                    stream::on_event(shape, ev, observed, anthropic);
+                };
+                if let Some(chunk) = body.as_ref() {
+                    scanner.feed(chunk, &mut on_event);
+                }
+                if end_of_stream {
+                    scanner.finish(&mut on_event);
+                }
+            }
+            Body::Sse {
+                scanner,
+                strip: Some(stripper),
+            } => {
+                let chunk = body.take();
+                let base = scanner.offset();
+                let mut on_event = |ev: &SseEvent<'_>| {
+                    if stream::on_event(shape, ev, observed, anthropic) {
+                        stripper.cut(ev.start, ev.end);
+                    }
+                };
+                if let Some(chunk) = chunk.as_ref() {
+                    scanner.feed(chunk, &mut on_event);
+                }
+                if end_of_stream {
+                    scanner.finish(&mut on_event);
+                }
+                let limit = if end_of_stream {
+                    scanner.offset()
+                } else {
+                    scanner.boundary()
+                };
+                stripper.emit(body, chunk, base, limit, end_of_stream);
+            }
+            Body::Json(json) => {
+                if let Some(chunk) = body.as_ref() {
+                    json.feed(chunk, |object| {
+                        let raw: RawUsage = serde_json::from_slice(object).unwrap_or_default();
+                        if raw.has_counts() {
+                            observed.usage = raw.normalise(shape.family());
+                            observed.final_usage_seen = true;
+                            observed.input_known = true;
+                        }
+                    });
+                }
+            }
+            Body::CountTokens(buf) => {
+                if let Some(chunk) = body.as_ref() {
+                    let room = MAX_COUNT_TOKENS_BODY.saturating_sub(buf.len());
+                    buf.extend_from_slice(chunk.get(..room.min(chunk.len())).unwrap_or_default());
+                }
+                if end_of_stream {
+                    observed.counted_input_tokens = count_tokens_answer(buf);
+                    observed.final_usage_seen = observed.counted_input_tokens.is_some();
+                    observed.input_known = observed.final_usage_seen;
+                }
+            }
+        }
+    }
+
+    /// What the response revealed so far.
+    pub fn report(&self) -> Observed {
+        self.observed
+    }
+}
+
+/// Reads `{"input_tokens": N}`; anything else (an error body, say) yields nothing.
+fn count_tokens_answer(body: &[u8]) -> Option<u64> {
+    #[derive(Default, Deserialize)]
+    #[serde(default)]
+    struct Answer {
+        input_tokens: Count,
+    }
+    serde_json::from_slice::<Answer>(body).ok()?.input_tokens.0
+}

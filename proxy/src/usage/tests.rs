@@ -1,0 +1,352 @@
+//! Unit tests of usage extraction against recorded provider responses and edge cases.
+
+use bytes::Bytes;
+
+use super::fixtures::*;
+use super::{Observed, Shape, Usage, UsageObserver};
+
+/// Feeds `chunks` through a fresh observer, ending with an empty end-of-stream call, and returns
+/// what it reported and the bytes it forwarded.
+pub(crate) fn run(
+    shape: Shape,
+    stream: bool,
+    strip: bool,
+    chunks: &[&[u8]],
+) -> (Observed, Vec<u8>) {
+    let mut observer = UsageObserver::new(shape, stream, strip);
+    let mut out = Vec::new();
+    for chunk in chunks {
+        let mut body = Some(Bytes::copy_from_slice(chunk));
+        observer.filter(&mut body, false);
+        out.extend_from_slice(&body.expect("a chunk in always yields Some"));
+    }
+    let mut body = None;
+    observer.filter(&mut body, true);
+    out.extend_from_slice(body.as_deref().unwrap_or_default());
+    (observer.report(), out)
+}
+
+fn whole(shape: Shape, stream: bool, text: &str) -> Observed {
+    run(shape, stream, false, &[text.as_bytes()]).0
+}
+
+fn usage(input: u64, output: u64, cached: u64, cache_write: u64, reasoning: u64) -> Usage {
+    Usage {
+        input_tokens: input,
+        output_tokens: output,
+        cached_tokens: cached,
+        cache_write_tokens: cache_write,
+        reasoning_tokens: reasoning,
+    }
+}
+
+fn done(usage: Usage, delta_events: u64) -> Observed {
+    Observed {
+        usage,
+        final_usage_seen: true,
+        delta_events,
+        input_known: true,
+        counted_input_tokens: None,
+    }
+}
+
+#[test]
+fn openai_chat_stream() {
+    let obs = whole(Shape::OpenAiChat, true, OPENAI_CHAT_STREAM);
+    assert_eq!(obs, done(usage(1117, 46, 1024, 0, 0), 4));
+}
+
+#[test]
+fn openai_completions_stream() {
+    let obs = whole(Shape::OpenAiCompletions, true, OPENAI_COMPLETIONS_STREAM);
+    assert_eq!(obs, done(usage(5, 7, 0, 0, 0), 3));
+}
+
+#[test]
+fn openai_responses_stream() {
+    let obs = whole(Shape::OpenAiResponses, true, OPENAI_RESPONSES_STREAM);
+    assert_eq!(obs, done(usage(1536, 210, 1280, 0, 192), 3));
+}
+
+#[test]
+fn anthropic_stream_with_cache() {
+    let obs = whole(Shape::AnthropicMessages, true, ANTHROPIC_STREAM);
+    assert_eq!(obs, done(usage(12 + 2048 + 4096, 15, 4096, 2048, 0), 3));
+}
+
+#[test]
+fn anthropic_stream_cut_before_message_delta_keeps_input() {
+    let cut = ANTHROPIC_STREAM
+        .find("event: content_block_stop")
+        .expect("fixture has it");
+    let obs = whole(Shape::AnthropicMessages, true, &ANTHROPIC_STREAM[..cut]);
+    assert!(!obs.final_usage_seen && obs.input_known);
+    assert_eq!(
+        (
+            obs.usage.input_tokens,
+            obs.usage.output_tokens,
+            obs.delta_events
+        ),
+        (6156, 1, 3)
+    );
+}
+
+#[test]
+fn anthropic_message_delta_revising_input_wins() {
+    let stream = ANTHROPIC_STREAM.replace(
+        "\"usage\":{\"output_tokens\":15}",
+        "\"usage\":{\"input_tokens\":20,\"cache_creation_input_tokens\":2048,\"cache_read_input_tokens\":4096,\"output_tokens\":15,\"server_tool_use\":{\"web_search_requests\":1}}",
+    );
+    let obs = whole(Shape::AnthropicMessages, true, &stream);
+    assert_eq!(obs.usage, usage(20 + 2048 + 4096, 15, 4096, 2048, 0));
+}
+
+#[test]
+fn openai_stream_cut_short_counts_deltas_only() {
+    let cut = OPENAI_CHAT_STREAM
+        .find(OPENAI_CHAT_USAGE_EVENT)
+        .expect("fixture has it");
+    let obs = whole(Shape::OpenAiChat, true, &OPENAI_CHAT_STREAM[..cut]);
+    assert_eq!(
+        obs,
+        Observed {
+            delta_events: 4,
+            ..Observed::default()
+        }
+    );
+}
+
+#[test]
+fn responses_incomplete_carries_usage() {
+    let stream = OPENAI_RESPONSES_STREAM
+        .replace("event: response.completed", "event: response.incomplete")
+        .replace(
+            "\"type\":\"response.completed\"",
+            "\"type\":\"response.incomplete\"",
+        );
+    assert_eq!(
+        whole(Shape::OpenAiResponses, true, &stream).usage,
+        usage(1536, 210, 1280, 0, 192)
+    );
+}
+
+#[test]
+fn event_type_falls_back_to_json_type_without_event_lines() {
+    let stream: String = ANTHROPIC_STREAM
+        .lines()
+        .filter(|l| !l.starts_with("event:"))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    assert_eq!(
+        whole(Shape::AnthropicMessages, true, &stream),
+        whole(Shape::AnthropicMessages, true, ANTHROPIC_STREAM)
+    );
+}
+
+#[test]
+fn non_stream_bodies() {
+    assert_eq!(
+        whole(Shape::OpenAiChat, false, OPENAI_CHAT_BODY),
+        done(usage(2048, 300, 1920, 0, 256), 0)
+    );
+    assert_eq!(
+        whole(Shape::OpenAiCompletions, false, OPENAI_COMPLETIONS_BODY),
+        done(usage(5, 7, 0, 0, 0), 0)
+    );
+    assert_eq!(
+        whole(Shape::OpenAiResponses, false, OPENAI_RESPONSES_BODY),
+        done(usage(328, 52, 0, 0, 0), 0)
+    );
+    assert_eq!(
+        whole(Shape::AnthropicMessages, false, ANTHROPIC_BODY),
+        done(usage(2095 + 1800, 503, 1800, 0, 0), 0)
+    );
+}
+
+#[test]
+fn count_tokens_is_free_but_reported() {
+    let obs = whole(
+        Shape::AnthropicCountTokens,
+        false,
+        ANTHROPIC_COUNT_TOKENS_BODY,
+    );
+    assert_eq!(
+        obs,
+        Observed {
+            counted_input_tokens: Some(2095),
+            ..done(Usage::default(), 0)
+        }
+    );
+    assert_eq!(
+        whole(Shape::AnthropicCountTokens, false, "{\"type\":\"error\"}"),
+        Observed::default()
+    );
+}
+
+/// A multi-megabyte embeddings body, fed in network-sized chunks.
+pub(crate) fn embeddings_body() -> String {
+    let mut body = String::from(OPENAI_EMBEDDINGS_HEAD);
+    let vector = format!("[{}]", vec!["-0.0123456789"; 1536].join(","));
+    for i in 1..200 {
+        body.push_str(&format!(
+            ",{{\"object\":\"embedding\",\"index\":{i},\"embedding\":{vector}}}"
+        ));
+    }
+    body.push_str(OPENAI_EMBEDDINGS_TAIL);
+    body
+}
+
+#[test]
+fn large_embeddings_body_in_chunks() {
+    let body = embeddings_body();
+    assert!(body.len() > 2 << 20);
+    let chunks: Vec<&[u8]> = body.as_bytes().chunks(16 * 1024 + 7).collect();
+    let (obs, out) = run(Shape::OpenAiEmbeddings, false, false, &chunks);
+    assert_eq!(obs, done(usage(8, 0, 0, 0, 0), 0));
+    assert_eq!(out, body.as_bytes());
+}
+
+#[test]
+fn lenient_numbers_and_garbage() {
+    let body = |u: &str| format!("{{\"id\":\"x\",\"usage\":{u}}}");
+    let obs = whole(
+        Shape::OpenAiChat,
+        false,
+        &body("{\"prompt_tokens\":-5,\"completion_tokens\":1e300,\"prompt_tokens_details\":7}"),
+    );
+    assert_eq!(obs.usage, usage(0, u64::MAX, 0, 0, 0));
+    let obs = whole(
+        Shape::OpenAiChat,
+        false,
+        &body("{\"prompt_tokens\":18446744073709551616,\"completion_tokens\":\"3\"}"),
+    );
+    assert_eq!(obs.usage, usage(u64::MAX, 0, 0, 0, 0));
+    let obs = whole(
+        Shape::AnthropicMessages,
+        false,
+        &body("{\"input_tokens\":18446744073709551615,\"cache_read_input_tokens\":5}"),
+    );
+    assert_eq!(obs.usage.input_tokens, u64::MAX);
+    assert_eq!(
+        whole(Shape::OpenAiChat, false, &body("null")),
+        Observed::default()
+    );
+    assert_eq!(
+        whole(Shape::OpenAiChat, false, &body("{\"type\":\"string\"}")),
+        Observed::default()
+    );
+    assert_eq!(
+        whole(
+            Shape::OpenAiChat,
+            false,
+            "\u{0}\u{ff}\"usage\":{\"prompt_tokens\":3}"
+        ),
+        done(usage(3, 0, 0, 0, 0), 0)
+    );
+}
+
+#[test]
+fn usage_object_with_tricky_strings() {
+    let body = r#"{"usage" :	{"note":"}{\"\\","prompt_tokens":3,"nested":{"a":"}"},"completion_tokens":4}}"#;
+    assert_eq!(
+        whole(Shape::OpenAiChat, false, body).usage,
+        usage(3, 4, 0, 0, 0)
+    );
+}
+
+#[test]
+fn non_strip_forwards_the_same_bytes_objects() {
+    let mut observer = UsageObserver::new(Shape::OpenAiChat, true, false);
+    for piece in OPENAI_CHAT_STREAM.as_bytes().chunks(100) {
+        let original = Bytes::copy_from_slice(piece);
+        let mut body = Some(original.clone());
+        observer.filter(&mut body, false);
+        let body = body.expect("kept");
+        assert_eq!(
+            (body.as_ptr(), body.len()),
+            (original.as_ptr(), original.len())
+        );
+    }
+    let mut end = None;
+    observer.filter(&mut end, true);
+    assert!(end.is_none());
+    assert!(observer.report().final_usage_seen);
+}
+
+#[test]
+fn strip_removes_exactly_the_usage_event() {
+    let expected = OPENAI_CHAT_STREAM.replace(OPENAI_CHAT_USAGE_EVENT, "");
+    let (obs, out) = run(
+        Shape::OpenAiChat,
+        true,
+        true,
+        &[OPENAI_CHAT_STREAM.as_bytes()],
+    );
+    assert_eq!(obs, done(usage(1117, 46, 1024, 0, 0), 4));
+    assert_eq!(String::from_utf8(out).expect("utf8"), expected);
+    let (_, out) = run(
+        Shape::OpenAiCompletions,
+        true,
+        true,
+        &[OPENAI_COMPLETIONS_STREAM.as_bytes()],
+    );
+    assert!(!String::from_utf8(out)
+        .expect("utf8")
+        .contains("\"usage\":{"));
+}
+
+#[test]
+fn strip_forwards_boundary_aligned_chunks_unchanged_and_holds_partial_events() {
+    let mut observer = UsageObserver::new(Shape::OpenAiChat, true, true);
+    let events: Vec<&str> = OPENAI_CHAT_STREAM.split_inclusive("\n\n").collect();
+    let first = Bytes::from(events[0]);
+    let mut body = Some(first.clone());
+    observer.filter(&mut body, false);
+    assert_eq!(body.as_ref().map(|b| b.as_ptr()), Some(first.as_ptr()));
+
+    let (head, tail) = events[1].split_at(40);
+    let mut body = Some(Bytes::from(head));
+    observer.filter(&mut body, false);
+    assert_eq!(body, Some(Bytes::new()), "an incomplete event is held");
+    let mut body = Some(Bytes::from(tail));
+    observer.filter(&mut body, false);
+    assert_eq!(body.as_deref(), Some(events[1].as_bytes()));
+
+    let mut body = Some(Bytes::from(
+        "data: {\"choices\":[{\"delta\":{\"content\":\"x\"}}]}",
+    ));
+    observer.filter(&mut body, false);
+    assert_eq!(body, Some(Bytes::new()));
+    let mut body = None;
+    observer.filter(&mut body, true);
+    assert_eq!(
+        body.as_deref(),
+        Some(b"data: {\"choices\":[{\"delta\":{\"content\":\"x\"}}]}".as_slice())
+    );
+}
+
+#[test]
+fn strip_keeps_usage_that_rides_on_a_content_chunk() {
+    let stream = "data: {\"choices\":[{\"index\":0,\"delta\":{\"content\":\"x\"}}],\"usage\":{\"prompt_tokens\":3,\"completion_tokens\":1}}\n\ndata: [DONE]\n\n";
+    let (obs, out) = run(Shape::OpenAiChat, true, true, &[stream.as_bytes()]);
+    assert_eq!(out, stream.as_bytes());
+    assert_eq!(obs, done(usage(3, 1, 0, 0, 0), 1));
+}
+
+#[test]
+fn strip_mode_is_ignored_where_it_does_not_apply() {
+    let (_, out) = run(
+        Shape::AnthropicMessages,
+        true,
+        true,
+        &[ANTHROPIC_STREAM.as_bytes()],
+    );
+    assert_eq!(out, ANTHROPIC_STREAM.as_bytes());
+    let (_, out) = run(
+        Shape::OpenAiChat,
+        false,
+        true,
+        &[OPENAI_CHAT_BODY.as_bytes()],
+    );
+    assert_eq!(out, OPENAI_CHAT_BODY.as_bytes());
+}

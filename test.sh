@@ -1,0 +1,17 @@
+#!/usr/bin/env bash
+# Runs every check and test: formatting, clippy, unit and property tests, integration tests
+# against a real sluice process and the mock provider over TCP, and the official SDKs.
+set -euo pipefail
+cd "$(dirname "$0")"
+.ci/deps.sh --test
+
+# The official SDKs, in a venv the SDK tests use (SLUICE_SDK_PYTHON).
+venv=target/sdk-venv
+[ -x "$venv/bin/python" ] || python3 -m venv "$venv"
+"$venv/bin/pip" install -q --disable-pip-version-check -r proxy/tests/sdk/requirements.txt
+export SLUICE_SDK_PYTHON="$PWD/$venv/bin/python"
+
+cargo fmt --all -- --check
+# One release build serves clippy, the tests, and later the load tests and benchmarks.
+cargo clippy --release --workspace --all-targets -- -D warnings
+cargo test --release --workspace

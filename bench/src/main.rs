@@ -10,6 +10,9 @@ struct Args {
     /// Address to listen on; port 0 picks a free port (printed on start).
     #[arg(long, default_value = "127.0.0.1:9000", env = "SLUICE_MOCK_LISTEN")]
     listen: String,
+    /// Records kept for `GET /mock/requests`, oldest evicted first; 0 turns recording off.
+    #[arg(long, default_value_t = sluice_bench::mock::DEFAULT_MAX_RECORDS)]
+    max_records: usize,
     /// Tokio worker threads; defaults to the number of CPUs.
     #[arg(long)]
     threads: Option<usize>,
@@ -30,6 +33,7 @@ fn main() -> std::io::Result<()> {
     }
     builder.build()?.block_on(async {
         let mock = MockProvider::start(&args.listen).await?;
+        mock.set_max_records(args.max_records);
         // Scripts that start the mock on port 0 read the address from this line.
         println!("sluice-mock listening on {}", mock.addr());
         tokio::signal::ctrl_c().await?;

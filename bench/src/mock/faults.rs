@@ -45,8 +45,9 @@ impl MockError {
         Self {
             status,
             message: format!(
-                "mock fault injected by x-mock-status: {}",
-                status.canonical_reason().unwrap_or("error")
+                "mock fault injected by x-mock-status: {} {}",
+                status.as_u16(),
+                status.canonical_reason().unwrap_or("Error")
             ),
             param: None,
         }

@@ -61,7 +61,8 @@
 //!
 //! Every request becomes a [`RecordedRequest`]; its [`Outcome`] is updated when the reply
 //! finishes, is cut, stalls, or when the client disconnects mid-stream, and
-//! [`MockProvider::wait_until`] wakes on every such change.
+//! [`MockProvider::wait_until`] wakes on every such change. At most
+//! [`DEFAULT_MAX_RECORDS`] are kept unless [`MockProvider::set_max_records`] says otherwise.
 
 mod anthropic;
 mod control;
@@ -76,6 +77,6 @@ mod stream;
 mod tokens;
 
 pub use control::{DEFAULT_CHUNKS, DEFAULT_DIMS};
-pub use record::{MockUsage, Outcome, RecordedRequest};
+pub use record::{MockUsage, Outcome, RecordedRequest, DEFAULT_MAX_RECORDS};
 pub use server::MockProvider;
 pub use tokens::MESSAGE_OVERHEAD;

@@ -4,6 +4,8 @@
 //! reading these records, so every update wakes waiters through a `watch` channel instead of
 //! making tests poll with sleeps.
 
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use bytes::Bytes;
@@ -97,17 +99,23 @@ mod body_as_string {
     }
 }
 
-/// Records with an id offset so that handles taken before a `reset` cannot touch new records.
+/// Records with an id offset, so that handles taken before a `reset` (or before old records
+/// were evicted) cannot touch newer records.
 #[derive(Default)]
 struct Records {
     base: u64,
-    list: Vec<RecordedRequest>,
+    list: VecDeque<RecordedRequest>,
 }
+
+/// Records kept by default: enough for any functional test, while a long benchmark run
+/// cannot grow memory without bound.
+pub const DEFAULT_MAX_RECORDS: usize = 100_000;
 
 /// The store shared by the server and every `MockProvider` handle.
 pub(crate) struct Recorder {
     records: Mutex<Records>,
     changed: watch::Sender<u64>,
+    max: AtomicUsize,
 }
 
 impl Recorder {
@@ -115,6 +123,7 @@ impl Recorder {
         Arc::new(Self {
             records: Mutex::new(Records::default()),
             changed: watch::channel(0).0,
+            max: AtomicUsize::new(DEFAULT_MAX_RECORDS),
         })
     }
 
@@ -130,10 +139,16 @@ impl Recorder {
 
     /// Stores a new record and returns the handle used to update it later.
     pub(crate) fn begin(self: &Arc<Self>, record: RecordedRequest) -> RecordHandle {
+        let max = self.max.load(Ordering::Relaxed);
         let id = {
             let mut records = self.lock();
-            records.list.push(record);
-            records.base + records.list.len() as u64 - 1
+            records.list.push_back(record);
+            let id = records.base + records.list.len() as u64 - 1;
+            while records.list.len() > max {
+                records.list.pop_front();
+                records.base += 1;
+            }
+            id
         };
         self.notify();
         RecordHandle {
@@ -143,7 +158,17 @@ impl Recorder {
     }
 
     pub(crate) fn snapshot(&self) -> Vec<RecordedRequest> {
-        self.lock().list.clone()
+        self.lock().list.iter().cloned().collect()
+    }
+
+    /// Sets how many records are kept; the oldest are evicted first. Zero turns recording off.
+    pub(crate) fn set_max(&self, max: usize) {
+        self.max.store(max, Ordering::Relaxed);
+        let mut records = self.lock();
+        while records.list.len() > max {
+            records.list.pop_front();
+            records.base += 1;
+        }
     }
 
     pub(crate) fn reset(&self) {
@@ -164,9 +189,10 @@ impl Recorder {
         loop {
             let mut rx = self.changed.subscribe();
             {
-                let records = self.lock();
-                if pred(&records.list) {
-                    return records.list.clone();
+                let mut records = self.lock();
+                let list = records.list.make_contiguous();
+                if pred(list) {
+                    return list.to_vec();
                 }
             }
             // The sender lives as long as `self`, so this only fails if it is being torn

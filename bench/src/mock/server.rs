@@ -92,6 +92,12 @@ impl MockProvider {
         self.recorder.snapshot()
     }
 
+    /// Keeps at most `max` records (default 100 000), evicting the oldest; zero turns
+    /// recording off, which long benchmark runs may want.
+    pub fn set_max_records(&self, max: usize) {
+        self.recorder.set_max(max);
+    }
+
     /// Forgets all records. Streams still running keep playing but no longer update records.
     pub fn reset(&self) {
         self.recorder.reset();

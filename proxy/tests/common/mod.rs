@@ -35,7 +35,9 @@ impl Sluice {
 
     /// Mock + sluice; `edit` may add TOML to the generated configuration.
     pub async fn start_with(edit: impl FnOnce(&mut TestConfig)) -> Self {
-        let mock = MockProvider::start("127.0.0.1:0").await.expect("mock starts");
+        let mock = MockProvider::start("127.0.0.1:0")
+            .await
+            .expect("mock starts");
         let mut cfg = TestConfig::new(mock.addr());
         edit(&mut cfg);
         let dir = tempfile::tempdir().expect("temp dir");
@@ -84,7 +86,10 @@ impl Sluice {
             Ok(a) => a.parse().expect("listening address"),
             Err(_) => {
                 let _ = child.kill();
-                panic!("sluice did not start:\n{}", stderr_text.lock().expect("lock"));
+                panic!(
+                    "sluice did not start:\n{}",
+                    stderr_text.lock().expect("lock")
+                );
             }
         };
         Self {

@@ -1,0 +1,120 @@
+//! Shared helpers for the mock provider's integration tests: HTTP calls and SSE parsing.
+
+// Each test crate uses a different subset of these helpers.
+#![allow(dead_code)]
+
+use std::future::Future;
+use std::time::Duration;
+
+use serde_json::{json, Value};
+use sluice_bench::mock::{MockProvider, RecordedRequest};
+
+/// Only a guard against a hung test; nothing here waits on time to synchronise.
+pub async fn within<T>(f: impl Future<Output = T>) -> T {
+    tokio::time::timeout(Duration::from_secs(60), f)
+        .await
+        .expect("test step hung")
+}
+
+pub async fn mock() -> (MockProvider, reqwest::Client) {
+    let mock = MockProvider::start("127.0.0.1:0").await.unwrap();
+    (mock, reqwest::Client::new())
+}
+
+pub fn url(mock: &MockProvider, path: &str) -> String {
+    format!("{}{path}", mock.base_url())
+}
+
+/// One parsed SSE event: its `event:` name, if any, and its data.
+#[derive(Debug)]
+pub struct Event {
+    pub name: Option<String>,
+    pub data: String,
+}
+
+impl Event {
+    pub fn json(&self) -> Value {
+        serde_json::from_str(&self.data).unwrap()
+    }
+}
+
+/// A small SSE parser that accepts all three line endings, as the spec allows.
+pub fn parse_sse(text: &str) -> Vec<Event> {
+    let text = text.replace("\r\n", "\n").replace('\r', "\n");
+    text.split("\n\n")
+        .filter(|block| !block.trim().is_empty())
+        .map(|block| {
+            let mut event = Event {
+                name: None,
+                data: String::new(),
+            };
+            for line in block.lines() {
+                if let Some(name) = line.strip_prefix("event: ") {
+                    event.name = Some(name.to_owned());
+                } else if let Some(data) = line.strip_prefix("data: ") {
+                    event.data.push_str(data);
+                }
+            }
+            event
+        })
+        .collect()
+}
+
+pub async fn post(
+    client: &reqwest::Client,
+    url: &str,
+    body: &Value,
+    headers: &[(&str, &str)],
+) -> reqwest::Response {
+    let mut req = client.post(url).json(body);
+    for (k, v) in headers {
+        req = req.header(*k, *v);
+    }
+    within(req.send()).await.unwrap()
+}
+
+pub async fn post_json(
+    client: &reqwest::Client,
+    url: &str,
+    body: &Value,
+    headers: &[(&str, &str)],
+) -> (u16, Value) {
+    let resp = post(client, url, body, headers).await;
+    let status = resp.status().as_u16();
+    (status, within(resp.json()).await.unwrap())
+}
+
+pub async fn post_sse(
+    client: &reqwest::Client,
+    url: &str,
+    body: &Value,
+    headers: &[(&str, &str)],
+) -> (String, Vec<Event>) {
+    let resp = post(client, url, body, headers).await;
+    assert_eq!(resp.status(), 200);
+    let ct = resp.headers()["content-type"].to_str().unwrap().to_owned();
+    assert!(ct.starts_with("text/event-stream"), "{ct}");
+    let text = within(resp.text()).await.unwrap();
+    let events = parse_sse(&text);
+    (text, events)
+}
+
+pub fn chat_body(stream: bool) -> Value {
+    json!({
+        "model": "gpt-4o",
+        "messages": [
+            {"role": "system", "content": "be brief"},
+            {"role": "user", "content": [{"type": "text", "text": "hello there world"}]}
+        ],
+        "stream": stream,
+    })
+}
+
+/// Words (2 + 3) plus 3 per message.
+pub const CHAT_INPUT: u64 = 11;
+
+pub async fn only_record(mock: &MockProvider) -> RecordedRequest {
+    let records = within(mock.wait_for_settled(1)).await;
+    assert_eq!(records.len(), 1);
+    records.into_iter().next().unwrap()
+}

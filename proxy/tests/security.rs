@@ -1,0 +1,138 @@
+//! Credentials: the provider sees the org's provider key and never the virtual key; client
+//! credentials, hop-by-hop and `x-sluice-*` headers are stripped; no secret is ever logged or
+//! recorded; sealed keys are bound to their org and survive master-key rotation.
+
+mod common;
+use common::config::{ACME_ANTHROPIC_KEY, ACME_OPENAI_KEY, SHARED_PROVIDER_KEY};
+use common::*;
+use sluice_proxy::crypto::MasterKeys;
+
+#[tokio::test]
+async fn provider_sees_provider_key_never_the_virtual_key() {
+    let mut s = Sluice::start().await;
+    let acme = s.cfg.keys.acme.clone();
+    let beta = s.cfg.keys.beta.clone();
+    let send = |key: String, extra: bool| {
+        let mut r = s
+            .client()
+            .post(s.url("/v1/chat/completions"))
+            .bearer_auth(key)
+            .header("x-sluice-user", "u-42")
+            .header("x-sluice-meta-team", "search")
+            .header("cookie", "session=abc")
+            .header("openai-organization", "org-client")
+            .header("x-forwarded-for", "10.1.2.3")
+            .header("user-agent", "test-agent/1.0");
+        if extra {
+            r = r.header("connection", "keep-alive, x-hop").header("x-hop", "1");
+        }
+        r.json(&chat("mock-gpt", false)).send()
+    };
+    assert_eq!(send(acme.clone(), true).await.unwrap().status(), 200);
+    assert_eq!(send(beta.clone(), false).await.unwrap().status(), 200);
+    let anthropic = s
+        .client()
+        .post(s.url("/v1/messages"))
+        .header("x-api-key", &acme)
+        .json(&serde_json::json!({"model": "mock-claude", "max_tokens": 5, "messages": [{"role": "user", "content": "x"}]}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(anthropic.status(), 200);
+
+    let reqs = s.mock.requests();
+    // Ordinary headers pass through.
+    assert_eq!(reqs[0].header("user-agent"), Some("test-agent/1.0"));
+    assert_eq!(reqs[0].header("authorization"), Some(format!("Bearer {ACME_OPENAI_KEY}").as_str()));
+    assert_eq!(reqs[1].header("authorization"), Some(format!("Bearer {SHARED_PROVIDER_KEY}").as_str()));
+    assert_eq!(reqs[2].header("x-api-key"), Some(ACME_ANTHROPIC_KEY));
+    assert_eq!(reqs[2].header("anthropic-version"), Some("2023-06-01"));
+    for r in &reqs {
+        for (name, value) in &r.headers {
+            assert!(!value.contains(&acme) && !value.contains(&beta), "virtual key reached the provider in {name}");
+            for banned in ["cookie", "openai-organization", "x-forwarded-for", "x-hop", "x-sluice-user", "x-sluice-meta-team"] {
+                assert_ne!(name.as_str(), banned, "{banned} reached the provider");
+            }
+        }
+        assert_eq!(r.header("accept-encoding"), Some("identity"));
+    }
+    let rec = s.next_record().await;
+    assert_eq!(rec["user"], "u-42");
+    assert_eq!(rec["meta"]["team"], "search");
+    let r2 = s.next_record().await;
+    let r3 = s.next_record().await;
+
+    // No secret in any record or log line.
+    let logs = s.stderr();
+    for secret in [acme.as_str(), beta.as_str(), ACME_OPENAI_KEY, ACME_ANTHROPIC_KEY, SHARED_PROVIDER_KEY, MASTER_KEY.split(':').nth(1).unwrap()] {
+        for r in [&rec, &r2, &r3] {
+            assert!(!r.to_string().contains(secret), "secret in usage record");
+        }
+        assert!(!logs.contains(secret), "secret in logs");
+    }
+}
+
+fn check(config: &str, master: &str) -> (bool, String) {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("c.toml");
+    std::fs::write(&path, config).unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_sluice-proxy"))
+        .args(["check", "--config"])
+        .arg(&path)
+        .env("SLUICE_MASTER_KEY", master)
+        .output()
+        .unwrap();
+    (out.status.success(), String::from_utf8_lossy(&out.stderr).to_string())
+}
+
+fn org_config(org: &str, sealed: &str) -> String {
+    format!(
+        "[[providers]]\nname = \"p\"\nkind = \"openai\"\nbase_url = \"http://127.0.0.1:9/v1\"\n\n\
+         [[orgs]]\nid = \"{org}\"\nprovider_keys = {{ p = \"{sealed}\" }}\n"
+    )
+}
+
+#[test]
+fn sealed_key_copied_to_another_org_is_refused() {
+    let master = MasterKeys::parse(MASTER_KEY).unwrap();
+    let sealed = master.seal("acme", "p", b"sk-real-provider-secret").unwrap();
+    let (ok, err) = check(&org_config("acme", &sealed), MASTER_KEY);
+    assert!(ok, "{err}");
+    let (ok, err) = check(&org_config("evil", &sealed), MASTER_KEY);
+    assert!(!ok);
+    assert!(err.contains("evil"), "{err}");
+    assert!(!err.contains("sk-real-provider-secret") && !err.contains(&sealed), "{err}");
+}
+
+#[test]
+fn master_key_rotation_opens_old_values_and_refuses_retired_keys() {
+    let v1 = MASTER_KEY;
+    let v2 = MasterKeys::generate_entry(2).unwrap();
+    let both = format!("{v1},{v2}");
+    let old = MasterKeys::parse(v1).unwrap().seal("acme", "p", b"secret-one").unwrap();
+    let new = MasterKeys::parse(&both).unwrap().seal("acme", "p", b"secret-two").unwrap();
+    assert!(new.starts_with("sealed:v2:"), "the newest key seals");
+    assert!(check(&org_config("acme", &old), &both).0, "old values open after rotation");
+    assert!(check(&org_config("acme", &new), &both).0);
+    let (ok, err) = check(&org_config("acme", &old), &v2);
+    assert!(!ok, "a value sealed with a retired key must not open");
+    assert!(err.contains('1'), "names the missing version: {err}");
+}
+
+#[tokio::test]
+async fn seal_cli_round_trips_through_a_running_gateway() {
+    use std::io::Write;
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_sluice-proxy"))
+        .args(["seal", "--org", "acme", "--provider", "mock-openai"])
+        .env("SLUICE_MASTER_KEY", MASTER_KEY)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(b"sk-from-the-cli\n").unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success());
+    let sealed = String::from_utf8(out.stdout).unwrap().trim().to_string();
+    let opened = MasterKeys::parse(MASTER_KEY).unwrap().open("acme", "mock-openai", &sealed).unwrap();
+    assert_eq!(opened.expose(), b"sk-from-the-cli");
+}

@@ -1,0 +1,216 @@
+//! Every API surface, streaming and not, through sluice: the client gets the provider's answer,
+//! and the usage record equals the mock's counts exactly.
+
+mod common;
+use common::*;
+use serde_json::{json, Value};
+
+/// Posts `body` to `path` as org acme and returns the raw response bytes.
+async fn post(s: &Sluice, path: &str, body: Value, headers: &[(&str, &str)]) -> (u16, Vec<u8>) {
+    let mut req = s.client().post(s.url(path)).json(&body);
+    req = if path.starts_with("/v1/messages") {
+        req.header("x-api-key", &s.cfg.keys.acme)
+            .header("anthropic-version", "2023-06-01")
+    } else {
+        req.bearer_auth(&s.cfg.keys.acme)
+    };
+    for (k, v) in headers {
+        req = req.header(*k, *v);
+    }
+    let resp = req.send().await.unwrap();
+    let status = resp.status().as_u16();
+    (status, resp.bytes().await.unwrap().to_vec())
+}
+
+/// Asserts the last record equals the mock's ground truth for the last request.
+async fn assert_exact(s: &mut Sluice, api: &str, stream: bool) -> Value {
+    let rec = s.next_record().await;
+    let truth = s.mock.requests().last().unwrap().usage.unwrap();
+    assert_eq!(rec["api"], api, "{rec}");
+    assert_eq!(rec["stream"], stream, "{rec}");
+    assert_eq!(rec["status"], 200, "{rec}");
+    assert_eq!(rec["outcome"], "ok", "{rec}");
+    assert_eq!(rec["estimated"], false, "{rec}");
+    assert_eq!(rec["input_tokens"], truth.input_tokens, "{rec}");
+    assert_eq!(rec["output_tokens"], truth.output_tokens, "{rec}");
+    assert_eq!(rec["cached_tokens"], truth.cached_tokens, "{rec}");
+    assert_eq!(rec["reasoning_tokens"], truth.reasoning_tokens, "{rec}");
+    assert_eq!(rec["org"], "acme");
+    assert!(rec["key_id"].as_str().unwrap().starts_with("key_"));
+    rec
+}
+
+fn sse_data(bytes: &[u8]) -> Vec<String> {
+    String::from_utf8_lossy(bytes)
+        .lines()
+        .filter_map(|l| l.strip_prefix("data: ").map(str::to_string))
+        .collect()
+}
+
+#[tokio::test]
+async fn openai_surfaces_non_stream() {
+    let mut s = Sluice::start().await;
+    let extra = [("x-mock-cached-tokens", "2"), ("x-mock-reasoning-tokens", "3")];
+    let (st, _) = post(&s, "/v1/chat/completions", chat("mock-gpt", false), &extra).await;
+    assert_eq!(st, 200);
+    let rec = assert_exact(&mut s, "chat.completions", false).await;
+    assert_eq!(rec["cached_tokens"], 2);
+    assert_eq!(rec["reasoning_tokens"], 3);
+
+    let (st, _) = post(&s, "/v1/completions", json!({"model": "mock-gpt", "prompt": "a b c"}), &[]).await;
+    assert_eq!(st, 200);
+    assert_exact(&mut s, "completions", false).await;
+
+    // Embeddings bodies can be large: 4096 dims, sent in small fragments.
+    let (st, body) = post(&s, "/v1/embeddings", json!({"model": "mock-gpt", "input": ["a b", "c d e"]}), &[("x-mock-dims", "4096"), ("x-mock-fragment", "1000")]).await;
+    assert_eq!(st, 200);
+    let v: Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(v["data"][0]["embedding"].as_array().unwrap().len(), 4096);
+    assert_exact(&mut s, "embeddings", false).await;
+
+    let (st, _) = post(&s, "/v1/responses", json!({"model": "mock-gpt", "input": "hello there"}), &extra).await;
+    assert_eq!(st, 200);
+    assert_exact(&mut s, "responses", false).await;
+}
+
+#[tokio::test]
+async fn openai_surfaces_stream() {
+    let mut s = Sluice::start().await;
+    let (st, body) = post(&s, "/v1/chat/completions", chat("mock-gpt", true), &[("x-mock-chunks", "5")]).await;
+    assert_eq!(st, 200);
+    // The client did not ask for usage: sluice asked upstream and stripped the usage chunk.
+    let data = sse_data(&body);
+    assert_eq!(data.last().unwrap(), "[DONE]");
+    for d in &data[..data.len() - 1] {
+        let v: Value = serde_json::from_str(d).unwrap();
+        assert!(!v["choices"].as_array().unwrap().is_empty(), "usage-only chunk leaked: {d}");
+        assert!(v.get("usage").is_none_or(Value::is_null));
+    }
+    let sent = s.mock.requests().last().unwrap().json().unwrap();
+    assert_eq!(sent["stream_options"]["include_usage"], true);
+    let rec = assert_exact(&mut s, "chat.completions", true).await;
+    assert_eq!(rec["output_tokens"], 5);
+
+    // The client asked: the usage chunk passes through, and the body went upstream unchanged.
+    let mut body_in = chat("mock-gpt", true);
+    body_in["stream_options"] = json!({"include_usage": true});
+    let (st, body) = post(&s, "/v1/chat/completions", body_in.clone(), &[]).await;
+    assert_eq!(st, 200);
+    let data = sse_data(&body);
+    let usage_chunk: Value = serde_json::from_str(&data[data.len() - 2]).unwrap();
+    assert_eq!(usage_chunk["choices"], json!([]));
+    assert!(usage_chunk["usage"]["completion_tokens"].is_number());
+    assert_eq!(s.mock.requests().last().unwrap().json().unwrap(), body_in);
+    assert_exact(&mut s, "chat.completions", true).await;
+
+    let (st, _) = post(&s, "/v1/completions", json!({"model": "mock-gpt", "prompt": "a b", "stream": true}), &[]).await;
+    assert_eq!(st, 200);
+    assert_exact(&mut s, "completions", true).await;
+
+    let (st, body) = post(&s, "/v1/responses", json!({"model": "mock-gpt", "input": "hi", "stream": true}), &[("x-mock-reasoning-tokens", "4")]).await;
+    assert_eq!(st, 200);
+    assert!(String::from_utf8_lossy(&body).contains("response.completed"));
+    let rec = assert_exact(&mut s, "responses", true).await;
+    assert_eq!(rec["reasoning_tokens"], 4);
+}
+
+#[tokio::test]
+async fn anthropic_surfaces() {
+    let mut s = Sluice::start().await;
+    let msg = |stream: bool| json!({"model": "mock-claude", "max_tokens": 100, "stream": stream, "messages": [{"role": "user", "content": "hello world"}]});
+    let cache = [("x-mock-cached-tokens", "7"), ("x-mock-cache-write-tokens", "5")];
+    let (st, _) = post(&s, "/v1/messages", msg(false), &cache).await;
+    assert_eq!(st, 200);
+    let rec = s.next_record().await;
+    let truth = s.mock.requests().last().unwrap().usage.unwrap();
+    // Anthropic reports cache reads and writes beside input_tokens; the record's input is all
+    // prompt tokens, with the cache parts broken out.
+    assert_eq!(rec["input_tokens"], truth.input_tokens + 7 + 5, "{rec}");
+    assert_eq!(rec["cached_tokens"], 7);
+    assert_eq!(rec["cache_write_tokens"], 5);
+    assert_eq!(rec["output_tokens"], truth.output_tokens);
+    assert_eq!(rec["estimated"], false);
+
+    let (st, body) = post(&s, "/v1/messages", msg(true), &cache).await;
+    assert_eq!(st, 200);
+    assert!(String::from_utf8_lossy(&body).contains("event: message_stop"));
+    let rec = s.next_record().await;
+    let truth = s.mock.requests().last().unwrap().usage.unwrap();
+    assert_eq!(rec["api"], "messages");
+    assert_eq!(rec["stream"], true);
+    assert_eq!(rec["input_tokens"], truth.input_tokens + 12, "{rec}");
+    assert_eq!(rec["output_tokens"], truth.output_tokens, "{rec}");
+    assert_eq!(rec["estimated"], false);
+
+    let (st, body) = post(&s, "/v1/messages/count_tokens", json!({"model": "mock-claude", "messages": [{"role": "user", "content": "a b c"}]}), &[]).await;
+    assert_eq!(st, 200);
+    assert!(serde_json::from_slice::<Value>(&body).unwrap()["input_tokens"].is_number());
+    let rec = s.next_record().await;
+    assert_eq!(rec["api"], "messages.count_tokens");
+    assert_eq!(rec["input_tokens"], 0, "counting tokens is free");
+
+    // A glob route sends the requested name unchanged.
+    let mut m = msg(false);
+    m["model"] = json!("claude-sonnet-9");
+    let (st, _) = post(&s, "/v1/messages", m, &[]).await;
+    assert_eq!(st, 200);
+    assert_eq!(s.mock.requests().last().unwrap().model.as_deref(), Some("claude-sonnet-9"));
+    assert_eq!(s.next_record().await["provider"], "mock-anthropic");
+}
+
+#[tokio::test]
+async fn split_events_and_line_endings_keep_usage_exact() {
+    let mut s = Sluice::start().await;
+    for ending in ["lf", "crlf", "cr"] {
+        for fragment in ["7", "1"] {
+            let h = [("x-mock-line-ending", ending), ("x-mock-fragment", fragment), ("x-mock-chunks", "6")];
+            let (st, body) = post(&s, "/v1/chat/completions", chat("mock-gpt", true), &h).await;
+            assert_eq!(st, 200);
+            assert!(!String::from_utf8_lossy(&body).contains("\"choices\":[]"), "usage chunk leaked ({ending}, {fragment})");
+            assert_exact(&mut s, "chat.completions", true).await;
+            let m = json!({"model": "mock-claude", "max_tokens": 50, "stream": true, "messages": [{"role": "user", "content": "x"}]});
+            let (st, _) = post(&s, "/v1/messages", m, &h).await;
+            assert_eq!(st, 200);
+            let rec = s.next_record().await;
+            assert_eq!(rec["output_tokens"], 6, "{ending} {fragment}: {rec}");
+            assert_eq!(rec["estimated"], false);
+        }
+    }
+}
+
+#[tokio::test]
+async fn models_list_shows_what_the_key_may_use() {
+    let s = Sluice::start().await;
+    let list = |key: String, anthropic: bool| {
+        let mut r = s.client().get(s.url("/v1/models")).bearer_auth(key);
+        if anthropic {
+            r = r.header("anthropic-version", "2023-06-01");
+        }
+        async move { r.send().await.unwrap().json::<Value>().await.unwrap() }
+    };
+    let all = list(s.cfg.keys.acme.clone(), false).await;
+    assert_eq!(all["object"], "list");
+    let ids: Vec<&str> = all["data"].as_array().unwrap().iter().map(|m| m["id"].as_str().unwrap()).collect();
+    assert!(ids.contains(&"mock-gpt") && ids.contains(&"mock-claude") && ids.contains(&"fast"), "{ids:?}");
+    let scoped = list(s.cfg.keys.acme_claude_only.clone(), true).await;
+    assert_eq!(scoped["data"].as_array().unwrap().len(), 1, "{scoped}");
+    assert_eq!(scoped["data"][0]["type"], "model");
+    let one = s.client().get(s.url("/v1/models/mock-gpt")).bearer_auth(&s.cfg.keys.acme).send().await.unwrap();
+    assert_eq!(one.json::<Value>().await.unwrap()["id"], "mock-gpt");
+    let none = s.client().get(s.url("/v1/models/nope")).bearer_auth(&s.cfg.keys.acme).send().await.unwrap();
+    assert_eq!(none.status(), 404);
+}
+
+#[tokio::test]
+async fn alias_route_rewrites_only_the_model() {
+    let mut s = Sluice::start().await;
+    let (st, _) = post(&s, "/v1/chat/completions", chat("fast", false), &[]).await;
+    assert_eq!(st, 200);
+    let sent = s.mock.requests().last().unwrap().json().unwrap();
+    let mut expected = chat("fast", false);
+    expected["model"] = json!("mock-gpt-4");
+    assert_eq!(sent, expected);
+    let rec = s.next_record().await;
+    assert_eq!(rec["model"], "fast");
+    assert_eq!(rec["upstream_model"], "mock-gpt-4");
+}

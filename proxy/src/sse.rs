@@ -278,8 +278,11 @@ impl SseScanner {
 
     /// Carries part of a line that continues in the next chunk, up to the bound.
     fn push_line(&mut self, bytes: &[u8]) {
+        // Long enough that a carried line keeps whatever an in-chunk line would: the data bound
+        // or a whole event type, plus the field name (and a BOM) ahead of it.
         let room = self
             .max_event
+            .max(MAX_EVENT_TYPE)
             .saturating_add(LINE_SLACK)
             .saturating_sub(self.line.len());
         if bytes.len() > room {
@@ -461,8 +464,11 @@ mod tests {
 
     #[test]
     fn oversized_events_are_truncated_consistently() {
+        // The long event type is a regression found by fuzzing: a carried line was once cut at
+        // the data bound, shorter than the event type kept when the line is not carried.
         let stream = format!(
-            "data: {}\ndata: {}\n\ndata: ok\n\n",
+            "event: {}\ndata: {}\ndata: {}\n\ndata: ok\n\n",
+            "e".repeat(200),
             "a".repeat(40),
             "b".repeat(40)
         );

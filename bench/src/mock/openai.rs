@@ -123,9 +123,12 @@ fn render_stream(ctx: &Ctx, shape: &ChunkShape, plan: &StreamPlan<'_>) -> Render
     buf.put_slice(suffix);
     sse.end();
     if plan.include_usage {
-        sse.begin(None, None).buf().put_slice(prefix.as_bytes());
-        sse.buf().put_slice(br#"],"usage":"#);
-        sse.json(&usage_json(plan.usage)).buf().put_slice(b"}");
+        // The prefix ends inside `"choices":[`, so closing it here leaves an empty list.
+        let buf = sse.begin(None, None).buf();
+        buf.put_slice(prefix.as_bytes());
+        buf.put_slice(br#"],"usage":"#);
+        sse.json(&usage_json(plan.usage));
+        sse.buf().put_slice(b"}");
         sse.end();
     }
     sse.raw(None, None, "[DONE]");

@@ -152,7 +152,7 @@ mod tests {
     use super::*;
     use serde_json::Value;
 
-    fn rewrite(text: &str) -> Value {
+    fn rewritten(text: &str) -> Value {
         let body = Bytes::from(text.to_string());
         let fields = RequestFields::parse(&body).unwrap();
         let out = rewrite(&body, &fields, None, true).unwrap();
@@ -186,7 +186,7 @@ mod tests {
 
     #[test]
     fn inserts_stream_options_when_absent() {
-        let v = rewrite(r#" {"model":"m","stream":true,"messages":[]}"#);
+        let v = rewritten(r#" {"model":"m","stream":true,"messages":[]}"#);
         assert_eq!(v["stream_options"]["include_usage"], true);
         assert_eq!(v["model"], "m");
         assert_eq!(v["messages"], Value::Array(vec![]));
@@ -194,10 +194,10 @@ mod tests {
 
     #[test]
     fn replaces_existing_stream_options_keeping_other_members() {
-        let v = rewrite(r#"{"model":"m","stream_options":{"include_usage":false,"x":1},"stream":true}"#);
+        let v = rewritten(r#"{"model":"m","stream_options":{"include_usage":false,"x":1},"stream":true}"#);
         assert_eq!(v["stream_options"]["include_usage"], true);
         assert_eq!(v["stream_options"]["x"], 1);
-        let v = rewrite(r#"{"model":"m","stream_options":null,"stream":true}"#);
+        let v = rewritten(r#"{"model":"m","stream_options":null,"stream":true}"#);
         assert_eq!(v["stream_options"]["include_usage"], true);
     }
 

@@ -32,6 +32,10 @@ const LINE_SLACK: usize = 16;
 
 const BOM: &[u8] = b"\xEF\xBB\xBF";
 
+/// Buffers grown past this by an unusually large event are released once it is done, so one
+/// big event does not pin memory for the rest of a long stream.
+const KEEP_CAPACITY: usize = 64 << 10;
+
 /// One dispatched event; the slices are only valid during the callback.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct SseEvent<'a> {
@@ -155,7 +159,9 @@ impl SseScanner {
             let end = base.saturating_add(next as u64);
             self.process_line(chunk, &line, None, end, &mut on_event);
             line.clear();
-            self.line = line;
+            if line.capacity() <= KEEP_CAPACITY {
+                self.line = line;
+            }
             pos = next;
         }
         while let Some(rest) = chunk.get(pos..).filter(|r| !r.is_empty()) {
@@ -316,6 +322,9 @@ impl SseScanner {
         }
         self.reset_event();
         self.boundary = end;
+        if self.data_buf.capacity() > KEEP_CAPACITY {
+            self.data_buf = Vec::new();
+        }
     }
 
     fn reset_event(&mut self) {

@@ -1,5 +1,6 @@
 //! Every error sluice answers itself, in the caller's API shape, with the right status — and a
 //! usage record for each.
+#![allow(clippy::unwrap_used)] // helpers outside #[test] fns: a panic is a failed test
 
 mod common;
 use common::*;
@@ -48,7 +49,9 @@ async fn openai_shaped_errors_have_the_right_status() {
     let keys = s.cfg.keys.clone();
     let acme = keys.acme.clone();
     let good = chat("mock-gpt", false).to_string();
-    let cases: Vec<(u16, &str, Option<&str>, Option<String>, Option<&str>)> = vec![
+    // (status, path, key, body, expected error code)
+    type Case<'a> = (u16, &'a str, Option<&'a str>, Option<String>, Option<&'a str>);
+    let cases: Vec<Case> = vec![
         (400, "/v1/chat/completions", Some(&acme), Some("{not json".into()), None),
         (400, "/v1/chat/completions", Some(&acme), Some(json!({"messages": []}).to_string()), None),
         (400, "/v1/chat/completions", Some(&acme), Some(json!({"model": 5}).to_string()), None),

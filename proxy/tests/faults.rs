@@ -1,5 +1,6 @@
 //! Streams cut short: a client that goes away, a provider that drops or stalls. Each yields one
 //! record with what is known, flagged estimated, and the upstream is closed promptly.
+#![allow(clippy::unwrap_used)] // helpers outside #[test] fns: a panic is a failed test
 
 mod common;
 use common::*;

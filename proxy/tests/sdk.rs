@@ -5,11 +5,13 @@
 //! The SDKs live in a venv that `./test.sh` builds and names in `SLUICE_SDK_PYTHON`. Without it
 //! every test fails (a silent pass would hide that the SDKs were never exercised), unless
 //! `SLUICE_SKIP_SDK=1` says skipping is intended.
+#![allow(clippy::unwrap_used)] // helpers outside #[test] fns: a panic is a failed test
 
 mod common;
 use common::*;
 use serde_json::Value;
 use sluice_bench::mock::{MockUsage, DEFAULT_CHUNKS, DEFAULT_DIMS};
+use std::io::Write as _;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
@@ -26,7 +28,9 @@ fn sdk_python() -> Option<String> {
             Some(p)
         }
         _ if std::env::var("SLUICE_SKIP_SDK").as_deref() == Ok("1") => {
-            eprintln!(
+            // Straight to stderr: the harness would swallow `eprintln!` from a passing test.
+            let _ = writeln!(
+                std::io::stderr(),
                 "\n!!!!! SLUICE_SKIP_SDK=1: SKIPPING official-SDK test; the SDKs were NOT exercised !!!!!\n"
             );
             None
@@ -39,12 +43,11 @@ fn sdk_python() -> Option<String> {
     }
 }
 
-/// Runs one case of `cases.py` against `s` with org acme's key and returns its JSON line.
-async fn run_case(s: &Sluice, python: &str, case: &str) -> Value {
-    let mut cmd = Command::new(python);
-    cmd.arg(SCRIPT)
-        .arg(case)
-        .env("SLUICE_BASE_URL", format!("http://{}", s.addr))
+/// `program` with sluice's address and org acme's key in its environment, and nothing else
+/// that could steer an SDK.
+fn sdk_command(s: &Sluice, program: &str) -> Command {
+    let mut cmd = Command::new(program);
+    cmd.env("SLUICE_BASE_URL", format!("http://{}", s.addr))
         .env("SLUICE_KEY", &s.cfg.keys.acme)
         // Keep the source tree free of __pycache__.
         .env("PYTHONDONTWRITEBYTECODE", "1")
@@ -60,8 +63,13 @@ async fn run_case(s: &Sluice, python: &str, case: &str) -> Value {
             cmd.env_remove(&name);
         }
     }
-    let child = cmd.spawn().expect("spawn the SDK python");
-    // The script ends itself after 60 s (SIGALRM); this bound only reports a hang clearly.
+    cmd
+}
+
+/// Runs an SDK script to completion and returns the JSON line it printed last.
+async fn run_json(s: &Sluice, mut cmd: Command, case: &str) -> Value {
+    let child = cmd.spawn().expect("spawn the SDK script");
+    // The scripts end themselves after 60 s; this bound only reports a hang clearly.
     let out = tokio::time::timeout(
         Duration::from_secs(90),
         tokio::task::spawn_blocking(move || child.wait_with_output()),
@@ -69,12 +77,12 @@ async fn run_case(s: &Sluice, python: &str, case: &str) -> Value {
     .await
     .unwrap_or_else(|_| panic!("SDK case {case} hung; sluice stderr:\n{}", s.stderr()))
     .expect("join")
-    .expect("python output");
+    .expect("script output");
     let stdout = String::from_utf8_lossy(&out.stdout);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(
         out.status.success(),
-        "SDK case {case} failed ({}):\n--- python stderr ---\n{stderr}\n--- python stdout ---\n\
+        "SDK case {case} failed ({}):\n--- script stderr ---\n{stderr}\n--- script stdout ---\n\
          {stdout}\n--- sluice stderr ---\n{}",
         out.status,
         s.stderr()
@@ -82,6 +90,13 @@ async fn run_case(s: &Sluice, python: &str, case: &str) -> Value {
     let line = stdout.lines().rev().find(|l| !l.trim().is_empty());
     serde_json::from_str(line.unwrap_or_default())
         .unwrap_or_else(|e| panic!("SDK case {case} printed no JSON ({e}):\n{stdout}\n{stderr}"))
+}
+
+/// Runs one case of `cases.py` against `s`.
+async fn run_case(s: &Sluice, python: &str, case: &str) -> Value {
+    let mut cmd = sdk_command(s, python);
+    cmd.arg(SCRIPT).arg(case);
+    run_json(s, cmd, case).await
 }
 
 /// The text the mock streams by default: chunk `i` is `tok{i} `.
@@ -408,4 +423,38 @@ async fn anthropic_error_mapping() {
         s.mock.requests().is_empty(),
         "refused requests never reach the provider"
     );
+}
+
+/// The Node SDK parses streams with its own code; not in CI because it needs an npm install
+/// (see the header of `tests/sdk/node/stream.mjs`).
+#[tokio::test]
+#[ignore = "needs `npm install --prefix target/sdk-node openai` and SLUICE_SDK_NODE_DIR"]
+async fn node_openai_stream() {
+    let dir = std::env::var("SLUICE_SDK_NODE_DIR")
+        .expect("SLUICE_SDK_NODE_DIR: a directory where `npm install openai` was run");
+    let mut s = Sluice::start().await;
+    let mut cmd = sdk_command(&s, "node");
+    cmd.arg(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/sdk/node/stream.mjs"
+    ))
+    .env("SLUICE_SDK_NODE_DIR", dir);
+    let out = run_json(&s, cmd, "node stream").await;
+    let reqs = s.mock.requests();
+    assert_eq!(reqs.len(), 2, "{reqs:?}");
+    for (i, case) in ["plain", "with_usage"].into_iter().enumerate() {
+        let truth = reqs[i].usage.expect("mock usage");
+        let got = &out[case];
+        assert_eq!(got["text"], mock_text(), "{out}");
+        if case == "plain" {
+            assert_eq!(
+                got["usage_chunks"], 0,
+                "sluice's injected usage chunk leaked: {out}"
+            );
+        } else {
+            assert_eq!(got["usage_chunks"], 1, "{out}");
+            assert_sdk_usage(&got["usage"], truth);
+        }
+        assert_record(&mut s, "chat.completions", true, truth).await;
+    }
 }

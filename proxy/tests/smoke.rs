@@ -1,4 +1,5 @@
 //! First end-to-end check: a chat completion through a real sluice to the mock, both shapes.
+#![allow(clippy::unwrap_used)] // helpers outside #[test] fns: a panic is a failed test
 
 mod common;
 use common::*;

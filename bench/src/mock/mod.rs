@@ -55,7 +55,8 @@
 //!
 //! Events are counted over the whole SSE stream (role chunk, finish chunk and `[DONE]`
 //! included). On non-stream replies any drop or stall count cuts the body after its first
-//! half. A malformed control header is answered with a 400.
+//! half, and a fragmented non-stream body is sent chunked. A malformed control header is
+//! answered with a 400.
 //!
 //! # Recording
 //!

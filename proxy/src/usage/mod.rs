@@ -103,6 +103,10 @@ const MAX_COUNT_TOKENS_BODY: usize = 4096;
 /// Responses' final event repeats the entire output, so it gets a larger bound than others.
 const MAX_RESPONSES_EVENT_BYTES: usize = 8 << 20;
 
+/// Strip mode holds back an unfinished event; one this big (data bound plus room for comment
+/// lines) is no usage chunk, so it is forwarded instead of held.
+const MAX_STRIP_HELD: u64 = DEFAULT_MAX_EVENT_BYTES as u64 + (64 << 10);
+
 #[derive(Debug)]
 enum Body {
     Sse {
@@ -140,7 +144,7 @@ impl UsageObserver {
                 };
                 Body::Sse {
                     scanner: SseScanner::with_max_event_bytes(max),
-                    strip: (openai && strip_usage_chunk).then(Stripper::default),
+                    strip: (openai && strip_usage_chunk).then(|| Stripper::new(MAX_STRIP_HELD)),
                 }
             }
         };

@@ -12,6 +12,9 @@ use bytes::{Bytes, BytesMut};
 /// The forwarding state of one stripped response.
 #[derive(Debug, Default)]
 pub(crate) struct Stripper {
+    /// Most bytes held back at once: past that the event cannot be a usage chunk the scanner
+    /// would parse anyway, so it is forwarded rather than buffered without limit.
+    max_held: u64,
     /// Absolute offset up to which bytes have been forwarded or cut.
     decided: u64,
     /// Chunk slices covering `[decided, offset fed)`, in order.
@@ -25,6 +28,13 @@ pub(crate) struct Stripper {
 }
 
 impl Stripper {
+    pub(crate) fn new(max_held: u64) -> Self {
+        Self {
+            max_held,
+            ..Self::default()
+        }
+    }
+
     /// Marks an event's range for removal; it is always past everything already decided.
     pub(crate) fn cut(&mut self, start: u64, end: u64) {
         if start < end && start >= self.decided {
@@ -46,6 +56,11 @@ impl Stripper {
         let given = chunk.is_some();
         let len = chunk.as_ref().map_or(0, |c| c.len() as u64);
         let end = base.saturating_add(len);
+        let limit = if end.saturating_sub(limit) > self.max_held {
+            end
+        } else {
+            limit
+        };
         if self.held.is_empty() && self.cuts.is_empty() && self.decided == base && limit == end {
             // The common case: the chunk is exactly a run of complete events to keep.
             self.decided = end;

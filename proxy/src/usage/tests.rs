@@ -350,3 +350,16 @@ fn strip_mode_is_ignored_where_it_does_not_apply() {
     );
     assert_eq!(out, OPENAI_CHAT_BODY.as_bytes());
 }
+
+#[test]
+fn strip_does_not_hold_an_endless_event() {
+    let mut observer = UsageObserver::new(Shape::OpenAiChat, true, true);
+    let chunk = Bytes::from(vec![b'x'; 256 * 1024]);
+    let mut forwarded = 0;
+    for _ in 0..8 {
+        let mut body = Some(chunk.clone());
+        observer.filter(&mut body, false);
+        forwarded += body.map_or(0, |b| b.len());
+    }
+    assert!(forwarded + super::MAX_STRIP_HELD as usize >= 8 * chunk.len());
+}

@@ -50,7 +50,9 @@ pub async fn admit(
         .ok_or_else(|| GatewayError::UnknownModel(crate::api::truncate(model, 256)))?
         .clone();
     if !key.scope.allows(model) {
-        return Err(GatewayError::ModelNotAllowed(crate::api::truncate(model, 256)));
+        return Err(GatewayError::ModelNotAllowed(crate::api::truncate(
+            model, 256,
+        )));
     }
     if route.provider.kind != api.provider_kind() {
         return Err(GatewayError::WrongSurface {

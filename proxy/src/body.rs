@@ -51,9 +51,8 @@ impl<'a> RequestFields<'a> {
             ))
         })?;
         if let Some(raw) = fields.model_raw {
-            let model: Cow<'a, str> = serde_json::from_str(raw.get()).map_err(|_| {
-                GatewayError::InvalidBody("`model` must be a string".to_string())
-            })?;
+            let model: Cow<'a, str> = serde_json::from_str(raw.get())
+                .map_err(|_| GatewayError::InvalidBody("`model` must be a string".to_string()))?;
             fields.model = Some(model);
         }
         Ok(fields)
@@ -178,7 +177,14 @@ mod tests {
 
     #[test]
     fn malformed_bodies_are_refused() {
-        for bad in [&b"not json"[..], b"[1,2]", b"{\"model\":", b"", b"{\"model\":1}", b"{\"model\":\"a\",\"model\":\"b\"}"] {
+        for bad in [
+            &b"not json"[..],
+            b"[1,2]",
+            b"{\"model\":",
+            b"",
+            b"{\"model\":1}",
+            b"{\"model\":\"a\",\"model\":\"b\"}",
+        ] {
             let e = RequestFields::parse(bad).unwrap_err();
             assert_eq!(e.status(), 400, "{}", String::from_utf8_lossy(bad));
         }
@@ -194,7 +200,9 @@ mod tests {
 
     #[test]
     fn replaces_existing_stream_options_keeping_other_members() {
-        let v = rewritten(r#"{"model":"m","stream_options":{"include_usage":false,"x":1},"stream":true}"#);
+        let v = rewritten(
+            r#"{"model":"m","stream_options":{"include_usage":false,"x":1},"stream":true}"#,
+        );
         assert_eq!(v["stream_options"]["include_usage"], true);
         assert_eq!(v["stream_options"]["x"], 1);
         let v = rewritten(r#"{"model":"m","stream_options":null,"stream":true}"#);
@@ -203,9 +211,12 @@ mod tests {
 
     #[test]
     fn alias_and_usage_edits_compose() {
-        let body = Bytes::from_static(br#"{"stream_options":{"x":2},"model":"fast","stream":true}"#);
+        let body =
+            Bytes::from_static(br#"{"stream_options":{"x":2},"model":"fast","stream":true}"#);
         let f = RequestFields::parse(&body).unwrap();
-        let v: Value = serde_json::from_slice(&rewrite(&body, &f, Some("gpt-4o-mini"), true).unwrap()).unwrap();
+        let v: Value =
+            serde_json::from_slice(&rewrite(&body, &f, Some("gpt-4o-mini"), true).unwrap())
+                .unwrap();
         assert_eq!(v["model"], "gpt-4o-mini");
         assert_eq!(v["stream_options"]["include_usage"], true);
         assert_eq!(v["stream_options"]["x"], 2);
@@ -214,7 +225,8 @@ mod tests {
 
     #[test]
     fn client_opt_in_is_detected() {
-        let f = RequestFields::parse(br#"{"model":"m","stream_options":{"include_usage":true}}"#).unwrap();
+        let f = RequestFields::parse(br#"{"model":"m","stream_options":{"include_usage":true}}"#)
+            .unwrap();
         assert!(f.client_wants_usage());
     }
 

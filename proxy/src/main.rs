@@ -151,7 +151,9 @@ fn seal(org: &str, provider: &str, file: Option<PathBuf>) -> Result<(), String> 
     if secret.is_empty() {
         return Err("no secret on stdin".into());
     }
-    let sealed = master.seal(org, provider, &secret).map_err(|e| e.to_string())?;
+    let sealed = master
+        .seal(org, provider, &secret)
+        .map_err(|e| e.to_string())?;
     println!("{sealed}");
     Ok(())
 }

@@ -84,7 +84,11 @@ pub fn prepare_request(
         .map(|s| s.trim().to_ascii_lowercase())
         .filter(|s| !s.is_empty())
         .collect();
-    for name in STRIP.iter().copied().chain(named.iter().map(String::as_str)) {
+    for name in STRIP
+        .iter()
+        .copied()
+        .chain(named.iter().map(String::as_str))
+    {
         req.remove_header(name);
     }
     let ours: Vec<HeaderName> = req
@@ -98,12 +102,17 @@ pub fn prepare_request(
     }
 
     let set = |req: &mut RequestHeader, name: HeaderName, value: HeaderValue| {
-        req.insert_header(name, value).map_err(|_| GatewayError::Internal)
+        req.insert_header(name, value)
+            .map_err(|_| GatewayError::Internal)
     };
     set(req, header::HOST, value(&provider.host_header)?)?;
     set(req, header::CONTENT_LENGTH, HeaderValue::from(body_len))?;
     // Usage is read from the body as it passes; a compressed body could not be read.
-    set(req, header::ACCEPT_ENCODING, HeaderValue::from_static("identity"))?;
+    set(
+        req,
+        header::ACCEPT_ENCODING,
+        HeaderValue::from_static("identity"),
+    )?;
     if provider.kind == ProviderKind::Anthropic && !req.headers.contains_key("anthropic-version") {
         set(
             req,

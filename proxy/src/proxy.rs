@@ -68,7 +68,10 @@ impl ProxyHttp for Gateway {
     }
 
     async fn upstream_peer(&self, _session: &mut Session, ctx: &mut Ctx) -> Result<Box<HttpPeer>> {
-        let route = ctx.route.clone().ok_or_else(|| fail(ctx, GatewayError::Internal))?;
+        let route = ctx
+            .route
+            .clone()
+            .ok_or_else(|| fail(ctx, GatewayError::Internal))?;
         ctx.upstream_started = Some(Instant::now());
         route
             .provider
@@ -85,12 +88,22 @@ impl ProxyHttp for Gateway {
         let (Some(route), Some(model)) = (ctx.route.clone(), ctx.upstream_model.clone()) else {
             return Err(fail(ctx, GatewayError::Internal));
         };
-        let org = ctx.key.as_ref().and_then(|k| ctx.snapshot.org(&k.org)).cloned();
+        let org = ctx
+            .key
+            .as_ref()
+            .and_then(|k| ctx.snapshot.org(&k.org))
+            .cloned();
         let body_len = ctx.upstream_body.as_ref().map_or(0, Bytes::len);
         let credential = providers::credential(&ctx.snapshot, org.as_deref(), &route.provider)
             .map_err(|e| fail(ctx, e))?;
-        providers::prepare_request(upstream, &route.provider, &model, body_len, credential.as_ref())
-            .map_err(|e| fail(ctx, e))
+        providers::prepare_request(
+            upstream,
+            &route.provider,
+            &model,
+            body_len,
+            credential.as_ref(),
+        )
+        .map_err(|e| fail(ctx, e))
     }
 
     async fn request_body_filter(

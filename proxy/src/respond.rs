@@ -18,7 +18,11 @@ pub async fn json(session: &mut Session, ctx: &Ctx, status: u16, body: Bytes) {
     let _ = resp.insert_header(http::header::CONTENT_TYPE, "application/json");
     let _ = resp.insert_header(http::header::CONTENT_LENGTH, body.len());
     let _ = resp.insert_header(REQUEST_ID, ctx.id.to_string());
-    if session.write_response_header(Box::new(resp), false).await.is_ok() {
+    if session
+        .write_response_header(Box::new(resp), false)
+        .await
+        .is_ok()
+    {
         let _ = session.write_response_body(Some(body), true).await;
     }
 }
@@ -38,7 +42,10 @@ pub async fn error(session: &mut Session, ctx: &mut Ctx, err: GatewayError) {
 /// `anthropic-version`).
 pub async fn models(session: &mut Session, ctx: &mut Ctx) {
     let Some(key) = ctx.key.clone() else { return };
-    let anthropic = session.req_header().headers.contains_key("anthropic-version");
+    let anthropic = session
+        .req_header()
+        .headers
+        .contains_key("anthropic-version");
     let wanted = session
         .req_header()
         .uri

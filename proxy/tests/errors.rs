@@ -29,9 +29,15 @@ async fn call(
 
 fn assert_openai_error(body: &Value, code: Option<&str>) {
     let e = &body["error"];
-    assert!(e["message"].as_str().is_some_and(|m| !m.is_empty()), "{body}");
+    assert!(
+        e["message"].as_str().is_some_and(|m| !m.is_empty()),
+        "{body}"
+    );
     assert!(e["type"].is_string(), "{body}");
-    assert!(e.get("param").is_some() && e.get("code").is_some(), "{body}");
+    assert!(
+        e.get("param").is_some() && e.get("code").is_some(),
+        "{body}"
+    );
     if let Some(c) = code {
         assert_eq!(e["code"], c, "{body}");
     }
@@ -40,7 +46,9 @@ fn assert_openai_error(body: &Value, code: Option<&str>) {
 fn assert_anthropic_error(body: &Value, kind: &str) {
     assert_eq!(body["type"], "error", "{body}");
     assert_eq!(body["error"]["type"], kind, "{body}");
-    assert!(body["error"]["message"].as_str().is_some_and(|m| !m.is_empty()));
+    assert!(body["error"]["message"]
+        .as_str()
+        .is_some_and(|m| !m.is_empty()));
 }
 
 #[tokio::test]
@@ -50,19 +58,85 @@ async fn openai_shaped_errors_have_the_right_status() {
     let acme = keys.acme.clone();
     let good = chat("mock-gpt", false).to_string();
     // (status, path, key, body, expected error code)
-    type Case<'a> = (u16, &'a str, Option<&'a str>, Option<String>, Option<&'a str>);
+    type Case<'a> = (
+        u16,
+        &'a str,
+        Option<&'a str>,
+        Option<String>,
+        Option<&'a str>,
+    );
     let cases: Vec<Case> = vec![
-        (400, "/v1/chat/completions", Some(&acme), Some("{not json".into()), None),
-        (400, "/v1/chat/completions", Some(&acme), Some(json!({"messages": []}).to_string()), None),
-        (400, "/v1/chat/completions", Some(&acme), Some(json!({"model": 5}).to_string()), None),
-        (401, "/v1/chat/completions", None, Some(good.clone()), Some("missing_api_key")),
-        (401, "/v1/chat/completions", Some("sk-sluice-notarealkeyatallnotarealkeyatall000"), Some(good.clone()), Some("invalid_api_key")),
-        (401, "/v1/chat/completions", Some("garbage"), Some(good.clone()), Some("invalid_api_key")),
-        (403, "/v1/chat/completions", Some(&keys.expired), Some(good.clone()), Some("api_key_expired")),
-        (403, "/v1/chat/completions", Some(&keys.acme_claude_only), Some(good.clone()), Some("model_not_allowed")),
-        (404, "/v1/chat/completions", Some(&acme), Some(chat("no-such-model", false).to_string()), Some("model_not_found")),
+        (
+            400,
+            "/v1/chat/completions",
+            Some(&acme),
+            Some("{not json".into()),
+            None,
+        ),
+        (
+            400,
+            "/v1/chat/completions",
+            Some(&acme),
+            Some(json!({"messages": []}).to_string()),
+            None,
+        ),
+        (
+            400,
+            "/v1/chat/completions",
+            Some(&acme),
+            Some(json!({"model": 5}).to_string()),
+            None,
+        ),
+        (
+            401,
+            "/v1/chat/completions",
+            None,
+            Some(good.clone()),
+            Some("missing_api_key"),
+        ),
+        (
+            401,
+            "/v1/chat/completions",
+            Some("sk-sluice-notarealkeyatallnotarealkeyatall000"),
+            Some(good.clone()),
+            Some("invalid_api_key"),
+        ),
+        (
+            401,
+            "/v1/chat/completions",
+            Some("garbage"),
+            Some(good.clone()),
+            Some("invalid_api_key"),
+        ),
+        (
+            403,
+            "/v1/chat/completions",
+            Some(&keys.expired),
+            Some(good.clone()),
+            Some("api_key_expired"),
+        ),
+        (
+            403,
+            "/v1/chat/completions",
+            Some(&keys.acme_claude_only),
+            Some(good.clone()),
+            Some("model_not_allowed"),
+        ),
+        (
+            404,
+            "/v1/chat/completions",
+            Some(&acme),
+            Some(chat("no-such-model", false).to_string()),
+            Some("model_not_found"),
+        ),
         (404, "/v1/nope", Some(&acme), None, Some("unknown_url")),
-        (400, "/v1/chat/completions", Some(&acme), Some(chat("mock-claude", false).to_string()), None),
+        (
+            400,
+            "/v1/chat/completions",
+            Some(&acme),
+            Some(chat("mock-claude", false).to_string()),
+            None,
+        ),
     ];
     for (status, path, key, body, code) in cases {
         let (got, b, h) = call(&s, reqwest::Method::POST, path, key, body.clone()).await;
@@ -74,7 +148,14 @@ async fn openai_shaped_errors_have_the_right_status() {
         assert_eq!(rec["outcome"], "rejected");
         assert_eq!(rec["input_tokens"], 0);
     }
-    let (got, b, _) = call(&s, reqwest::Method::GET, "/v1/chat/completions", Some(&acme), None).await;
+    let (got, b, _) = call(
+        &s,
+        reqwest::Method::GET,
+        "/v1/chat/completions",
+        Some(&acme),
+        None,
+    )
+    .await;
     assert_eq!(got, 405, "{b}");
     assert_openai_error(&b, Some("method_not_allowed"));
     // Nothing sluice refused reached the provider.
@@ -96,17 +177,31 @@ async fn anthropic_shaped_errors_on_messages_paths() {
     let r = post(None, msg.to_string()).await.unwrap();
     assert_eq!(r.status(), 401);
     assert_anthropic_error(&r.json().await.unwrap(), "authentication_error");
-    let r = post(Some(s.cfg.keys.expired.clone()), msg.to_string()).await.unwrap();
+    let r = post(Some(s.cfg.keys.expired.clone()), msg.to_string())
+        .await
+        .unwrap();
     assert_eq!(r.status(), 403);
     assert_anthropic_error(&r.json().await.unwrap(), "permission_error");
-    let r = post(Some(s.cfg.keys.acme.clone()), "{]".into()).await.unwrap();
+    let r = post(Some(s.cfg.keys.acme.clone()), "{]".into())
+        .await
+        .unwrap();
     assert_eq!(r.status(), 400);
     assert_anthropic_error(&r.json().await.unwrap(), "invalid_request_error");
-    let r = post(Some(s.cfg.keys.acme.clone()), json!({"model": "gpt-x"}).to_string()).await.unwrap();
+    let r = post(
+        Some(s.cfg.keys.acme.clone()),
+        json!({"model": "gpt-x"}).to_string(),
+    )
+    .await
+    .unwrap();
     assert_eq!(r.status(), 404);
     assert_anthropic_error(&r.json().await.unwrap(), "not_found_error");
     // An OpenAI-shape model on the Anthropic surface: no translation, a clear 400.
-    let r = post(Some(s.cfg.keys.acme.clone()), json!({"model": "mock-gpt"}).to_string()).await.unwrap();
+    let r = post(
+        Some(s.cfg.keys.acme.clone()),
+        json!({"model": "mock-gpt"}).to_string(),
+    )
+    .await
+    .unwrap();
     assert_eq!(r.status(), 400);
     assert_anthropic_error(&r.json().await.unwrap(), "invalid_request_error");
 }
@@ -119,7 +214,14 @@ async fn oversized_body_gets_413_by_declared_length_and_by_chunked_stream() {
         "{{\"model\":\"mock-gpt\",\"messages\":[{{\"role\":\"user\",\"content\":\"{}\"}}]}}",
         "x".repeat(1_100_000)
     );
-    let (got, b, _) = call(&s, reqwest::Method::POST, "/v1/chat/completions", Some(&s.cfg.keys.acme.clone()), Some(big.clone())).await;
+    let (got, b, _) = call(
+        &s,
+        reqwest::Method::POST,
+        "/v1/chat/completions",
+        Some(&s.cfg.keys.acme.clone()),
+        Some(big.clone()),
+    )
+    .await;
     assert_eq!(got, 413, "{b}");
     assert_openai_error(&b, Some("request_too_large"));
     assert_eq!(s.next_record().await["status"], 413);
@@ -150,7 +252,14 @@ async fn oversized_body_gets_413_by_declared_length_and_by_chunked_stream() {
 async fn upstream_connect_failure_is_502_and_timeout_is_504() {
     let mut s = Sluice::start().await;
     let key = s.cfg.keys.acme.clone();
-    let (got, b, _) = call(&s, reqwest::Method::POST, "/v1/chat/completions", Some(&key), Some(chat("dead-gpt", false).to_string())).await;
+    let (got, b, _) = call(
+        &s,
+        reqwest::Method::POST,
+        "/v1/chat/completions",
+        Some(&key),
+        Some(chat("dead-gpt", false).to_string()),
+    )
+    .await;
     assert_eq!(got, 502, "{b}");
     assert_openai_error(&b, Some("upstream_unreachable"));
     let rec = s.next_record().await;
@@ -190,7 +299,14 @@ async fn provider_errors_pass_through_unchanged() {
     assert!(resp.headers().contains_key("x-request-id"));
     let body: Value = resp.json().await.unwrap();
     // The mock's own error body, not one of ours.
-    assert!(body["error"]["message"].as_str().unwrap().to_lowercase().contains("mock"), "{body}");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .to_lowercase()
+            .contains("mock"),
+        "{body}"
+    );
     let rec = s.next_record().await;
     assert_eq!(rec["status"], 429);
     assert_eq!(rec["outcome"], "provider_error");

@@ -17,8 +17,10 @@ async fn client_disconnect_closes_upstream_and_records_estimate() {
         .header("x-api-key", &s.cfg.keys.acme)
         .header("anthropic-version", "2023-06-01")
         .header("x-mock-stall-after", "4")
-        .json(&serde_json::json!({"model": "mock-claude", "max_tokens": 50, "stream": true,
-            "messages": [{"role": "user", "content": "a b"}]}))
+        .json(
+            &serde_json::json!({"model": "mock-claude", "max_tokens": 50, "stream": true,
+            "messages": [{"role": "user", "content": "a b"}]}),
+        )
         .send()
         .await
         .unwrap();
@@ -26,13 +28,19 @@ async fn client_disconnect_closes_upstream_and_records_estimate() {
     let mut stream = resp.bytes_stream();
     let mut seen = String::new();
     while !seen.contains("content_block_delta") {
-        seen.push_str(&String::from_utf8_lossy(&stream.next().await.unwrap().unwrap()));
+        seen.push_str(&String::from_utf8_lossy(
+            &stream.next().await.unwrap().unwrap(),
+        ));
     }
     drop(stream);
     // sluice notices the client is gone and closes the upstream: the mock sees its client leave.
-    let reqs = tokio::time::timeout(WAIT, s.mock.wait_until(|r| r.iter().any(|x| x.outcome == MockOutcome::ClientGone)))
-        .await
-        .expect("upstream closed after the client left");
+    let reqs = tokio::time::timeout(
+        WAIT,
+        s.mock
+            .wait_until(|r| r.iter().any(|x| x.outcome == MockOutcome::ClientGone)),
+    )
+    .await
+    .expect("upstream closed after the client left");
     let truth_input = reqs[0].usage.unwrap().input_tokens;
     let rec = s.next_record().await;
     assert_eq!(rec["outcome"], "client_disconnected", "{rec}");
@@ -56,7 +64,10 @@ async fn upstream_drop_mid_stream_is_recorded_and_visible_to_the_client() {
         .unwrap();
     assert_eq!(resp.status(), 200);
     // The client must see an incomplete stream, not a clean end.
-    assert!(body_chunks(resp).await.is_err(), "a dropped upstream must not look like a complete stream");
+    assert!(
+        body_chunks(resp).await.is_err(),
+        "a dropped upstream must not look like a complete stream"
+    );
     let rec = s.next_record().await;
     assert_eq!(rec["outcome"], "upstream_dropped", "{rec}");
     assert_eq!(rec["estimated"], true);
@@ -94,7 +105,10 @@ async fn many_mixed_failures_each_yield_exactly_one_record() {
         let url = s.url("/v1/chat/completions");
         let key = s.cfg.keys.acme.clone();
         handles.push(tokio::spawn(async move {
-            let mut r = client.post(url).bearer_auth(key).json(&chat(if i % 5 == 4 { "dead-gpt" } else { "mock-gpt" }, i % 2 == 0));
+            let mut r = client.post(url).bearer_auth(key).json(&chat(
+                if i % 5 == 4 { "dead-gpt" } else { "mock-gpt" },
+                i % 2 == 0,
+            ));
             r = match i % 5 {
                 1 => r.header("x-mock-drop-after", "3"),
                 2 => r.header("x-mock-status", "500"),
@@ -113,7 +127,10 @@ async fn many_mixed_failures_each_yield_exactly_one_record() {
     let (mut input, mut output) = (0u64, 0u64);
     for _ in 0..60 {
         let rec = s.next_record().await;
-        assert!(ids.insert(rec["id"].as_str().unwrap().to_string()), "duplicate record id");
+        assert!(
+            ids.insert(rec["id"].as_str().unwrap().to_string()),
+            "duplicate record id"
+        );
         if rec["outcome"] == "ok" {
             assert_eq!(rec["estimated"], false, "{rec}");
             input += rec["input_tokens"].as_u64().unwrap();
@@ -121,8 +138,23 @@ async fn many_mixed_failures_each_yield_exactly_one_record() {
         }
     }
     // Every request the provider completed is metered exactly once, to the token.
-    let done: Vec<_> = s.mock.requests().into_iter().filter(|r| r.outcome == MockOutcome::Completed).collect();
+    let done: Vec<_> = s
+        .mock
+        .requests()
+        .into_iter()
+        .filter(|r| r.outcome == MockOutcome::Completed)
+        .collect();
     assert_eq!(done.len(), 24, "plain and fragmented requests complete");
-    assert_eq!(input, done.iter().map(|r| r.usage.unwrap().input_tokens).sum::<u64>());
-    assert_eq!(output, done.iter().map(|r| r.usage.unwrap().output_tokens).sum::<u64>());
+    assert_eq!(
+        input,
+        done.iter()
+            .map(|r| r.usage.unwrap().input_tokens)
+            .sum::<u64>()
+    );
+    assert_eq!(
+        output,
+        done.iter()
+            .map(|r| r.usage.unwrap().output_tokens)
+            .sum::<u64>()
+    );
 }

@@ -25,7 +25,9 @@ async fn provider_sees_provider_key_never_the_virtual_key() {
             .header("x-forwarded-for", "10.1.2.3")
             .header("user-agent", "test-agent/1.0");
         if extra {
-            r = r.header("connection", "keep-alive, x-hop").header("x-hop", "1");
+            r = r
+                .header("connection", "keep-alive, x-hop")
+                .header("x-hop", "1");
         }
         r.json(&chat("mock-gpt", false)).send()
     };
@@ -44,14 +46,30 @@ async fn provider_sees_provider_key_never_the_virtual_key() {
     let reqs = s.mock.requests();
     // Ordinary headers pass through.
     assert_eq!(reqs[0].header("user-agent"), Some("test-agent/1.0"));
-    assert_eq!(reqs[0].header("authorization"), Some(format!("Bearer {ACME_OPENAI_KEY}").as_str()));
-    assert_eq!(reqs[1].header("authorization"), Some(format!("Bearer {SHARED_PROVIDER_KEY}").as_str()));
+    assert_eq!(
+        reqs[0].header("authorization"),
+        Some(format!("Bearer {ACME_OPENAI_KEY}").as_str())
+    );
+    assert_eq!(
+        reqs[1].header("authorization"),
+        Some(format!("Bearer {SHARED_PROVIDER_KEY}").as_str())
+    );
     assert_eq!(reqs[2].header("x-api-key"), Some(ACME_ANTHROPIC_KEY));
     assert_eq!(reqs[2].header("anthropic-version"), Some("2023-06-01"));
     for r in &reqs {
         for (name, value) in &r.headers {
-            assert!(!value.contains(&acme) && !value.contains(&beta), "virtual key reached the provider in {name}");
-            for banned in ["cookie", "openai-organization", "x-forwarded-for", "x-hop", "x-sluice-user", "x-sluice-meta-team"] {
+            assert!(
+                !value.contains(&acme) && !value.contains(&beta),
+                "virtual key reached the provider in {name}"
+            );
+            for banned in [
+                "cookie",
+                "openai-organization",
+                "x-forwarded-for",
+                "x-hop",
+                "x-sluice-user",
+                "x-sluice-meta-team",
+            ] {
                 assert_ne!(name.as_str(), banned, "{banned} reached the provider");
             }
         }
@@ -65,7 +83,14 @@ async fn provider_sees_provider_key_never_the_virtual_key() {
 
     // No secret in any record or log line.
     let logs = s.stderr();
-    for secret in [acme.as_str(), beta.as_str(), ACME_OPENAI_KEY, ACME_ANTHROPIC_KEY, SHARED_PROVIDER_KEY, MASTER_KEY.split(':').nth(1).unwrap()] {
+    for secret in [
+        acme.as_str(),
+        beta.as_str(),
+        ACME_OPENAI_KEY,
+        ACME_ANTHROPIC_KEY,
+        SHARED_PROVIDER_KEY,
+        MASTER_KEY.split(':').nth(1).unwrap(),
+    ] {
         for r in [&rec, &r2, &r3] {
             assert!(!r.to_string().contains(secret), "secret in usage record");
         }
@@ -83,7 +108,10 @@ fn check(config: &str, master: &str) -> (bool, String) {
         .env("SLUICE_MASTER_KEY", master)
         .output()
         .unwrap();
-    (out.status.success(), String::from_utf8_lossy(&out.stderr).to_string())
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stderr).to_string(),
+    )
 }
 
 fn org_config(org: &str, sealed: &str) -> String {
@@ -96,13 +124,18 @@ fn org_config(org: &str, sealed: &str) -> String {
 #[test]
 fn sealed_key_copied_to_another_org_is_refused() {
     let master = MasterKeys::parse(MASTER_KEY).unwrap();
-    let sealed = master.seal("acme", "p", b"sk-real-provider-secret").unwrap();
+    let sealed = master
+        .seal("acme", "p", b"sk-real-provider-secret")
+        .unwrap();
     let (ok, err) = check(&org_config("acme", &sealed), MASTER_KEY);
     assert!(ok, "{err}");
     let (ok, err) = check(&org_config("evil", &sealed), MASTER_KEY);
     assert!(!ok);
     assert!(err.contains("evil"), "{err}");
-    assert!(!err.contains("sk-real-provider-secret") && !err.contains(&sealed), "{err}");
+    assert!(
+        !err.contains("sk-real-provider-secret") && !err.contains(&sealed),
+        "{err}"
+    );
 }
 
 #[test]
@@ -110,10 +143,19 @@ fn master_key_rotation_opens_old_values_and_refuses_retired_keys() {
     let v1 = MASTER_KEY;
     let v2 = MasterKeys::generate_entry(2).unwrap();
     let both = format!("{v1},{v2}");
-    let old = MasterKeys::parse(v1).unwrap().seal("acme", "p", b"secret-one").unwrap();
-    let new = MasterKeys::parse(&both).unwrap().seal("acme", "p", b"secret-two").unwrap();
+    let old = MasterKeys::parse(v1)
+        .unwrap()
+        .seal("acme", "p", b"secret-one")
+        .unwrap();
+    let new = MasterKeys::parse(&both)
+        .unwrap()
+        .seal("acme", "p", b"secret-two")
+        .unwrap();
     assert!(new.starts_with("sealed:v2:"), "the newest key seals");
-    assert!(check(&org_config("acme", &old), &both).0, "old values open after rotation");
+    assert!(
+        check(&org_config("acme", &old), &both).0,
+        "old values open after rotation"
+    );
     assert!(check(&org_config("acme", &new), &both).0);
     let (ok, err) = check(&org_config("acme", &old), &v2);
     assert!(!ok, "a value sealed with a retired key must not open");
@@ -130,10 +172,18 @@ async fn seal_cli_round_trips_through_a_running_gateway() {
         .stdout(std::process::Stdio::piped())
         .spawn()
         .unwrap();
-    child.stdin.take().unwrap().write_all(b"sk-from-the-cli\n").unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(b"sk-from-the-cli\n")
+        .unwrap();
     let out = child.wait_with_output().unwrap();
     assert!(out.status.success());
     let sealed = String::from_utf8(out.stdout).unwrap().trim().to_string();
-    let opened = MasterKeys::parse(MASTER_KEY).unwrap().open("acme", "mock-openai", &sealed).unwrap();
+    let opened = MasterKeys::parse(MASTER_KEY)
+        .unwrap()
+        .open("acme", "mock-openai", &sealed)
+        .unwrap();
     assert_eq!(opened.expose(), b"sk-from-the-cli");
 }

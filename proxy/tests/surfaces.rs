@@ -51,25 +51,46 @@ fn sse_data(bytes: &[u8]) -> Vec<String> {
 #[tokio::test]
 async fn openai_surfaces_non_stream() {
     let mut s = Sluice::start().await;
-    let extra = [("x-mock-cached-tokens", "2"), ("x-mock-reasoning-tokens", "3")];
+    let extra = [
+        ("x-mock-cached-tokens", "2"),
+        ("x-mock-reasoning-tokens", "3"),
+    ];
     let (st, _) = post(&s, "/v1/chat/completions", chat("mock-gpt", false), &extra).await;
     assert_eq!(st, 200);
     let rec = assert_exact(&mut s, "chat.completions", false).await;
     assert_eq!(rec["cached_tokens"], 2);
     assert_eq!(rec["reasoning_tokens"], 3);
 
-    let (st, _) = post(&s, "/v1/completions", json!({"model": "mock-gpt", "prompt": "a b c"}), &[]).await;
+    let (st, _) = post(
+        &s,
+        "/v1/completions",
+        json!({"model": "mock-gpt", "prompt": "a b c"}),
+        &[],
+    )
+    .await;
     assert_eq!(st, 200);
     assert_exact(&mut s, "completions", false).await;
 
     // Embeddings bodies can be large: 4096 dims, sent in small fragments.
-    let (st, body) = post(&s, "/v1/embeddings", json!({"model": "mock-gpt", "input": ["a b", "c d e"]}), &[("x-mock-dims", "4096"), ("x-mock-fragment", "1000")]).await;
+    let (st, body) = post(
+        &s,
+        "/v1/embeddings",
+        json!({"model": "mock-gpt", "input": ["a b", "c d e"]}),
+        &[("x-mock-dims", "4096"), ("x-mock-fragment", "1000")],
+    )
+    .await;
     assert_eq!(st, 200);
     let v: Value = serde_json::from_slice(&body).unwrap();
     assert_eq!(v["data"][0]["embedding"].as_array().unwrap().len(), 4096);
     assert_exact(&mut s, "embeddings", false).await;
 
-    let (st, _) = post(&s, "/v1/responses", json!({"model": "mock-gpt", "input": "hello there"}), &extra).await;
+    let (st, _) = post(
+        &s,
+        "/v1/responses",
+        json!({"model": "mock-gpt", "input": "hello there"}),
+        &extra,
+    )
+    .await;
     assert_eq!(st, 200);
     assert_exact(&mut s, "responses", false).await;
 }
@@ -77,14 +98,23 @@ async fn openai_surfaces_non_stream() {
 #[tokio::test]
 async fn openai_surfaces_stream() {
     let mut s = Sluice::start().await;
-    let (st, body) = post(&s, "/v1/chat/completions", chat("mock-gpt", true), &[("x-mock-chunks", "5")]).await;
+    let (st, body) = post(
+        &s,
+        "/v1/chat/completions",
+        chat("mock-gpt", true),
+        &[("x-mock-chunks", "5")],
+    )
+    .await;
     assert_eq!(st, 200);
     // The client did not ask for usage: sluice asked upstream and stripped the usage chunk.
     let data = sse_data(&body);
     assert_eq!(data.last().unwrap(), "[DONE]");
     for d in &data[..data.len() - 1] {
         let v: Value = serde_json::from_str(d).unwrap();
-        assert!(!v["choices"].as_array().unwrap().is_empty(), "usage-only chunk leaked: {d}");
+        assert!(
+            !v["choices"].as_array().unwrap().is_empty(),
+            "usage-only chunk leaked: {d}"
+        );
         assert!(v.get("usage").is_none_or(Value::is_null));
     }
     let sent = s.mock.requests().last().unwrap().json().unwrap();
@@ -104,11 +134,23 @@ async fn openai_surfaces_stream() {
     assert_eq!(s.mock.requests().last().unwrap().json().unwrap(), body_in);
     assert_exact(&mut s, "chat.completions", true).await;
 
-    let (st, _) = post(&s, "/v1/completions", json!({"model": "mock-gpt", "prompt": "a b", "stream": true}), &[]).await;
+    let (st, _) = post(
+        &s,
+        "/v1/completions",
+        json!({"model": "mock-gpt", "prompt": "a b", "stream": true}),
+        &[],
+    )
+    .await;
     assert_eq!(st, 200);
     assert_exact(&mut s, "completions", true).await;
 
-    let (st, body) = post(&s, "/v1/responses", json!({"model": "mock-gpt", "input": "hi", "stream": true}), &[("x-mock-reasoning-tokens", "4")]).await;
+    let (st, body) = post(
+        &s,
+        "/v1/responses",
+        json!({"model": "mock-gpt", "input": "hi", "stream": true}),
+        &[("x-mock-reasoning-tokens", "4")],
+    )
+    .await;
     assert_eq!(st, 200);
     assert!(String::from_utf8_lossy(&body).contains("response.completed"));
     let rec = assert_exact(&mut s, "responses", true).await;
@@ -119,7 +161,10 @@ async fn openai_surfaces_stream() {
 async fn anthropic_surfaces() {
     let mut s = Sluice::start().await;
     let msg = |stream: bool| json!({"model": "mock-claude", "max_tokens": 100, "stream": stream, "messages": [{"role": "user", "content": "hello world"}]});
-    let cache = [("x-mock-cached-tokens", "7"), ("x-mock-cache-write-tokens", "5")];
+    let cache = [
+        ("x-mock-cached-tokens", "7"),
+        ("x-mock-cache-write-tokens", "5"),
+    ];
     let (st, _) = post(&s, "/v1/messages", msg(false), &cache).await;
     assert_eq!(st, 200);
     let rec = s.next_record().await;
@@ -143,7 +188,13 @@ async fn anthropic_surfaces() {
     assert_eq!(rec["output_tokens"], truth.output_tokens, "{rec}");
     assert_eq!(rec["estimated"], false);
 
-    let (st, body) = post(&s, "/v1/messages/count_tokens", json!({"model": "mock-claude", "messages": [{"role": "user", "content": "a b c"}]}), &[]).await;
+    let (st, body) = post(
+        &s,
+        "/v1/messages/count_tokens",
+        json!({"model": "mock-claude", "messages": [{"role": "user", "content": "a b c"}]}),
+        &[],
+    )
+    .await;
     assert_eq!(st, 200);
     assert!(serde_json::from_slice::<Value>(&body).unwrap()["input_tokens"].is_number());
     let rec = s.next_record().await;
@@ -155,7 +206,10 @@ async fn anthropic_surfaces() {
     m["model"] = json!("claude-sonnet-9");
     let (st, _) = post(&s, "/v1/messages", m, &[]).await;
     assert_eq!(st, 200);
-    assert_eq!(s.mock.requests().last().unwrap().model.as_deref(), Some("claude-sonnet-9"));
+    assert_eq!(
+        s.mock.requests().last().unwrap().model.as_deref(),
+        Some("claude-sonnet-9")
+    );
     assert_eq!(s.next_record().await["provider"], "mock-anthropic");
 }
 
@@ -164,10 +218,17 @@ async fn split_events_and_line_endings_keep_usage_exact() {
     let mut s = Sluice::start().await;
     for ending in ["lf", "crlf", "cr"] {
         for fragment in ["7", "1"] {
-            let h = [("x-mock-line-ending", ending), ("x-mock-fragment", fragment), ("x-mock-chunks", "6")];
+            let h = [
+                ("x-mock-line-ending", ending),
+                ("x-mock-fragment", fragment),
+                ("x-mock-chunks", "6"),
+            ];
             let (st, body) = post(&s, "/v1/chat/completions", chat("mock-gpt", true), &h).await;
             assert_eq!(st, 200);
-            assert!(!String::from_utf8_lossy(&body).contains("\"choices\":[]"), "usage chunk leaked ({ending}, {fragment})");
+            assert!(
+                !String::from_utf8_lossy(&body).contains("\"choices\":[]"),
+                "usage chunk leaked ({ending}, {fragment})"
+            );
             assert_exact(&mut s, "chat.completions", true).await;
             let m = json!({"model": "mock-claude", "max_tokens": 50, "stream": true, "messages": [{"role": "user", "content": "x"}]});
             let (st, _) = post(&s, "/v1/messages", m, &h).await;
@@ -191,14 +252,34 @@ async fn models_list_shows_what_the_key_may_use() {
     };
     let all = list(s.cfg.keys.acme.clone(), false).await;
     assert_eq!(all["object"], "list");
-    let ids: Vec<&str> = all["data"].as_array().unwrap().iter().map(|m| m["id"].as_str().unwrap()).collect();
-    assert!(ids.contains(&"mock-gpt") && ids.contains(&"mock-claude") && ids.contains(&"fast"), "{ids:?}");
+    let ids: Vec<&str> = all["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["id"].as_str().unwrap())
+        .collect();
+    assert!(
+        ids.contains(&"mock-gpt") && ids.contains(&"mock-claude") && ids.contains(&"fast"),
+        "{ids:?}"
+    );
     let scoped = list(s.cfg.keys.acme_claude_only.clone(), true).await;
     assert_eq!(scoped["data"].as_array().unwrap().len(), 1, "{scoped}");
     assert_eq!(scoped["data"][0]["type"], "model");
-    let one = s.client().get(s.url("/v1/models/mock-gpt")).bearer_auth(&s.cfg.keys.acme).send().await.unwrap();
+    let one = s
+        .client()
+        .get(s.url("/v1/models/mock-gpt"))
+        .bearer_auth(&s.cfg.keys.acme)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(one.json::<Value>().await.unwrap()["id"], "mock-gpt");
-    let none = s.client().get(s.url("/v1/models/nope")).bearer_auth(&s.cfg.keys.acme).send().await.unwrap();
+    let none = s
+        .client()
+        .get(s.url("/v1/models/nope"))
+        .bearer_auth(&s.cfg.keys.acme)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(none.status(), 404);
 }
 

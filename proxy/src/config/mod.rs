@@ -9,7 +9,7 @@ mod providers;
 mod snapshot;
 
 pub use providers::{AuthStyle, Provider, ProviderKind, Timeouts};
-pub use snapshot::{Org, Route, ServerSettings, Snapshot, SinkKind, UsageSettings, VirtualKey};
+pub use snapshot::{Org, Route, ServerSettings, SinkKind, Snapshot, UsageSettings, VirtualKey};
 
 use std::path::Path;
 

@@ -146,9 +146,10 @@ impl Provider {
         let (shared_key, shared_key_var) = match s.key.as_deref() {
             None => (None, None),
             Some(r) => match r.strip_prefix("env:") {
-                Some(var) if !var.is_empty() => {
-                    (env.var(var).map(|v| Secret::new(v.into_bytes())), Some(var.to_string()))
-                }
+                Some(var) if !var.is_empty() => (
+                    env.var(var).map(|v| Secret::new(v.into_bytes())),
+                    Some(var.to_string()),
+                ),
                 _ => {
                     return Err(ConfigError::invalid(format!(
                         "{ctx}: key must be \"env:VARIABLE\" (orgs bring sealed keys in [[orgs]])"
@@ -159,9 +160,8 @@ impl Provider {
         let timeouts = defaults.overlay(&s.timeouts, &ctx)?;
         let usable = auth == AuthStyle::None || shared_key.is_some() || org_keys;
         let peer = if usable {
-            let addr = resolve(&host, port).map_err(|e| {
-                ConfigError::invalid(format!("{ctx}: cannot resolve {host}: {e}"))
-            })?;
+            let addr = resolve(&host, port)
+                .map_err(|e| ConfigError::invalid(format!("{ctx}: cannot resolve {host}: {e}")))?;
             let mut peer = HttpPeer::new(addr, tls, host.clone());
             peer.options.connection_timeout = Some(timeouts.connect);
             peer.options.total_connection_timeout = Some(timeouts.connect);
@@ -207,7 +207,8 @@ impl Provider {
 /// Resolves once at load time. Pingora's `HttpPeer::new` would resolve (blocking, and panicking
 /// on failure) on every request; a reload re-resolves.
 fn resolve(host: &str, port: u16) -> std::io::Result<SocketAddr> {
-    (host, port).to_socket_addrs()?.next().ok_or_else(|| {
-        std::io::Error::new(std::io::ErrorKind::NotFound, "no address for host")
-    })
+    (host, port)
+        .to_socket_addrs()?
+        .next()
+        .ok_or_else(|| std::io::Error::new(std::io::ErrorKind::NotFound, "no address for host"))
 }

@@ -72,9 +72,12 @@ pub struct Snapshot {
 impl Snapshot {
     /// The route for a requested model: exact names first, then globs in config order.
     pub fn route(&self, model: &str) -> Option<&Arc<Route>> {
-        self.exact
-            .get(model)
-            .or_else(|| self.globs.iter().find(|(p, _)| p.matches(model)).map(|(_, r)| r))
+        self.exact.get(model).or_else(|| {
+            self.globs
+                .iter()
+                .find(|(p, _)| p.matches(model))
+                .map(|(_, r)| r)
+        })
     }
 
     pub fn org(&self, id: &str) -> Option<&Arc<Org>> {
@@ -124,10 +127,16 @@ pub(super) fn build(raw: FileConfig, env: &dyn Env) -> Result<Snapshot, ConfigEr
     let mut providers: HashMap<String, Arc<Provider>> = HashMap::new();
     let mut provider_list = Vec::new();
     for p in &raw.providers {
-        let org_keys = raw.orgs.iter().any(|o| o.provider_keys.contains_key(&p.name));
+        let org_keys = raw
+            .orgs
+            .iter()
+            .any(|o| o.provider_keys.contains_key(&p.name));
         let built = Arc::new(Provider::build(p, defaults, env, org_keys)?);
         if providers.insert(p.name.clone(), built.clone()).is_some() {
-            return Err(ConfigError::invalid(format!("provider {:?} is defined twice", p.name)));
+            return Err(ConfigError::invalid(format!(
+                "provider {:?} is defined twice",
+                p.name
+            )));
         }
         provider_list.push(built);
     }
@@ -153,7 +162,10 @@ pub(super) fn build(raw: FileConfig, env: &dyn Env) -> Result<Snapshot, ConfigEr
         } else {
             let name: Arc<str> = m.name.as_str().into();
             if exact.insert(name.clone(), route.clone()).is_some() {
-                return Err(ConfigError::invalid(format!("model {:?} is defined twice", m.name)));
+                return Err(ConfigError::invalid(format!(
+                    "model {:?} is defined twice",
+                    m.name
+                )));
             }
             models.push((name, route));
         }
@@ -171,7 +183,9 @@ pub(super) fn build(raw: FileConfig, env: &dyn Env) -> Result<Snapshot, ConfigEr
                 )));
             }
             let master = master.as_ref().ok_or_else(|| {
-                ConfigError::invalid("sealed provider keys need SLUICE_MASTER_KEY or server.master_key_file")
+                ConfigError::invalid(
+                    "sealed provider keys need SLUICE_MASTER_KEY or server.master_key_file",
+                )
             })?;
             // Prove it opens now, so a bad value fails the load instead of a request; the
             // plaintext is dropped (and zeroed) at once.
@@ -184,7 +198,10 @@ pub(super) fn build(raw: FileConfig, env: &dyn Env) -> Result<Snapshot, ConfigEr
             sealed_keys: o.provider_keys.clone().into_iter().collect(),
         });
         if orgs.insert(org.id.clone(), org).is_some() {
-            return Err(ConfigError::invalid(format!("org {:?} is defined twice", o.id)));
+            return Err(ConfigError::invalid(format!(
+                "org {:?} is defined twice",
+                o.id
+            )));
         }
     }
 
@@ -194,7 +211,9 @@ pub(super) fn build(raw: FileConfig, env: &dyn Env) -> Result<Snapshot, ConfigEr
         let digest = KeyDigest::parse(&k.digest)
             .map_err(|e| ConfigError::invalid(format!("keys[{i}] (org {:?}): {e}", k.org)))?;
         if keys.insert(digest, Arc::new(vk)).is_some() {
-            return Err(ConfigError::invalid(format!("keys[{i}]: the same key digest appears twice")));
+            return Err(ConfigError::invalid(format!(
+                "keys[{i}]: the same key digest appears twice"
+            )));
         }
     }
 
@@ -224,7 +243,9 @@ fn load_master(
     match MasterKeys::load(from_env.as_deref(), file) {
         Ok(m) => Ok(Some(m)),
         Err(e) if required => Err(ConfigError::invalid(format!("master key: {e}"))),
-        Err(e) => Err(ConfigError::invalid(format!("master key (unused, but set): {e}"))),
+        Err(e) => Err(ConfigError::invalid(format!(
+            "master key (unused, but set): {e}"
+        ))),
     }
 }
 

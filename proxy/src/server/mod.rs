@@ -36,7 +36,10 @@ pub fn run(opts: RunOptions) -> Result<(), String> {
         threads: snapshot.server.threads,
         // Per-process paths, so several instances (tests, side-by-side benchmarks) coexist.
         pid_file: tmp.join(format!("sluice-{pid}.pid")).display().to_string(),
-        upgrade_sock: tmp.join(format!("sluice-{pid}-upgrade.sock")).display().to_string(),
+        upgrade_sock: tmp
+            .join(format!("sluice-{pid}-upgrade.sock"))
+            .display()
+            .to_string(),
         ..ServerConf::default()
     };
     let mut server = Server::new_with_opt_and_conf(Opt::default(), conf);

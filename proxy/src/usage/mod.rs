@@ -29,6 +29,14 @@
 //!   the body; the last object carrying counts wins. `count_tokens` bodies (a few bytes) are
 //!   buffered up to 4 KiB; they cost nothing, so usage stays zero and the count is reported
 //!   separately in [`Observed::counted_input_tokens`].
+//!
+//! # Strip mode
+//! When sluice itself added `stream_options.include_usage`, the usage-only chunk (usage object,
+//! empty or absent `choices`) is cut from OpenAI chat/completions streams by its exact byte
+//! range; a chunk that also carries content is kept. Complete events are forwarded at once; an
+//! unfinished one is held (as zero-copy `Bytes` slices) until it ends, or until it exceeds about
+//! 1 MiB, when it is forwarded as is since it cannot be a parseable usage chunk. Everything held
+//! is flushed at end of stream.
 
 mod counts;
 mod json;

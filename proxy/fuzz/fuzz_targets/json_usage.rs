@@ -10,6 +10,9 @@ fuzz_target!(|data: &[u8]| {
     for shape in SHAPES {
         let whole = observe(shape, false, false, &[payload], false);
         assert_eq!(whole.1, payload);
-        assert_eq!(observe(shape, false, false, &chunks, cuts.len() % 2 == 0), whole);
+        assert_eq!(
+            observe(shape, false, false, &chunks, cuts.len() % 2 == 0),
+            whole
+        );
     }
 });

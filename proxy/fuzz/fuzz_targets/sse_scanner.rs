@@ -13,11 +13,27 @@ fn scan(max_event: usize, chunks: &[&[u8]]) -> Vec<Event> {
     let mut fed = 0u64;
     for chunk in chunks {
         fed += chunk.len() as u64;
-        scanner.feed(chunk, |e| events.push((e.event.to_vec(), e.data.to_vec(), e.start, e.end, e.truncated)));
+        scanner.feed(chunk, |e| {
+            events.push((
+                e.event.to_vec(),
+                e.data.to_vec(),
+                e.start,
+                e.end,
+                e.truncated,
+            ))
+        });
         assert_eq!(scanner.offset(), fed);
         assert!(scanner.boundary() <= scanner.offset());
     }
-    scanner.finish(|e| events.push((e.event.to_vec(), e.data.to_vec(), e.start, e.end, e.truncated)));
+    scanner.finish(|e| {
+        events.push((
+            e.event.to_vec(),
+            e.data.to_vec(),
+            e.start,
+            e.end,
+            e.truncated,
+        ))
+    });
     let mut last_end = 0;
     for (_, data, start, end, _) in &events {
         assert!(last_end <= *start && start < end && *end <= fed);

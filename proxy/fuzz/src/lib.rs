@@ -47,7 +47,13 @@ pub fn pieces<'a>(payload: &'a [u8], cuts: &[usize]) -> Vec<&'a [u8]> {
 
 /// Drives an observer over the chunks the way Pingora does and returns what it reported and
 /// forwarded, checking that outside strip mode every `Bytes` is forwarded untouched.
-pub fn observe(shape: Shape, stream: bool, strip: bool, chunks: &[&[u8]], eos_with_last: bool) -> (Observed, Vec<u8>) {
+pub fn observe(
+    shape: Shape,
+    stream: bool,
+    strip: bool,
+    chunks: &[&[u8]],
+    eos_with_last: bool,
+) -> (Observed, Vec<u8>) {
     let mut observer = UsageObserver::new(shape, stream, strip);
     let mut out = Vec::new();
     for (i, chunk) in chunks.iter().enumerate() {
@@ -57,7 +63,10 @@ pub fn observe(shape: Shape, stream: bool, strip: bool, chunks: &[&[u8]], eos_wi
         observer.filter(&mut body, last);
         let body = body.expect("a chunk in must yield Some");
         if !strip {
-            assert_eq!((body.as_ptr(), body.len()), (original.as_ptr(), original.len()));
+            assert_eq!(
+                (body.as_ptr(), body.len()),
+                (original.as_ptr(), original.len())
+            );
         }
         out.extend_from_slice(&body);
     }

@@ -1,11 +1,11 @@
 //! Admission: everything decided before a request may go upstream — surface, key, body, route.
 
-use crate::api::{Api, Family};
+use crate::api::{bounded, truncate, Api, Family};
 use crate::auth;
 use crate::body::{self, RequestFields};
 use crate::ctx::Ctx;
 use crate::errors::GatewayError;
-use crate::record::Tags;
+use crate::record::{Tags, MAX_TAG_VALUE};
 use bytes::{Bytes, BytesMut};
 use pingora::proxy::Session;
 use std::time::SystemTime;
@@ -42,21 +42,21 @@ pub async fn admit(
     let model = fields.model().ok_or_else(|| {
         GatewayError::InvalidBody("you must provide a model parameter".to_string())
     })?;
-    ctx.model = Some(crate::api::truncate(model, 256));
+    // The name as recorded and echoed in errors: bounded, since the client chose it.
+    let shown = truncate(model, 256);
+    ctx.model = Some(shown.clone());
     let route = ctx
         .snapshot
         .route(model)
         .filter(|r| ctx.snapshot.org_can_use(&key.org, &r.provider))
-        .ok_or_else(|| GatewayError::UnknownModel(crate::api::truncate(model, 256)))?
+        .ok_or_else(|| GatewayError::UnknownModel(shown.clone()))?
         .clone();
     if !key.scope.allows(model) {
-        return Err(GatewayError::ModelNotAllowed(crate::api::truncate(
-            model, 256,
-        )));
+        return Err(GatewayError::ModelNotAllowed(shown));
     }
     if route.provider.kind != api.provider_kind() {
         return Err(GatewayError::WrongSurface {
-            model: crate::api::truncate(model, 256),
+            model: shown,
             wanted: match api.family() {
                 Family::OpenAi => "the Anthropic Messages API (POST /v1/messages)",
                 Family::Anthropic => "the OpenAI API (POST /v1/chat/completions)",
@@ -64,7 +64,10 @@ pub async fn admit(
         });
     }
     if ctx.tags.user.is_none() {
-        ctx.tags.user = fields.user.as_deref().map(|u| crate::api::truncate(u, 256));
+        ctx.tags.user = fields
+            .user
+            .as_deref()
+            .map(|u| bounded(u, MAX_TAG_VALUE).to_string());
     }
     ctx.stream = fields.is_stream();
     ctx.strip_usage_chunk = ctx.stream && api.usage_needs_opt_in() && !fields.client_wants_usage();

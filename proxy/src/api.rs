@@ -109,10 +109,25 @@ impl Api {
     }
 }
 
-/// Bounds user-controlled text echoed in error messages and records.
+/// Cuts `s` to at most `max` bytes at a char boundary: the bound for user-controlled text kept in
+/// records and messages.
+pub fn bounded(s: &str, max: usize) -> &str {
+    if s.len() <= max {
+        return s;
+    }
+    let mut end = max;
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    &s[..end]
+}
+
+/// [`bounded`], with `…` marking a cut: for text echoed in error messages.
 pub fn truncate(s: &str, max: usize) -> String {
-    match s.char_indices().nth(max) {
-        Some((i, _)) => format!("{}…", &s[..i]),
-        None => s.to_string(),
+    let kept = bounded(s, max);
+    if kept.len() == s.len() {
+        s.to_string()
+    } else {
+        format!("{kept}…")
     }
 }

@@ -39,7 +39,6 @@ pub struct Ctx {
     pub upstream_started: Option<Instant>,
     pub first_chunk_at: Option<Instant>,
     pub bytes_out: u64,
-    pub response_complete: bool,
 }
 
 impl Ctx {
@@ -67,7 +66,6 @@ impl Ctx {
             upstream_started: None,
             first_chunk_at: None,
             bytes_out: 0,
-            response_complete: false,
         }
     }
 }

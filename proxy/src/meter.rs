@@ -2,9 +2,10 @@
 //! token counts.
 
 use crate::ctx::Ctx;
+use crate::errors::GatewayError;
 use crate::record::{Outcome, UsageRecord};
 use crate::usage::Usage;
-use pingora::{Error, ErrorSource, ErrorType};
+use pingora::{Error, ErrorSource};
 use std::time::{Instant, UNIX_EPOCH};
 
 /// How a request ended, from who answered and what error (if any) ended it.
@@ -13,24 +14,11 @@ pub fn outcome(ctx: &Ctx, error: Option<&Error>) -> Outcome {
         return Outcome::Rejected;
     }
     if let Some(e) = error {
-        return match (e.esource(), e.etype()) {
+        // The error kinds are classified once, by the same mapping that picks the error status.
+        return match (e.esource(), GatewayError::from_proxy_error(e)) {
             (ErrorSource::Downstream, _) => Outcome::ClientDisconnected,
-            (
-                _,
-                ErrorType::ConnectTimedout
-                | ErrorType::ReadTimedout
-                | ErrorType::WriteTimedout
-                | ErrorType::TLSHandshakeTimedout,
-            ) => Outcome::UpstreamTimeout,
-            (
-                ErrorSource::Upstream,
-                ErrorType::ConnectRefused
-                | ErrorType::ConnectNoRoute
-                | ErrorType::ConnectError
-                | ErrorType::TLSHandshakeFailure
-                | ErrorType::InvalidCert
-                | ErrorType::HandshakeError,
-            ) => Outcome::UpstreamUnreachable,
+            (_, GatewayError::UpstreamTimeout) => Outcome::UpstreamTimeout,
+            (ErrorSource::Upstream, GatewayError::UpstreamConnect) => Outcome::UpstreamUnreachable,
             (ErrorSource::Upstream, _) if ctx.status != 0 => Outcome::UpstreamDropped,
             (ErrorSource::Upstream, _) => Outcome::UpstreamUnreachable,
             _ => Outcome::Error,
@@ -67,10 +55,13 @@ fn counts(ctx: &Ctx) -> (Usage, bool) {
     (usage, true)
 }
 
-pub fn record(ctx: &Ctx, error: Option<&Error>, status: u16) -> UsageRecord {
+/// Builds the record at the end of the request; the request's own strings move into it (this is
+/// the last phase), so nothing is copied.
+pub fn record(ctx: &mut Ctx, error: Option<&Error>, status: u16) -> UsageRecord {
     let now = Instant::now();
     let ms = |from: Instant, to: Instant| to.saturating_duration_since(from).as_secs_f64() * 1e3;
     let (usage, estimated) = counts(ctx);
+    let outcome = outcome(ctx, error);
     UsageRecord {
         id: ctx.id,
         time_ms: ctx
@@ -80,12 +71,12 @@ pub fn record(ctx: &Ctx, error: Option<&Error>, status: u16) -> UsageRecord {
         org: ctx.key.as_ref().map(|k| k.org.clone()),
         key_id: ctx.key.as_ref().map(|k| k.id.clone()),
         provider: ctx.route.as_ref().map(|r| r.provider.name.clone()),
-        model: ctx.model.clone(),
-        upstream_model: ctx.upstream_model.clone(),
+        model: ctx.model.take(),
+        upstream_model: ctx.upstream_model.take(),
         api: ctx.api.map_or("unknown", |a| a.name()),
         stream: ctx.stream,
         status,
-        outcome: outcome(ctx, error),
+        outcome,
         usage,
         estimated,
         ttft_ms: ctx.first_chunk_at.map(|t| ms(ctx.arrived, t)),
@@ -93,6 +84,6 @@ pub fn record(ctx: &Ctx, error: Option<&Error>, status: u16) -> UsageRecord {
         upstream_ms: ctx.upstream_started.map(|t| ms(t, now)),
         bytes_in: ctx.bytes_in,
         bytes_out: ctx.bytes_out,
-        tags: ctx.tags.clone(),
+        tags: std::mem::take(&mut ctx.tags),
     }
 }

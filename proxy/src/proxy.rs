@@ -85,25 +85,25 @@ impl ProxyHttp for Gateway {
         upstream: &mut RequestHeader,
         ctx: &mut Ctx,
     ) -> Result<()> {
-        let (Some(route), Some(model)) = (ctx.route.clone(), ctx.upstream_model.clone()) else {
-            return Err(fail(ctx, GatewayError::Internal));
+        let prepared = match (&ctx.route, &ctx.upstream_model) {
+            (Some(route), Some(model)) => {
+                let org = ctx.key.as_ref().and_then(|k| ctx.snapshot.org(&k.org));
+                let body_len = ctx.upstream_body.as_ref().map_or(0, Bytes::len);
+                providers::credential(&ctx.snapshot, org.map(|o| &**o), &route.provider).and_then(
+                    |credential| {
+                        providers::prepare_request(
+                            upstream,
+                            &route.provider,
+                            model,
+                            body_len,
+                            credential.as_ref(),
+                        )
+                    },
+                )
+            }
+            _ => Err(GatewayError::Internal),
         };
-        let org = ctx
-            .key
-            .as_ref()
-            .and_then(|k| ctx.snapshot.org(&k.org))
-            .cloned();
-        let body_len = ctx.upstream_body.as_ref().map_or(0, Bytes::len);
-        let credential = providers::credential(&ctx.snapshot, org.as_deref(), &route.provider)
-            .map_err(|e| fail(ctx, e))?;
-        providers::prepare_request(
-            upstream,
-            &route.provider,
-            &model,
-            body_len,
-            credential.as_ref(),
-        )
-        .map_err(|e| fail(ctx, e))
+        prepared.map_err(|e| fail(ctx, e))
     }
 
     async fn request_body_filter(
@@ -165,7 +165,6 @@ impl ProxyHttp for Gateway {
             observer.filter(body, end_of_stream);
         }
         ctx.bytes_out += body.as_ref().map_or(0, |b| b.len() as u64);
-        ctx.response_complete |= end_of_stream;
         let total = ctx.route.as_ref().map(|r| r.provider.timeouts.total);
         if let (Some(total), Some(started)) = (total, ctx.upstream_started) {
             if !end_of_stream && started.elapsed() > total {

@@ -1,6 +1,7 @@
 //! The usage record: one per request, success or failure, with counts and ids only — never
 //! prompt or response content, never a key.
 
+use crate::api::bounded;
 use crate::keys::KeyId;
 use crate::usage::Usage;
 use pingora::http::RequestHeader;
@@ -53,7 +54,7 @@ impl Tags {
             req.headers
                 .get(name)
                 .and_then(|v| v.to_str().ok())
-                .map(|v| bounded(v, MAX_TAG_VALUE))
+                .map(|v| bounded(v, MAX_TAG_VALUE).to_string())
         };
         let mut meta = BTreeMap::new();
         for (name, v) in req.headers.iter() {
@@ -67,7 +68,7 @@ impl Tags {
                 continue;
             }
             if let Ok(v) = v.to_str() {
-                meta.insert(key.to_string(), bounded(v, MAX_TAG_VALUE));
+                meta.insert(key.to_string(), bounded(v, MAX_TAG_VALUE).to_string());
             }
         }
         Self {
@@ -77,18 +78,6 @@ impl Tags {
             meta,
         }
     }
-}
-
-/// Cuts at a char boundary at most `max` bytes in.
-fn bounded(s: &str, max: usize) -> String {
-    if s.len() <= max {
-        return s.to_string();
-    }
-    let mut end = max;
-    while !s.is_char_boundary(end) {
-        end -= 1;
-    }
-    s[..end].to_string()
 }
 
 #[derive(Debug, Clone, Serialize)]

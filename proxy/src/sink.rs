@@ -51,14 +51,17 @@ impl UsageSink {
         match tx.try_send(record) {
             Ok(()) => {}
             Err(TrySendError::Full(_)) | Err(TrySendError::Disconnected(_)) => {
-                self.dropped.fetch_add(1, Ordering::Relaxed);
-                tracing::warn!("usage queue full or closed; record dropped");
+                // Warn on the 1st, 2nd, 4th, 8th… drop: a full queue under load must not turn
+                // every request into a log write.
+                let before = self.dropped.fetch_add(1, Ordering::Relaxed);
+                if (before + 1).is_power_of_two() {
+                    tracing::warn!(
+                        dropped = before + 1,
+                        "usage queue full or closed; records dropped"
+                    );
+                }
             }
         }
-    }
-
-    pub fn dropped(&self) -> u64 {
-        self.dropped.load(Ordering::Relaxed)
     }
 }
 

@@ -270,18 +270,23 @@ async fn openai_responses_stream() {
     assert_record(&mut s, "responses", true, truth).await;
 }
 
+/// The model ids an SDK listed.
+fn model_ids(out: &Value) -> Vec<&str> {
+    out["ids"]
+        .as_array()
+        .expect("ids")
+        .iter()
+        .filter_map(Value::as_str)
+        .collect()
+}
+
 /// Sluice answers the catalogue itself, with the exact model names the key may use.
 #[tokio::test]
 async fn openai_models_list() {
     let Some(py) = sdk_python() else { return };
     let mut s = Sluice::start().await;
     let out = run_case(&s, &py, "models").await;
-    let ids: Vec<&str> = out["ids"]
-        .as_array()
-        .expect("ids")
-        .iter()
-        .filter_map(Value::as_str)
-        .collect();
+    let ids = model_ids(&out);
     assert!(
         ids.contains(&"mock-gpt") && ids.contains(&"mock-claude"),
         "{out}"
@@ -304,12 +309,7 @@ async fn anthropic_models_list() {
     let Some(py) = sdk_python() else { return };
     let s = Sluice::start().await;
     let out = run_case(&s, &py, "anthropic_models").await;
-    let ids: Vec<&str> = out["ids"]
-        .as_array()
-        .expect("ids")
-        .iter()
-        .filter_map(Value::as_str)
-        .collect();
+    let ids = model_ids(&out);
     assert!(
         ids.contains(&"mock-gpt") && ids.contains(&"mock-claude"),
         "{out}"

@@ -59,7 +59,6 @@ pub struct VirtualKey {
 pub struct Snapshot {
     pub server: ServerSettings,
     pub usage: UsageSettings,
-    pub providers: Vec<Arc<Provider>>,
     /// Exact model names, in config order (what `GET /v1/models` lists).
     pub models: Vec<(Arc<str>, Arc<Route>)>,
     exact: HashMap<Arc<str>, Arc<Route>>,
@@ -125,20 +124,18 @@ pub(super) fn build(raw: FileConfig, env: &dyn Env) -> Result<Snapshot, ConfigEr
     let defaults = Timeouts::default().overlay(&raw.timeouts, "[timeouts]")?;
 
     let mut providers: HashMap<String, Arc<Provider>> = HashMap::new();
-    let mut provider_list = Vec::new();
     for p in &raw.providers {
         let org_keys = raw
             .orgs
             .iter()
             .any(|o| o.provider_keys.contains_key(&p.name));
         let built = Arc::new(Provider::build(p, defaults, env, org_keys)?);
-        if providers.insert(p.name.clone(), built.clone()).is_some() {
+        if providers.insert(p.name.clone(), built).is_some() {
             return Err(ConfigError::invalid(format!(
                 "provider {:?} is defined twice",
                 p.name
             )));
         }
-        provider_list.push(built);
     }
 
     let mut models = Vec::new();
@@ -220,7 +217,6 @@ pub(super) fn build(raw: FileConfig, env: &dyn Env) -> Result<Snapshot, ConfigEr
     Ok(Snapshot {
         server,
         usage,
-        providers: provider_list,
         models,
         exact,
         globs,

@@ -7,6 +7,45 @@
 use crate::api::Family;
 use bytes::Bytes;
 use pingora::{Error as PError, ErrorType};
+use std::fmt;
+use std::time::Duration;
+
+/// Which limit refused a request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LimitWhat {
+    Requests,
+    Tokens,
+    Concurrency,
+}
+
+impl LimitWhat {
+    /// OpenAI's `error.type` for rate limits names the limited resource.
+    fn openai_type(self) -> &'static str {
+        match self {
+            LimitWhat::Requests | LimitWhat::Concurrency => "requests",
+            LimitWhat::Tokens => "tokens",
+        }
+    }
+}
+
+impl fmt::Display for LimitWhat {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            LimitWhat::Requests => "requests",
+            LimitWhat::Tokens => "tokens",
+            LimitWhat::Concurrency => "concurrent requests",
+        })
+    }
+}
+
+/// A wait as people read it: `20ms`, `6s`, `1m30s`, `5h0m0s`.
+struct RetryText(Duration);
+
+impl fmt::Display for RetryText {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&crate::rate_headers::go_duration(self.0))
+    }
+}
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum GatewayError {
@@ -30,6 +69,22 @@ pub enum GatewayError {
     MethodNotAllowed { method: String, path: String },
     #[error("request body is larger than the limit of {0} bytes")]
     BodyTooLarge(usize),
+    /// A rate or concurrency limit refused the request; `scope` and `limit` are for people
+    /// (`org acme`, `600/min`), `retry_after` becomes the retry headers.
+    #[error("rate limit reached for {what} ({scope}: limit {limit}); please retry after {}", RetryText(*retry_after))]
+    RateLimited {
+        what: LimitWhat,
+        scope: String,
+        limit: String,
+        retry_after: Duration,
+    },
+    #[error("org {org} has reached its {period} budget of {cap}; it resets in {}", RetryText(*retry_after))]
+    OverBudget {
+        org: String,
+        period: &'static str,
+        cap: String,
+        retry_after: Duration,
+    },
     #[error("the upstream provider could not be reached")]
     UpstreamConnect,
     #[error("the upstream provider did not answer in time")]
@@ -49,6 +104,7 @@ impl GatewayError {
             Self::UnknownModel(_) | Self::UnknownPath(_) => 404,
             Self::MethodNotAllowed { .. } => 405,
             Self::BodyTooLarge(_) => 413,
+            Self::RateLimited { .. } | Self::OverBudget { .. } => 429,
             Self::UpstreamConnect | Self::UpstreamProtocol => 502,
             Self::UpstreamTimeout => 504,
             Self::Internal => 500,
@@ -67,6 +123,8 @@ impl GatewayError {
             Self::UnknownPath(_) => ("invalid_request_error", Some("unknown_url")),
             Self::MethodNotAllowed { .. } => ("invalid_request_error", Some("method_not_allowed")),
             Self::BodyTooLarge(_) => ("invalid_request_error", Some("request_too_large")),
+            Self::RateLimited { what, .. } => (what.openai_type(), Some("rate_limit_exceeded")),
+            Self::OverBudget { .. } => ("insufficient_quota", Some("insufficient_quota")),
             Self::UpstreamConnect => ("api_error", Some("upstream_unreachable")),
             Self::UpstreamTimeout => ("api_error", Some("upstream_timeout")),
             Self::UpstreamProtocol => ("api_error", Some("upstream_invalid_response")),
@@ -82,8 +140,19 @@ impl GatewayError {
             403 => "permission_error",
             404 => "not_found_error",
             413 => "request_too_large",
+            429 => "rate_limit_error",
             504 => "timeout_error",
             _ => "api_error",
+        }
+    }
+
+    /// How long the client should wait before retrying, for `retry-after`.
+    pub fn retry_after(&self) -> Option<Duration> {
+        match self {
+            Self::RateLimited { retry_after, .. } | Self::OverBudget { retry_after, .. } => {
+                Some(*retry_after)
+            }
+            _ => None,
         }
     }
 

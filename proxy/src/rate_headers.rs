@@ -1,0 +1,210 @@
+//! Rate-limit answer headers in the formats OpenAI and Anthropic use, so SDKs and dashboards
+//! built for those providers read sluice's limits unchanged.
+//!
+//! - OpenAI: `x-ratelimit-{limit,remaining,reset}-{requests,tokens}`; the reset is a Go-style
+//!   duration (`1s`, `6m0s`, `20ms`) until the bucket is full again.
+//! - Anthropic: `anthropic-ratelimit-{requests,tokens}-{limit,remaining,reset}`; the reset is the
+//!   RFC 3339 time at which the bucket is full again.
+//! - Refusals add `retry-after` (whole seconds, rounded up, as RFC 9110 wants) and
+//!   `retry-after-ms` (which the official SDKs prefer when present).
+
+use crate::api::Family;
+use std::fmt::Write;
+use std::time::{Duration, SystemTime};
+
+/// One limit as the client sees it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Shown {
+    pub limit: u64,
+    pub remaining: u64,
+    /// Time until the bucket is full again.
+    pub reset: Duration,
+}
+
+/// Writes the headers for the tightest request and token limits through `put` (name, value).
+pub fn rate_limit_headers(
+    family: Family,
+    requests: Option<Shown>,
+    tokens: Option<Shown>,
+    now: SystemTime,
+    mut put: impl FnMut(&'static str, String),
+) {
+    for (kind, shown) in [(Kind::Requests, requests), (Kind::Tokens, tokens)] {
+        let Some(s) = shown else { continue };
+        let names = kind.names(family);
+        put(names[0], s.limit.to_string());
+        put(names[1], s.remaining.to_string());
+        put(
+            names[2],
+            match family {
+                Family::OpenAi => go_duration(s.reset),
+                Family::Anthropic => {
+                    humantime::format_rfc3339_seconds(now + round_up_to_second(s.reset)).to_string()
+                }
+            },
+        );
+    }
+}
+
+/// `retry-after` and `retry-after-ms` for a refusal.
+pub fn retry_after_headers(wait: Duration, mut put: impl FnMut(&'static str, String)) {
+    put(
+        "retry-after",
+        round_up_to_second(wait).as_secs().to_string(),
+    );
+    put("retry-after-ms", wait.as_millis().max(1).to_string());
+}
+
+#[derive(Clone, Copy)]
+enum Kind {
+    Requests,
+    Tokens,
+}
+
+impl Kind {
+    fn names(self, family: Family) -> [&'static str; 3] {
+        match (family, self) {
+            (Family::OpenAi, Kind::Requests) => [
+                "x-ratelimit-limit-requests",
+                "x-ratelimit-remaining-requests",
+                "x-ratelimit-reset-requests",
+            ],
+            (Family::OpenAi, Kind::Tokens) => [
+                "x-ratelimit-limit-tokens",
+                "x-ratelimit-remaining-tokens",
+                "x-ratelimit-reset-tokens",
+            ],
+            (Family::Anthropic, Kind::Requests) => [
+                "anthropic-ratelimit-requests-limit",
+                "anthropic-ratelimit-requests-remaining",
+                "anthropic-ratelimit-requests-reset",
+            ],
+            (Family::Anthropic, Kind::Tokens) => [
+                "anthropic-ratelimit-tokens-limit",
+                "anthropic-ratelimit-tokens-remaining",
+                "anthropic-ratelimit-tokens-reset",
+            ],
+        }
+    }
+}
+
+fn round_up_to_second(d: Duration) -> Duration {
+    let whole = Duration::from_secs(d.as_secs());
+    if whole == d {
+        d
+    } else {
+        whole + Duration::from_secs(1)
+    }
+}
+
+/// Go's `time.Duration` text, which OpenAI's reset headers use, at millisecond precision:
+/// `0s`, `20ms`, `1s`, `8.64s`, `6m0s`, `1h2m3.5s`.
+pub fn go_duration(d: Duration) -> String {
+    let ms = d.as_millis();
+    let mut out = String::new();
+    if ms == 0 {
+        return "0s".to_string();
+    }
+    if ms < 1_000 {
+        let _ = write!(out, "{ms}ms");
+        return out;
+    }
+    let (h, rest) = (ms / 3_600_000, ms % 3_600_000);
+    let (m, rest) = (rest / 60_000, rest % 60_000);
+    let (s, frac) = (rest / 1_000, rest % 1_000);
+    if h > 0 {
+        let _ = write!(out, "{h}h");
+    }
+    if h > 0 || m > 0 {
+        let _ = write!(out, "{m}m");
+    }
+    let _ = write!(out, "{s}");
+    if frac > 0 {
+        let digits = format!("{frac:03}");
+        let _ = write!(out, ".{}", digits.trim_end_matches('0'));
+    }
+    out.push('s');
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn go_durations_match_openai_examples() {
+        let ms = Duration::from_millis;
+        assert_eq!(go_duration(ms(0)), "0s");
+        assert_eq!(go_duration(ms(20)), "20ms");
+        assert_eq!(go_duration(ms(1_000)), "1s");
+        assert_eq!(go_duration(ms(8_640)), "8.64s");
+        assert_eq!(go_duration(ms(360_000)), "6m0s");
+        assert_eq!(go_duration(ms(3_723_500)), "1h2m3.5s");
+        assert_eq!(go_duration(ms(7_200_000)), "2h0m0s");
+        assert_eq!(go_duration(Duration::from_micros(1_500)), "1ms");
+    }
+
+    fn collect(
+        family: Family,
+        requests: Option<Shown>,
+        tokens: Option<Shown>,
+    ) -> Vec<(&'static str, String)> {
+        let mut out = Vec::new();
+        let now = humantime::parse_rfc3339("2026-11-23T12:00:00Z").unwrap();
+        rate_limit_headers(family, requests, tokens, now, |n, v| out.push((n, v)));
+        out
+    }
+
+    #[test]
+    fn openai_and_anthropic_formats() {
+        let req = Shown {
+            limit: 60,
+            remaining: 59,
+            reset: Duration::from_millis(1_000),
+        };
+        let tok = Shown {
+            limit: 150_000,
+            remaining: 149_000,
+            reset: Duration::from_millis(400),
+        };
+        assert_eq!(
+            collect(Family::OpenAi, Some(req), Some(tok)),
+            vec![
+                ("x-ratelimit-limit-requests", "60".to_string()),
+                ("x-ratelimit-remaining-requests", "59".to_string()),
+                ("x-ratelimit-reset-requests", "1s".to_string()),
+                ("x-ratelimit-limit-tokens", "150000".to_string()),
+                ("x-ratelimit-remaining-tokens", "149000".to_string()),
+                ("x-ratelimit-reset-tokens", "400ms".to_string()),
+            ]
+        );
+        assert_eq!(
+            collect(Family::Anthropic, None, Some(tok)),
+            vec![
+                ("anthropic-ratelimit-tokens-limit", "150000".to_string()),
+                ("anthropic-ratelimit-tokens-remaining", "149000".to_string()),
+                (
+                    "anthropic-ratelimit-tokens-reset",
+                    "2026-11-23T12:00:01Z".to_string()
+                ),
+            ]
+        );
+        assert!(collect(Family::OpenAi, None, None).is_empty());
+    }
+
+    #[test]
+    fn retry_after_rounds_seconds_up_and_keeps_milliseconds() {
+        let mut out = Vec::new();
+        retry_after_headers(Duration::from_millis(1_200), |n, v| out.push((n, v)));
+        assert_eq!(
+            out,
+            vec![
+                ("retry-after", "2".to_string()),
+                ("retry-after-ms", "1200".to_string())
+            ]
+        );
+        out.clear();
+        retry_after_headers(Duration::from_secs(3), |n, v| out.push((n, v)));
+        assert_eq!(out[0].1, "3");
+    }
+}

@@ -5,6 +5,7 @@ use crate::auth;
 use crate::body::{self, RequestFields};
 use crate::ctx::Ctx;
 use crate::errors::GatewayError;
+use crate::govern::{self, Governance};
 use crate::record::{Tags, MAX_TAG_VALUE};
 use bytes::{Bytes, BytesMut};
 use pingora::proxy::Session;
@@ -23,6 +24,7 @@ pub async fn admit(
     session: &mut Session,
     ctx: &mut Ctx,
     now: SystemTime,
+    gov: &Governance,
 ) -> Result<Admission, GatewayError> {
     let req = session.req_header();
     ctx.family = Family::of_path(req.uri.path());
@@ -69,6 +71,24 @@ pub async fn admit(
             .as_deref()
             .map(|u| bounded(u, MAX_TAG_VALUE).to_string());
     }
+    let org = ctx.snapshot.org(&key.org).cloned();
+    let held = gov.admit(
+        &govern::Request {
+            key: &key,
+            org: org.as_deref(),
+            model,
+            route: &route,
+            input_estimate: if api == Api::CountTokens {
+                0
+            } else {
+                govern::estimate_input(ctx.bytes_in)
+            },
+            max_output: fields.max_output(),
+            generates: !matches!(api, Api::Embeddings | Api::CountTokens),
+        },
+        &mut ctx.rate,
+    )?;
+    ctx.held = Some(held);
     ctx.stream = fields.is_stream();
     ctx.strip_usage_chunk = ctx.stream && api.usage_needs_opt_in() && !fields.client_wants_usage();
     let alias = route.upstream_model.as_deref().filter(|m| *m != model);

@@ -3,6 +3,7 @@
 use crate::api::{Api, Family};
 use crate::config::{Route, Snapshot, VirtualKey};
 use crate::errors::GatewayError;
+use crate::govern::{Held, RateShown};
 use crate::record::Tags;
 use crate::usage::UsageObserver;
 use bytes::Bytes;
@@ -30,6 +31,10 @@ pub struct Ctx {
     pub upstream_body: Option<Bytes>,
     pub bytes_in: u64,
     pub tags: Tags,
+    /// Concurrency slots and token reservation of an admitted request (released on drop).
+    pub held: Option<Held>,
+    /// The tightest limits, for the rate-limit headers of whatever answer the client gets.
+    pub rate: RateShown,
     /// Set when sluice answered the request itself with an error.
     pub rejected: Option<GatewayError>,
     /// Set by a phase that failed with a gateway error, for `fail_to_proxy` to render.
@@ -59,6 +64,8 @@ impl Ctx {
             upstream_body: None,
             bytes_in: 0,
             tags: Tags::default(),
+            held: None,
+            rate: RateShown::default(),
             rejected: None,
             failure: None,
             status: 0,

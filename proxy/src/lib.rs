@@ -13,6 +13,7 @@ pub mod config;
 pub mod crypto;
 pub mod ctx;
 pub mod errors;
+pub mod govern;
 pub mod keys;
 pub mod meter;
 pub mod pricing;

@@ -31,12 +31,6 @@ pub fn outcome(ctx: &Ctx, error: Option<&Error>) -> Outcome {
     }
 }
 
-/// Input estimate when the provider never reported it: about four bytes of request JSON per
-/// token (deliberately simple and documented; flagged `estimated`).
-fn estimate_input(bytes_in: u64) -> u64 {
-    bytes_in.div_ceil(4)
-}
-
 /// Exact counts when the provider reported them; otherwise what is known plus estimates.
 fn counts(ctx: &Ctx) -> (Usage, bool) {
     let Some(observer) = &ctx.observer else {
@@ -48,7 +42,7 @@ fn counts(ctx: &Ctx) -> (Usage, bool) {
     }
     let mut usage = seen.usage;
     if !seen.input_known {
-        usage.input_tokens = estimate_input(ctx.bytes_in);
+        usage.input_tokens = crate::govern::estimate_input(ctx.bytes_in);
     }
     // Providers emit about one token per content delta.
     usage.output_tokens = usage.output_tokens.max(seen.delta_events);
@@ -62,6 +56,11 @@ pub fn record(ctx: &mut Ctx, error: Option<&Error>, status: u16) -> UsageRecord 
     let ms = |from: Instant, to: Instant| to.saturating_duration_since(from).as_secs_f64() * 1e3;
     let (usage, estimated) = counts(ctx);
     let outcome = outcome(ctx, error);
+    let cost_micro_usd = ctx
+        .route
+        .as_ref()
+        .and_then(|r| r.price)
+        .map_or(0, |p| p.cost(&usage));
     UsageRecord {
         id: ctx.id,
         time_ms: ctx
@@ -79,6 +78,7 @@ pub fn record(ctx: &mut Ctx, error: Option<&Error>, status: u16) -> UsageRecord 
         outcome,
         usage,
         estimated,
+        cost_micro_usd,
         ttft_ms: ctx.first_chunk_at.map(|t| ms(ctx.arrived, t)),
         total_ms: ms(ctx.arrived, now),
         upstream_ms: ctx.upstream_started.map(|t| ms(t, now)),

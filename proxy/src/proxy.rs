@@ -6,6 +6,7 @@ use crate::clock::Clock;
 use crate::config::Snapshot;
 use crate::ctx::Ctx;
 use crate::errors::GatewayError;
+use crate::govern::Governance;
 use crate::meter;
 use crate::providers;
 use crate::respond::{self, REQUEST_ID};
@@ -21,18 +22,22 @@ use pingora::{ErrorSource, ErrorType};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-/// The gateway: current configuration, usage sink, clock.
+/// The gateway: current configuration, governance state (limits, spend), usage sink, clock.
 #[derive(Debug, Clone)]
 pub struct Gateway {
     config: Arc<ArcSwap<Snapshot>>,
+    gov: Arc<Governance>,
     sink: UsageSink,
     clock: Arc<dyn Clock>,
 }
 
 impl Gateway {
     pub fn new(config: Arc<ArcSwap<Snapshot>>, sink: UsageSink, clock: Arc<dyn Clock>) -> Self {
+        let gov = Arc::new(Governance::new(clock.clone()));
+        gov.spawn_maintenance();
         Self {
             config,
+            gov,
             sink,
             clock,
         }
@@ -54,7 +59,7 @@ impl ProxyHttp for Gateway {
     }
 
     async fn request_filter(&self, session: &mut Session, ctx: &mut Ctx) -> Result<bool> {
-        match admit::admit(session, ctx, self.clock.now()).await {
+        match admit::admit(session, ctx, self.clock.now(), &self.gov).await {
             Ok(Admission::Proxy) => Ok(false),
             Ok(Admission::ListModels) => {
                 respond::models(session, ctx).await;
@@ -143,6 +148,7 @@ impl ProxyHttp for Gateway {
             }
             ctx.observer = Some(UsageObserver::new(shape, sse, strip));
         }
+        respond::add_rate_headers(upstream, ctx);
         if let Some(theirs) = upstream.remove_header(REQUEST_ID) {
             let _ = upstream.insert_header("x-upstream-request-id", theirs);
         }
@@ -163,6 +169,12 @@ impl ProxyHttp for Gateway {
         }
         if let Some(observer) = ctx.observer.as_mut() {
             observer.filter(body, end_of_stream);
+            if let Some(held) = ctx.held.as_mut().filter(|h| h.wants_input()) {
+                let seen = observer.report();
+                if seen.input_known {
+                    Governance::input_known(held, seen.usage.input_tokens);
+                }
+            }
         }
         ctx.bytes_out += body.as_ref().map_or(0, |b| b.len() as u64);
         let total = ctx.route.as_ref().map(|r| r.provider.timeouts.total);
@@ -197,6 +209,13 @@ impl ProxyHttp for Gateway {
         let status = session
             .response_written()
             .map_or(ctx.status, |r| r.status.as_u16());
-        self.sink.emit(meter::record(ctx, e, status));
+        let record = meter::record(ctx, e, status);
+        if let (Some(held), Some(org)) = (ctx.held.as_mut(), &record.org) {
+            self.gov
+                .finish(held, org, &record.usage, record.cost_micro_usd);
+        }
+        // Concurrency slots are released here, before the record is queued.
+        ctx.held = None;
+        self.sink.emit(record);
     }
 }

@@ -99,6 +99,8 @@ pub struct UsageRecord {
     pub usage: Usage,
     /// Counts were not (all) reported by the provider and were estimated.
     pub estimated: bool,
+    /// Cost from the model's configured price, in micro-USD (0 when it has none).
+    pub cost_micro_usd: u64,
     pub ttft_ms: Option<f64>,
     pub total_ms: f64,
     pub upstream_ms: Option<f64>,

@@ -3,6 +3,7 @@
 use crate::api::Family;
 use crate::ctx::Ctx;
 use crate::errors::GatewayError;
+use crate::rate_headers::{rate_limit_headers, retry_after_headers};
 use bytes::Bytes;
 use pingora::http::ResponseHeader;
 use pingora::proxy::Session;
@@ -18,6 +19,12 @@ pub async fn json(session: &mut Session, ctx: &Ctx, status: u16, body: Bytes) {
     let _ = resp.insert_header(http::header::CONTENT_TYPE, "application/json");
     let _ = resp.insert_header(http::header::CONTENT_LENGTH, body.len());
     let _ = resp.insert_header(REQUEST_ID, ctx.id.to_string());
+    add_rate_headers(&mut resp, ctx);
+    if let Some(wait) = ctx.rejected.as_ref().and_then(GatewayError::retry_after) {
+        retry_after_headers(wait, |name, value| {
+            let _ = resp.insert_header(name, value);
+        });
+    }
     if session
         .write_response_header(Box::new(resp), false)
         .await
@@ -32,9 +39,27 @@ pub async fn json(session: &mut Session, ctx: &Ctx, status: u16, body: Bytes) {
 pub async fn error(session: &mut Session, ctx: &mut Ctx, err: GatewayError) {
     let (status, body) = err.render(ctx.family);
     ctx.status = status;
+    ctx.rejected = Some(err);
     session.set_keepalive(None);
     json(session, ctx, status, body).await;
-    ctx.rejected = Some(err);
+}
+
+/// The rate-limit headers of the tightest limits that applied to this request (replacing the
+/// provider's own of the same name: the client's limits are sluice's).
+pub fn add_rate_headers(resp: &mut ResponseHeader, ctx: &Ctx) {
+    let rate = &ctx.rate;
+    if rate.requests.is_none() && rate.tokens.is_none() {
+        return;
+    }
+    rate_limit_headers(
+        ctx.family,
+        rate.requests,
+        rate.tokens,
+        ctx.arrived_wall,
+        |name, value| {
+            let _ = resp.insert_header(name, value);
+        },
+    );
 }
 
 /// `GET /v1/models` and `GET /v1/models/{id}`: the exact model names this key may use, in the

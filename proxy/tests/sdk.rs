@@ -458,3 +458,74 @@ async fn node_openai_stream() {
         assert_record(&mut s, "chat.completions", true, truth).await;
     }
 }
+
+/// Limits answer with what the SDKs know: `RateLimitError`, and retry headers they honour when
+/// retries are on (the retried call then succeeds). `case` reads the headers of one admitted
+/// call, is refused once, then retries to success.
+async fn sdk_backs_off(case: &str, headers: [&str; 2]) {
+    let Some(py) = sdk_python() else { return };
+    let mut s =
+        Sluice::start_with(|c| c.acme_org = r#"limits = { requests = "1/s" }"#.into()).await;
+    let out = run_case(&s, &py, case).await;
+    assert_eq!(out["headers"][headers[0]], "1", "{out}");
+    assert_eq!(out["headers"][headers[1]], "0", "{out}");
+    assert_eq!(out["limited"]["raised"], "RateLimitError", "{out}");
+    assert_eq!(out["limited"]["status"], 429, "{out}");
+    assert_eq!(out["retried_text"], mock_text(), "{out}");
+    // Exactly two calls reached the provider: the first, and the retry that was admitted.
+    let reached = s.mock.requests();
+    assert_eq!(reached.len(), 2, "{reached:?}");
+    let mut ok = 0;
+    loop {
+        let rec = s.next_record().await;
+        match rec["status"].as_u64() {
+            Some(200) => ok += 1,
+            Some(429) => assert_eq!(rec["outcome"], "rejected", "{rec}"),
+            _ => panic!("unexpected record {rec}"),
+        }
+        if ok == 2 {
+            break;
+        }
+    }
+}
+
+#[tokio::test]
+async fn openai_sdk_backs_off_from_rate_limits() {
+    sdk_backs_off(
+        "openai_rate_limit",
+        [
+            "x-ratelimit-limit-requests",
+            "x-ratelimit-remaining-requests",
+        ],
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn anthropic_sdk_backs_off_from_rate_limits() {
+    sdk_backs_off(
+        "anthropic_rate_limit",
+        [
+            "anthropic-ratelimit-requests-limit",
+            "anthropic-ratelimit-requests-remaining",
+        ],
+    )
+    .await;
+}
+
+/// A zero budget refuses at once; both SDKs raise `RateLimitError`, OpenAI's with the
+/// `insufficient_quota` code apps check for.
+#[tokio::test]
+async fn sdks_see_an_exhausted_budget_as_rate_limit_errors() {
+    let Some(py) = sdk_python() else { return };
+    let s = Sluice::start_with(|c| c.acme_org = "budget = { daily_usd = 0 }".into()).await;
+    let out = run_case(&s, &py, "over_budget").await;
+    assert_eq!(out["openai"]["raised"], "RateLimitError", "{out}");
+    assert_eq!(out["openai"]["body"]["code"], "insufficient_quota", "{out}");
+    assert_eq!(out["anthropic"]["raised"], "RateLimitError", "{out}");
+    assert_eq!(
+        out["anthropic"]["body"]["error"]["type"], "rate_limit_error",
+        "{out}"
+    );
+    assert!(s.mock.requests().is_empty());
+}

@@ -89,6 +89,42 @@ pub struct ModelSection {
     pub provider: String,
     /// Model name sent upstream; defaults to the requested name.
     pub upstream_model: Option<String>,
+    /// Output tokens reserved against token limits when a request sets no `max_tokens`
+    /// (default 4096; the difference is settled once the real count is known).
+    pub max_output_tokens: Option<u64>,
+    /// USD per million tokens; every usage record carries its cost from this table.
+    pub price: Option<PriceSection>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PriceSection {
+    pub input: f64,
+    pub output: f64,
+    /// Cache reads; defaults to `input`.
+    pub cached_input: Option<f64>,
+    /// Cache writes (Anthropic); defaults to `input`.
+    pub cache_write: Option<f64>,
+}
+
+/// Limits of one scope. Quotas read `600/min`, `20/s`, `2_000_000/day`.
+#[derive(Debug, Default, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LimitsSection {
+    /// Requests per period.
+    pub requests: Option<String>,
+    /// Input + output tokens per period.
+    pub tokens: Option<String>,
+    /// Requests in flight at once.
+    pub concurrent: Option<u32>,
+}
+
+/// Spend caps in USD per UTC calendar day and month.
+#[derive(Debug, Default, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BudgetSection {
+    pub daily_usd: Option<f64>,
+    pub monthly_usd: Option<f64>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -98,6 +134,12 @@ pub struct OrgSection {
     /// Provider name → sealed credential (`sealed:v<N>:…`, from `sluice-proxy seal`).
     #[serde(default)]
     pub provider_keys: BTreeMap<String, String>,
+    #[serde(default)]
+    pub limits: LimitsSection,
+    /// Model name or glob → limits for this org on those models (one shared bucket per entry).
+    #[serde(default)]
+    pub model_limits: BTreeMap<String, LimitsSection>,
+    pub budget: Option<BudgetSection>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -112,4 +154,6 @@ pub struct KeySection {
     pub models: Vec<String>,
     /// RFC 3339 timestamp after which the key is refused.
     pub expires: Option<String>,
+    #[serde(default)]
+    pub limits: LimitsSection,
 }

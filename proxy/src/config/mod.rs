@@ -5,9 +5,13 @@
 //! handed to the request path, which then uses that one snapshot from start to end.
 
 pub mod file;
+mod governance;
 mod providers;
 mod snapshot;
+#[cfg(test)]
+mod tests;
 
+pub use governance::ModelLimits;
 pub use providers::{AuthStyle, Provider, ProviderKind, Timeouts};
 pub use snapshot::{Org, Route, ServerSettings, SinkKind, Snapshot, UsageSettings, VirtualKey};
 

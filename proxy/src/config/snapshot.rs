@@ -1,10 +1,14 @@
 //! The validated, immutable configuration snapshot the request path reads.
 
 use super::file::{FileConfig, KeySection};
+use super::governance::{self, ModelLimits};
 use super::providers::{Provider, Timeouts};
 use super::{ConfigError, Env};
+use crate::budgets::Budget;
 use crate::crypto::MasterKeys;
 use crate::keys::{KeyDigest, KeyId, ModelScope};
+use crate::limits::Limits;
+use crate::pricing::Price;
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -37,6 +41,10 @@ pub struct Route {
     pub provider: Arc<Provider>,
     /// `None` means "send the requested name unchanged" (glob routes).
     pub upstream_model: Option<Arc<str>>,
+    /// Output tokens reserved when a request does not cap its output.
+    pub max_output_tokens: u64,
+    /// `None`: no price configured, so requests cost 0.
+    pub price: Option<Price>,
 }
 
 #[derive(Debug)]
@@ -44,6 +52,17 @@ pub struct Org {
     pub id: Arc<str>,
     /// Provider name → sealed credential text, opened per request.
     pub sealed_keys: HashMap<String, String>,
+    pub limits: Limits,
+    /// Org × model overrides: exact names first, then globs.
+    pub model_limits: Vec<ModelLimits>,
+    pub budget: Budget,
+}
+
+impl Org {
+    /// The org × model entry that applies to `model`, if any.
+    pub fn limits_for_model(&self, model: &str) -> Option<&ModelLimits> {
+        self.model_limits.iter().find(|m| m.matches(model))
+    }
 }
 
 /// What a virtual key grants. The key itself is never stored, only its digest.
@@ -53,6 +72,9 @@ pub struct VirtualKey {
     pub org: Arc<str>,
     pub scope: ModelScope,
     pub expires: Option<SystemTime>,
+    pub limits: Limits,
+    /// The digest text (`sha256:…`): the key's unique name for its limiter state. Not a secret.
+    pub limiter_id: Arc<str>,
 }
 
 #[derive(Debug)]
@@ -94,6 +116,8 @@ impl Snapshot {
 }
 
 const DEFAULT_MAX_BODY: usize = 16 * 1024 * 1024;
+/// Reserved output when neither the request nor the model entry caps it.
+const DEFAULT_MAX_OUTPUT: u64 = 4096;
 
 pub(super) fn build(raw: FileConfig, env: &dyn Env) -> Result<Snapshot, ConfigError> {
     let server = ServerSettings {
@@ -151,6 +175,8 @@ pub(super) fn build(raw: FileConfig, env: &dyn Env) -> Result<Snapshot, ConfigEr
         let route = Arc::new(Route {
             provider: provider.clone(),
             upstream_model: m.upstream_model.as_deref().map(Arc::from),
+            max_output_tokens: m.max_output_tokens.unwrap_or(DEFAULT_MAX_OUTPUT),
+            price: governance::price(m.price.as_ref(), &m.name)?,
         });
         if m.name.contains(['*', '?', '[']) {
             let pattern = glob::Pattern::new(&m.name)
@@ -193,6 +219,9 @@ pub(super) fn build(raw: FileConfig, env: &dyn Env) -> Result<Snapshot, ConfigEr
         let org = Arc::new(Org {
             id: o.id.as_str().into(),
             sealed_keys: o.provider_keys.clone().into_iter().collect(),
+            limits: governance::limits(&o.limits, &format!("org {:?}", o.id))?,
+            model_limits: governance::model_limits(&o.model_limits, &o.id)?,
+            budget: governance::budget(o.budget.as_ref(), &o.id)?,
         });
         if orgs.insert(org.id.clone(), org).is_some() {
             return Err(ConfigError::invalid(format!(
@@ -265,10 +294,13 @@ fn build_key(k: &KeySection, i: usize) -> Result<VirtualKey, ConfigError> {
             ConfigError::invalid(format!("{ctx}: expires {t:?} is not an RFC 3339 time: {e}"))
         })?),
     };
+    let limits = governance::limits(&k.limits, &ctx)?;
     Ok(VirtualKey {
         id,
         org: k.org.as_str().into(),
         scope,
         expires,
+        limits,
+        limiter_id: digest.to_config_string().into(),
     })
 }

@@ -31,13 +31,16 @@ pub struct TestConfig {
     pub keys: Keys,
     /// TOML appended to the generated file.
     pub extra: String,
+    /// TOML lines added inside org acme's table (limits, budget).
+    pub acme_org: String,
 }
 
-fn new_key() -> String {
+pub fn new_key() -> String {
     keys::generate().expect("key").to_string()
 }
 
-fn entry(key: &str, org: &str, models: &str, expires: Option<&str>) -> String {
+/// A `[[keys]]` entry for `key`; `models` is a TOML array.
+pub fn entry(key: &str, org: &str, models: &str, expires: Option<&str>) -> String {
     let digest = KeyDigest::of(key).to_config_string();
     let expires = expires.map_or(String::new(), |e| format!("expires = \"{e}\"\n"));
     format!("[[keys]]\ndigest = \"{digest}\"\norg = \"{org}\"\nmodels = {models}\n{expires}\n")
@@ -54,6 +57,7 @@ impl TestConfig {
                 beta: new_key(),
             },
             extra: String::new(),
+            acme_org: String::new(),
         }
     }
 
@@ -125,6 +129,7 @@ provider = "mock-anthropic"
 [[orgs]]
 id = "acme"
 provider_keys = {{ mock-openai = "{acme_openai}", mock-anthropic = "{acme_anthropic}" }}
+{acme_org}
 
 {keys}
 {extra}
@@ -139,6 +144,7 @@ provider_keys = {{ mock-openai = "{acme_openai}", mock-anthropic = "{acme_anthro
             ]
             .concat(),
             extra = self.extra,
+            acme_org = self.acme_org,
         )
     }
 }

@@ -195,6 +195,59 @@ def anthropic_errors():
     }
 
 
+RATE_HEADERS = (
+    "x-ratelimit-limit-requests",
+    "x-ratelimit-remaining-requests",
+    "x-ratelimit-reset-requests",
+    "anthropic-ratelimit-requests-limit",
+    "anthropic-ratelimit-requests-remaining",
+    "anthropic-ratelimit-requests-reset",
+)
+
+
+def rate_headers(raw):
+    return {h: raw.headers.get(h) for h in RATE_HEADERS if raw.headers.get(h) is not None}
+
+
+def openai_rate_limit():
+    """One request per second: the second call at once is refused; with retries on, the SDK
+    backs off by the retry headers and succeeds."""
+    c = oai()
+    raw = c.chat.completions.with_raw_response.create(model="mock-gpt", messages=MESSAGES)
+    limited = expect_error(
+        lambda: c.chat.completions.create(model="mock-gpt", messages=MESSAGES),
+        openai.RateLimitError,
+    )
+    patient = openai.OpenAI(base_url=BASE + "/v1", api_key=KEY, max_retries=5, timeout=TIMEOUT)
+    r = patient.chat.completions.create(model="mock-gpt", messages=MESSAGES)
+    return {"headers": rate_headers(raw), "limited": limited, "retried_text": r.choices[0].message.content}
+
+
+def anthropic_rate_limit():
+    c = ant()
+    raw = c.messages.with_raw_response.create(model="mock-claude", max_tokens=100, messages=MESSAGES)
+    limited = expect_error(
+        lambda: c.messages.create(model="mock-claude", max_tokens=100, messages=MESSAGES),
+        anthropic.RateLimitError,
+    )
+    patient = anthropic.Anthropic(base_url=BASE, api_key=KEY, max_retries=5, timeout=TIMEOUT)
+    m = patient.messages.create(model="mock-claude", max_tokens=100, messages=MESSAGES)
+    return {"headers": rate_headers(raw), "limited": limited, "retried_text": anthropic_text(m)}
+
+
+def over_budget():
+    return {
+        "openai": expect_error(
+            lambda: oai().chat.completions.create(model="mock-gpt", messages=MESSAGES),
+            openai.RateLimitError,
+        ),
+        "anthropic": expect_error(
+            lambda: ant().messages.create(model="mock-claude", max_tokens=100, messages=MESSAGES),
+            anthropic.RateLimitError,
+        ),
+    }
+
+
 CASES = {
     "chat": chat,
     "chat_stream": lambda: chat_stream(False),
@@ -211,6 +264,9 @@ CASES = {
     "anthropic_models": anthropic_models,
     "openai_errors": openai_errors,
     "anthropic_errors": anthropic_errors,
+    "openai_rate_limit": openai_rate_limit,
+    "anthropic_rate_limit": anthropic_rate_limit,
+    "over_budget": over_budget,
 }
 
 if __name__ == "__main__":

@@ -1,0 +1,236 @@
+//! Governance of admitted traffic: budgets and limits at admission, token settlement while the
+//! answer streams, and charging at the end. State lives here, outside the configuration
+//! snapshot, so it survives reloads; the quotas themselves come from the request's snapshot.
+
+use crate::budgets::Spend;
+use crate::clock::Clock;
+use crate::config::{Org, Route, VirtualKey};
+use crate::errors::{GatewayError, LimitWhat};
+use crate::limits::{LimitKind, Limiter, Limits, RateInfo, Scope, Window};
+use crate::rate_headers::Shown;
+use crate::usage::Usage;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// How often idle limiter entries and past budget periods are dropped.
+const MAINTENANCE_EVERY: Duration = Duration::from_secs(10);
+
+#[derive(Debug)]
+pub struct Governance {
+    pub limiter: Limiter,
+    pub spend: Spend,
+    clock: Arc<dyn Clock>,
+}
+
+/// What one admitted request holds until it ends: its concurrency slots (released on drop) and
+/// its token reservation.
+#[derive(Debug)]
+pub struct Held {
+    admitted: Option<crate::limits::Admitted>,
+    /// Output tokens reserved (the request's cap, or the route's default).
+    max_output: u64,
+    input_settled: bool,
+}
+
+impl Held {
+    /// Whether the real input count would still change the reservation.
+    pub fn wants_input(&self) -> bool {
+        self.admitted.is_some() && !self.input_settled
+    }
+}
+
+/// The limits shown to the client, for the rate-limit headers.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct RateShown {
+    pub requests: Option<Shown>,
+    pub tokens: Option<Shown>,
+}
+
+impl RateShown {
+    fn from_info(info: &RateInfo) -> Self {
+        let shown = |w: &Window| Shown {
+            limit: w.limit,
+            remaining: w.remaining,
+            reset: w.reset,
+        };
+        Self {
+            requests: info.requests.as_ref().map(shown),
+            tokens: info.tokens.as_ref().map(shown),
+        }
+    }
+}
+
+/// What the admission check needs to know about one request.
+#[derive(Debug)]
+pub struct Request<'a> {
+    pub key: &'a VirtualKey,
+    pub org: Option<&'a Org>,
+    pub model: &'a str,
+    pub route: &'a Route,
+    /// Input estimate (see [`estimate_input`]).
+    pub input_estimate: u64,
+    /// The request's own output cap, if it set one.
+    pub max_output: Option<u64>,
+    /// Whether the call produces output tokens at all (embeddings and token counts do not).
+    pub generates: bool,
+}
+
+/// The hot-path input estimate: about four bytes of request JSON per token. Counting the whole
+/// body (keys, punctuation, any images as base64) overestimates text prompts, which is the safe
+/// side for a reservation; the real count replaces it as soon as the provider reports one. A
+/// tokenizer would be exact but costs microseconds per kilobyte and a model-specific vocabulary.
+pub fn estimate_input(body_bytes: u64) -> u64 {
+    body_bytes.div_ceil(4)
+}
+
+impl Governance {
+    pub fn new(clock: Arc<dyn Clock>) -> Self {
+        Self {
+            limiter: Limiter::new(clock.clone()),
+            spend: Spend::new(),
+            clock,
+        }
+    }
+
+    /// Starts the thread that drops idle limiter state and ended budget periods, so that keys
+    /// seen once do not grow memory forever.
+    pub fn spawn_maintenance(self: &Arc<Self>) {
+        let weak = Arc::downgrade(self);
+        let spawned = std::thread::Builder::new()
+            .name("sluice-maintenance".into())
+            .spawn(move || loop {
+                std::thread::sleep(MAINTENANCE_EVERY);
+                let Some(gov) = weak.upgrade() else { return };
+                gov.limiter.evict_idle();
+                gov.spend.evict_past(gov.clock.now());
+            });
+        if let Err(e) = spawned {
+            tracing::warn!("cannot start the limiter maintenance thread: {e}");
+        }
+    }
+
+    /// Budget first (a spent org needs no limiter work), then every scope's limits. On success
+    /// the returned [`Held`] must live as long as the request.
+    pub fn admit(&self, req: &Request<'_>, shown: &mut RateShown) -> Result<Held, GatewayError> {
+        let org_id = &req.key.org;
+        if let Some(org) = req.org.filter(|o| !o.budget.is_empty()) {
+            if let Err(over) = self.spend.check(org_id, &org.budget, self.clock.now()) {
+                return Err(GatewayError::OverBudget {
+                    org: org_id.to_string(),
+                    period: over.period.name(),
+                    cap: format!("${:.2}", over.cap as f64 / 1e6),
+                    retry_after: over.resets_in,
+                });
+            }
+        }
+        let mut scopes: Vec<(Scope, &Limits)> = Vec::with_capacity(3);
+        if let Some(org) = req.org {
+            if !org.limits.is_empty() {
+                scopes.push((Scope::Org(org_id.clone()), &org.limits));
+            }
+            if let Some(m) = org.limits_for_model(req.model) {
+                if !m.limits.is_empty() {
+                    scopes.push((Scope::OrgModel(org_id.clone(), m.name.clone()), &m.limits));
+                }
+            }
+        }
+        if !req.key.limits.is_empty() {
+            scopes.push((Scope::Key(req.key.limiter_id.clone()), &req.key.limits));
+        }
+        let max_output = if req.generates {
+            req.max_output.unwrap_or(req.route.max_output_tokens)
+        } else {
+            0
+        };
+        let mut held = Held {
+            admitted: None,
+            max_output,
+            input_settled: false,
+        };
+        if scopes.is_empty() {
+            return Ok(held);
+        }
+        let reserve = req.input_estimate.saturating_add(max_output);
+        match self.limiter.admit(&scopes, reserve) {
+            Ok(admitted) => {
+                *shown = RateShown::from_info(&admitted.info);
+                held.admitted = Some(admitted);
+                Ok(held)
+            }
+            Err(refusal) => {
+                *shown = RateShown::from_info(&refusal.info);
+                let limits = scopes
+                    .iter()
+                    .find(|(s, _)| *s == refusal.scope)
+                    .map(|(_, l)| *l);
+                Err(refused(
+                    refusal.kind,
+                    &refusal.scope,
+                    req.key,
+                    limits,
+                    refusal.retry_after,
+                ))
+            }
+        }
+    }
+
+    /// Once the provider has reported the input (Anthropic's `message_start`), the estimate is
+    /// replaced by the real count; the output stays reserved at its cap until the end.
+    pub fn input_known(held: &mut Held, input_tokens: u64) {
+        if held.input_settled {
+            return;
+        }
+        held.input_settled = true;
+        if let Some(a) = held.admitted.as_mut() {
+            a.reservation
+                .settle(input_tokens.saturating_add(held.max_output));
+        }
+    }
+
+    /// Settles the reservation with what the request really used and charges its cost.
+    pub fn finish(&self, held: &mut Held, org: &Arc<str>, usage: &Usage, cost_micro_usd: u64) {
+        if let Some(a) = held.admitted.as_mut() {
+            a.reservation
+                .settle(usage.input_tokens.saturating_add(usage.output_tokens));
+        }
+        self.spend.charge(org, cost_micro_usd, self.clock.now());
+    }
+}
+
+/// The 429 for a refusal, naming the scope and limit for people (never a secret: keys appear by
+/// their public id).
+fn refused(
+    kind: LimitKind,
+    scope: &Scope,
+    key: &VirtualKey,
+    limits: Option<&Limits>,
+    retry_after: Duration,
+) -> GatewayError {
+    let scope_text = match scope {
+        Scope::Org(org) => format!("org {org}"),
+        Scope::Key(_) => format!("key {}", key.id),
+        Scope::OrgModel(org, model) => format!("org {org} on {model}"),
+    };
+    let (what, limit) = match kind {
+        LimitKind::Requests => (
+            LimitWhat::Requests,
+            limits.and_then(|l| l.requests).map(|q| q.to_string()),
+        ),
+        LimitKind::Tokens => (
+            LimitWhat::Tokens,
+            limits.and_then(|l| l.tokens).map(|q| q.to_string()),
+        ),
+        LimitKind::Concurrency => (
+            LimitWhat::Concurrency,
+            limits
+                .and_then(|l| l.concurrent)
+                .map(|n| format!("{n} at once")),
+        ),
+    };
+    GatewayError::RateLimited {
+        what,
+        scope: scope_text,
+        limit: limit.unwrap_or_default(),
+        retry_after,
+    }
+}

@@ -13,6 +13,7 @@ pub mod crypto;
 pub mod ctx;
 pub mod errors;
 pub mod keys;
+pub mod limits;
 pub mod meter;
 pub mod providers;
 pub mod proxy;

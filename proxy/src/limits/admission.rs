@@ -1,10 +1,9 @@
 //! The outcome of `Limiter::admit`: what an admitted request holds, or why it was refused.
 
 use std::fmt;
-use std::sync::Arc;
 use std::time::Duration;
 
-use super::entry::Entry;
+use super::held::Held;
 use super::window::RateInfo;
 use super::Scope;
 
@@ -44,12 +43,12 @@ pub struct Refusal {
 #[must_use = "dropping the slots releases the concurrency limit at once"]
 #[derive(Default)]
 pub struct Slots {
-    pub(super) entries: Vec<Arc<Entry>>,
+    pub(super) entries: Held,
 }
 
 impl Drop for Slots {
     fn drop(&mut self) {
-        for entry in &self.entries {
+        for entry in self.entries.iter() {
             entry.release();
         }
     }
@@ -64,7 +63,7 @@ impl fmt::Debug for Slots {
 /// Tokens charged to every token bucket of an admitted request's scopes. Dropping it keeps the
 /// current charge; `settle` changes it.
 pub struct Reservation {
-    pub(super) entries: Vec<Arc<Entry>>,
+    pub(super) entries: Held,
     pub(super) charged: u64,
 }
 
@@ -84,7 +83,7 @@ impl Reservation {
         if delta == 0 {
             return;
         }
-        for entry in &self.entries {
+        for entry in self.entries.iter() {
             entry.adjust_tokens(delta);
         }
         self.charged = total;

@@ -16,6 +16,7 @@
 
 mod admission;
 mod entry;
+mod held;
 mod quota;
 mod requests;
 mod tokens;
@@ -38,6 +39,7 @@ pub use window::{RateInfo, Window};
 
 use crate::clock::{duration_nanos, Clock};
 use entry::Entry;
+use held::Held;
 use requests::Refused;
 use tokens::Short;
 
@@ -119,10 +121,12 @@ impl Limiter {
         reserve_tokens: u64,
     ) -> Result<Admitted, Refusal> {
         let mut slots = Slots::default();
-        let mut reserved: Vec<Arc<Entry>> = Vec::new();
-        let mut entries: Vec<Arc<Entry>> = Vec::with_capacity(scopes.len());
+        let mut reserved = Held::default();
+        // The entries of the scopes that have limits, in order.
+        let mut entries = Held::default();
         let now = duration_nanos(self.clock.monotonic());
         let mut refusal: Option<(LimitKind, usize, Duration)> = None;
+        let mut info = RateInfo::default();
 
         for (i, (scope, limits)) in scopes.iter().enumerate() {
             if limits.is_empty() {
@@ -138,24 +142,32 @@ impl Limiter {
             }
             if let Some(quota) = limits.tokens {
                 let taken = entry.with_tokens(quota, |b| match b.try_take(reserve_tokens, now) {
-                    Ok(()) => Some(Ok(())),
+                    Ok(()) => Some(Ok(b.window(now))),
                     Err(Short::Wait(wait)) => Some(Err(wait)),
                     Err(Short::Retired) => None,
                 });
-                if let Err(wait) = taken {
-                    refusal = Some((LimitKind::Tokens, i, wait));
-                    break;
+                match taken {
+                    Ok(window) => {
+                        if let Some(window) = window {
+                            info.merge_tokens(window);
+                        }
+                        reserved.push(entry.clone());
+                    }
+                    Err(wait) => {
+                        refusal = Some((LimitKind::Tokens, i, wait));
+                        break;
+                    }
                 }
-                reserved.push(entry.clone());
             }
             entries.push(entry);
         }
 
-        let mut info = RateInfo::default();
-        let mut given: Vec<&Arc<Entry>> = Vec::new();
+        // Requests last: governor's cells are the only part that cannot be refunded by
+        // construction (see `RequestBucket::give_back` for how we still return them).
+        let with_limits = || scopes.iter().enumerate().filter(|(_, s)| !s.1.is_empty());
+        let mut taken_requests = 0;
         if refusal.is_none() {
-            let with_limits = scopes.iter().enumerate().filter(|(_, s)| !s.1.is_empty());
-            for ((i, (_, limits)), entry) in with_limits.zip(&entries) {
+            for ((i, (_, limits)), entry) in with_limits().zip(entries.iter()) {
                 let Some(quota) = limits.requests else {
                     continue;
                 };
@@ -171,7 +183,7 @@ impl Limiter {
                             window.remaining = remaining.min(window.remaining);
                             info.merge_requests(window);
                         }
-                        given.push(entry);
+                        taken_requests = i + 1;
                     }
                     Err(wait) => {
                         refusal = Some((LimitKind::Requests, i, wait));
@@ -182,10 +194,12 @@ impl Limiter {
         }
 
         if let Some((kind, i, retry_after)) = refusal {
-            for entry in given {
-                entry.give_back_request();
+            for ((j, (_, limits)), entry) in with_limits().zip(entries.iter()) {
+                if j < taken_requests && limits.requests.is_some() {
+                    entry.give_back_request();
+                }
             }
-            for entry in &reserved {
+            for entry in reserved.iter() {
                 entry.adjust_tokens(-i128::from(reserve_tokens));
             }
             drop(slots);
@@ -197,13 +211,6 @@ impl Limiter {
             });
         }
 
-        for ((_, limits), entry) in scopes.iter().filter(|s| !s.1.is_empty()).zip(&entries) {
-            if let Some(quota) = limits.tokens {
-                if let Some(window) = entry.with_tokens(quota, |b| b.window(now).map(Some)) {
-                    info.merge_tokens(window);
-                }
-            }
-        }
         Ok(Admitted {
             info,
             reservation: Reservation {

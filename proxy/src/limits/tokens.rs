@@ -35,6 +35,8 @@ pub(super) struct TokenBucket {
     unit: u64,
     /// `amount * unit`: a full bucket, in units.
     capacity: u64,
+    /// `capacity == period_ns` (e.g. `1000/min`): one unit per nanosecond, no division needed.
+    exact: bool,
     /// Theoretical arrival time in units since the clock's origin.
     tat: AtomicU64,
 }
@@ -64,6 +66,7 @@ impl TokenBucket {
             period_ns,
             unit,
             capacity: amount.saturating_mul(unit),
+            exact: amount.checked_mul(unit) == Some(period_ns),
             tat: AtomicU64::new(0),
         };
         let tat = bucket
@@ -94,12 +97,18 @@ impl TokenBucket {
 
     /// `now_ns` on the unit clock.
     fn units_at(&self, now_ns: u64) -> u64 {
+        if self.exact {
+            return now_ns;
+        }
         let scaled = u128::from(now_ns) * u128::from(self.amount) * u128::from(self.unit);
         sat_u64(scaled / u128::from(self.period_ns))
     }
 
     /// The first instant (ns) at which the unit clock reads at least `units`.
     fn instant_of(&self, units: u64) -> u64 {
+        if self.exact {
+            return units;
+        }
         let per = u128::from(self.amount) * u128::from(self.unit);
         sat_u64((u128::from(units) * u128::from(self.period_ns)).div_ceil(per))
     }

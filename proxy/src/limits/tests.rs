@@ -525,3 +525,31 @@ fn a_hundred_thousand_keys_seen_once_are_all_evicted_after_their_period() {
 fn a_million_keys_seen_once_are_all_evicted_after_their_period() {
     keys_seen_once_are_all_evicted_after_their_period(1_000_000);
 }
+
+#[test]
+fn concurrent_quota_conversions_lose_no_update() {
+    // Two quotas whose units convert exactly both ways, so any lost update would show.
+    let (_, limiter) = setup();
+    let a = limits(Some("1_000_000/min"), Some("1_000_000/min"), None);
+    let b = limits(Some("2_000_000/min"), Some("2_000_000/min"), None);
+    const PER_THREAD: u64 = 20_000;
+    std::thread::scope(|s| {
+        for t in 0..2u64 {
+            let (limiter, a, b) = (&limiter, &a, &b);
+            s.spawn(move || {
+                for i in 0..PER_THREAD {
+                    let l = if (i + t) % 2 == 0 { a } else { b };
+                    let mut r = limiter.admit(&[(org("x"), l)], 3).unwrap().reservation;
+                    // Settling races with conversions too: 3 reserved, 1 charged.
+                    r.settle(1);
+                }
+            });
+        }
+    });
+    let info = limiter.peek(&[(org("x"), &a)]);
+    assert_eq!(info.requests.unwrap().remaining, 1_000_000 - 2 * PER_THREAD);
+    assert_eq!(
+        token_level(&limiter, &org("x")),
+        1_000_000 - 2 * i128::from(PER_THREAD)
+    );
+}

@@ -26,6 +26,8 @@ mod window;
 mod tests;
 #[cfg(test)]
 mod tests_props;
+#[cfg(test)]
+mod tests_state;
 
 use std::fmt;
 use std::sync::Arc;

@@ -15,6 +15,7 @@ pub mod ctx;
 pub mod errors;
 pub mod govern;
 pub mod keys;
+pub mod limits;
 pub mod meter;
 pub mod pricing;
 pub mod providers;

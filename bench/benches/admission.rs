@@ -1,0 +1,108 @@
+//! Micro-benchmark of `Limiter::admit`: nanoseconds per admission check.
+//!
+//! Quotas are large enough that nothing is refused while measuring the admitted path; the
+//! refused path is measured on its own. Each admitted iteration also drops the `Admitted`
+//! (releasing its slots), since every real request pays for both.
+
+use std::hint::black_box;
+use std::sync::{Arc, Barrier};
+use std::time::{Duration, Instant};
+
+use criterion::{criterion_group, criterion_main, Criterion};
+use sluice_proxy::clock::SystemClock;
+use sluice_proxy::limits::{Limiter, Limits, Quota, Scope};
+
+fn quota(text: &str) -> Option<Quota> {
+    Some(Quota::parse(text).expect("benchmark quotas are valid"))
+}
+
+/// Requests, tokens and concurrency limits that a benchmark cannot exhaust.
+fn roomy() -> Limits {
+    Limits {
+        requests: quota("4_000_000_000/s"),
+        tokens: quota("1_000_000_000/s"),
+        concurrent: Some(1_000_000),
+    }
+}
+
+fn limiter() -> Limiter {
+    Limiter::new(Arc::new(SystemClock))
+}
+
+fn single_thread(c: &mut Criterion) {
+    let mut group = c.benchmark_group("admit");
+    group
+        .measurement_time(Duration::from_secs(3))
+        .warm_up_time(Duration::from_secs(1))
+        .sample_size(20);
+
+    let limits = roomy();
+    let one = limiter();
+    let org = [(Scope::Org("acme".into()), &limits)];
+    group.bench_function("1 scope", |b| {
+        b.iter(|| black_box(one.admit(black_box(&org), 1)).is_ok())
+    });
+
+    let three = limiter();
+    let scopes = [
+        (Scope::Org("acme".into()), &limits),
+        (Scope::Key("key_0123456789abcdef".into()), &limits),
+        (
+            Scope::OrgModel("acme".into(), "gpt-4o-mini".into()),
+            &limits,
+        ),
+    ];
+    group.bench_function("3 scopes (org, key, org x model)", |b| {
+        b.iter(|| black_box(three.admit(black_box(&scopes), 1)).is_ok())
+    });
+
+    let tight = Limits {
+        requests: quota("1/day"),
+        tokens: None,
+        concurrent: None,
+    };
+    let refusing = limiter();
+    let refused = [(Scope::Org("acme".into()), &tight)];
+    let _ = refusing.admit(&refused, 0);
+    group.bench_function("1 scope, refused", |b| {
+        b.iter(|| black_box(refusing.admit(black_box(&refused), 1)).is_err())
+    });
+    group.finish();
+}
+
+/// Two threads admitting on the same org scope; reports the time per admission per thread.
+fn contended(c: &mut Criterion) {
+    let mut group = c.benchmark_group("admit contended");
+    group
+        .measurement_time(Duration::from_secs(3))
+        .warm_up_time(Duration::from_secs(1))
+        .sample_size(20);
+    let limits = roomy();
+    let shared = limiter();
+    group.bench_function("2 threads, 1 shared org scope", |b| {
+        b.iter_custom(|iters| {
+            let start = Barrier::new(3);
+            std::thread::scope(|s| {
+                for _ in 0..2 {
+                    let (shared, limits, start) = (&shared, &limits, &start);
+                    s.spawn(move || {
+                        let org = [(Scope::Org("acme".into()), limits)];
+                        start.wait();
+                        for _ in 0..iters {
+                            let _ = black_box(shared.admit(black_box(&org), 1));
+                        }
+                    });
+                }
+                start.wait();
+                let begun = Instant::now();
+                // Leaving the scope joins both threads.
+                begun
+            })
+            .elapsed()
+        })
+    });
+    group.finish();
+}
+
+criterion_group!(benches, single_thread, contended);
+criterion_main!(benches);

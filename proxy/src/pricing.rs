@@ -26,7 +26,7 @@ const MAX_USD: f64 = 1_000_000.0;
 /// Converts a USD amount from the configuration to integer micro-USD, refusing negatives,
 /// non-numbers and absurd values. `what` names the field in the error.
 pub fn usd_to_micro(usd: f64, what: &str) -> Result<u64, String> {
-    if !usd.is_finite() || usd < 0.0 || usd > MAX_USD * 1_000.0 {
+    if !(0.0..=MAX_USD * 1_000.0).contains(&usd) {
         return Err(format!(
             "{what} = {usd} is not a price in USD (a number from 0 up to 1e9)"
         ));

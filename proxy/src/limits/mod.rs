@@ -54,7 +54,7 @@ pub struct Limits {
 }
 
 impl Limits {
-    fn is_empty(&self) -> bool {
+    pub fn is_empty(&self) -> bool {
         self.requests.is_none() && self.tokens.is_none() && self.concurrent.is_none()
     }
 }

@@ -69,10 +69,16 @@ impl TokenBucket {
             exact: amount.checked_mul(unit) == Some(period_ns),
             tat: AtomicU64::new(0),
         };
-        let tat = bucket
-            .units_at(now_ns)
-            .saturating_add(used_units)
-            .min(MAX_TAT);
+        // A full bucket has TAT 0, full at any reading: the caller's `now` may have been read
+        // a moment before this bucket was built, and must still find it full.
+        let tat = if used_units == 0 {
+            0
+        } else {
+            bucket
+                .units_at(now_ns)
+                .saturating_add(used_units)
+                .min(MAX_TAT)
+        };
         bucket.tat = AtomicU64::new(tat);
         bucket
     }
@@ -225,6 +231,16 @@ mod tests {
 
     fn bucket(text: &str) -> TokenBucket {
         TokenBucket::new(Quota::parse(text).unwrap(), 5 * SEC)
+    }
+
+    /// The admission reads the clock before it builds a scope's first bucket; an earlier
+    /// reading must still see the new bucket full (it once refused a whole-quota request).
+    #[test]
+    fn a_new_bucket_is_full_for_readings_taken_before_it_was_built() {
+        let b = bucket("100/s");
+        assert_eq!(b.level(4 * SEC), Some(100));
+        assert_eq!(b.try_take(100, 4 * SEC), Ok(()));
+        assert_eq!(b.level(4 * SEC), Some(0));
     }
 
     #[test]

@@ -82,6 +82,11 @@ impl fmt::Display for Scope {
 pub const CONCURRENCY_RETRY_AFTER: Duration = Duration::from_secs(1);
 
 /// All scopes' limiter state; shared by every worker thread.
+///
+/// Scopes hash with the standard library's SipHash: slower than a non-keyed hash, but model
+/// names come from requests and a keyed hash keeps the map safe from collision flooding.
+/// Call [`Limiter::evict_idle`] periodically (e.g. once a minute); it write-locks each shard
+/// of the map in turn, briefly.
 #[derive(Debug)]
 pub struct Limiter {
     entries: DashMap<Scope, Arc<Entry>>,
@@ -116,7 +121,10 @@ impl Limiter {
     /// admission in that scope may have been refused in the instant the cell was held.
     /// A token reservation is admitted when the bucket holds at least `min(reserve_tokens,
     /// capacity)`, so a request bigger than the whole quota passes a full bucket and leaves it
-    /// in debt; with `reserve_tokens == 0` a scope in debt still refuses.
+    /// in debt; with `reserve_tokens == 0` a scope in debt still refuses. The same reservation
+    /// is charged to every token-limited scope. An in-flight slot is counted only in scopes that
+    /// had a concurrency limit at admission, so a limit added by a reload does not count
+    /// requests already running.
     // `Admitted` is larger than `Refusal`, so boxing the refusal would not shrink the `Result`;
     // it would only add an allocation to the refused path.
     #[allow(clippy::result_large_err)]

@@ -4,7 +4,10 @@
 //! burst of `amount`, so a full bucket admits exactly `amount` at once, then one request every
 //! `period / amount` (OpenAI's behaviour). GCRA property, stated honestly: after the initial
 //! burst, under saturating demand, any window of one period admits `amount` ± 1 (the window's
-//! edges cut the regular emission schedule at arbitrary phases).
+//! edges cut the regular emission schedule at arbitrary phases). governor works in whole
+//! nanoseconds: the emission interval is `period / amount` rounded down (at least 1 ns), so a
+//! quota like `7/s` runs a few nanoseconds per period fast, and the burst is clamped to
+//! `u32::MAX`; both are far below anything observable.
 //!
 //! The limiter's state store is [`SharedTat`], an `AtomicU64` behind an `Arc` that the bucket
 //! also holds. governor updates it with its own CAS loop exactly like its `InMemoryState`; sluice
@@ -59,6 +62,10 @@ impl StateStore for SharedTat {
 }
 
 type Gcra = RateLimiter<NotKeyed, SharedTat, GovernorClock, StateInformationMiddleware>;
+
+/// The largest TAT a conversion may leave (about 146 years of debt): governor adds its start to
+/// the TAT when it reports a wait, and that sum must not overflow.
+const MAX_TAT: u64 = u64::MAX / 4;
 
 #[derive(Debug)]
 pub(super) struct RequestBucket {
@@ -118,7 +125,7 @@ impl RequestBucket {
             0
         } else {
             let used = u64::try_from(used_new).unwrap_or(u64::MAX);
-            fresh.rel(now).saturating_add(used).min(RETIRED - 1)
+            fresh.rel(now).saturating_add(used).min(MAX_TAT)
         };
         fresh.cell.0.store(tat, Ordering::Release);
         fresh

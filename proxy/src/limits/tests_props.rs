@@ -149,3 +149,51 @@ proptest! {
         }
     }
 }
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 256, ..ProptestConfig::default() })]
+
+    /// Any quota, including ones whose tokens are not a whole number of nanoseconds: takes are
+    /// exact, refill matches `dt × amount / period` within the rounding of the two readings
+    /// (±1 token), and the level never exceeds the capacity.
+    #[test]
+    fn any_quota_refills_at_its_rate_and_never_beyond_capacity(
+        amount in 1u64..5000,
+        period_s in 1u64..100,
+        steps in proptest::collection::vec((0u64..6000, 0u64..3_000_000_000), 1..60),
+    ) {
+        let (clock, limiter) = setup();
+        let quota = Quota { amount, period: Duration::from_secs(period_s) };
+        let l = Limits { tokens: Some(quota), ..Limits::default() };
+        let s = [(org("q"), &l)];
+        let cap = i128::from(amount);
+        limiter.admit(&s, 0).unwrap();
+        for (n, dt) in steps {
+            let before = token_level(&limiter, &org("q"));
+            let need = i128::from(n.min(amount));
+            match limiter.admit(&s, n) {
+                Ok(_) => {
+                    prop_assert!(before >= need);
+                    prop_assert_eq!(token_level(&limiter, &org("q")), before - i128::from(n));
+                }
+                Err(refusal) => {
+                    prop_assert!(before < need);
+                    prop_assert!(refusal.retry_after > Duration::ZERO);
+                }
+            }
+            let taken = token_level(&limiter, &org("q"));
+            clock.advance(Duration::from_nanos(dt));
+            let after = token_level(&limiter, &org("q"));
+            prop_assert!(after <= cap);
+            let refill = i128::from(dt) * cap;
+            let period_ns = i128::from(period_s) * 1_000_000_000;
+            let (low, high) = (refill / period_ns - 1, (refill + period_ns - 1) / period_ns + 1);
+            if after < cap {
+                prop_assert!(after - taken >= low && after - taken <= high,
+                    "refilled {} for {} ns, expected {}..={}", after - taken, dt, low, high);
+            } else {
+                prop_assert!(taken + high >= cap);
+            }
+        }
+    }
+}

@@ -175,3 +175,29 @@ fn concurrent_quota_conversions_lose_no_update() {
         1_000_000 - 2 * i128::from(PER_THREAD)
     );
 }
+
+#[test]
+fn an_extreme_quota_decrease_saturates_the_debt_instead_of_overflowing() {
+    let (clock, limiter) = setup();
+    let big = limits(Some("4_000_000_000/s"), Some("1_000_000_000_000/s"), None);
+    let tiny = limits(Some("1/day"), Some("1/day"), None);
+    limiter
+        .admit(&[(org("a"), &big)], 1_000_000_000_000)
+        .unwrap();
+    // 300 000 requests at 1 ns each: at 1/day that is over 2⁶⁴ ns of debt.
+    for _ in 0..300_000 {
+        limiter.admit(&[(org("a"), &big)], 0).unwrap();
+    }
+    let tiny_requests = limits(Some("1/day"), None, None);
+    let refusal = limiter.admit(&[(org("a"), &tiny_requests)], 1).unwrap_err();
+    assert_eq!(refusal.kind, LimitKind::Requests);
+    assert!(refusal.retry_after > Duration::from_secs(86_400 * 365 * 100));
+    let refusal = limiter.admit(&[(org("a"), &tiny)], 1).unwrap_err();
+    assert_eq!(refusal.kind, LimitKind::Tokens);
+    assert!(refusal.retry_after > Duration::from_secs(86_400 * 365));
+    clock.advance(secs(86_400));
+    assert!(limiter.admit(&[(org("a"), &tiny)], 1).is_err());
+    let info = limiter.peek(&[(org("a"), &tiny)]);
+    assert_eq!(info.requests.unwrap().remaining, 0);
+    assert_eq!(info.tokens.unwrap().remaining, 0);
+}

@@ -14,6 +14,7 @@ pub mod ctx;
 pub mod errors;
 pub mod keys;
 pub mod meter;
+pub mod metrics;
 pub mod providers;
 pub mod proxy;
 pub mod record;

@@ -7,11 +7,14 @@
 //! on stderr) instead of guessing with sleeps. Linux only, as is Pingora's graceful upgrade.
 
 use std::collections::HashSet;
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, ToSocketAddrs};
 use std::time::{Duration, Instant};
 
-/// Prints one line per listening address once `expected` sockets listen (gives up after 30 s).
-pub fn announce_when_listening(expected: usize) {
+/// Prints one line per listening address once all of `listen` and `admin` listen (gives up after
+/// 30 s): `sluice-proxy listening on http://…` for the proxy, `sluice-proxy admin on http://…`
+/// for the admin listener.
+pub fn announce_when_listening(listen: Vec<String>, admin: Option<String>) {
+    let expected = listen.len() + usize::from(admin.is_some());
     let spawned = std::thread::Builder::new()
         .name("sluice-ready".into())
         .spawn(move || {
@@ -20,8 +23,13 @@ pub fn announce_when_listening(expected: usize) {
             while Instant::now() < deadline {
                 let found = listening();
                 if found.len() >= expected {
+                    let admin_addr = admin.as_deref().and_then(|a| pick_admin(&found, &listen, a));
                     for addr in found {
-                        eprintln!("sluice-proxy listening on http://{addr}");
+                        if Some(addr) == admin_addr {
+                            eprintln!("sluice-proxy admin on http://{addr}");
+                        } else {
+                            eprintln!("sluice-proxy listening on http://{addr}");
+                        }
                     }
                     return;
                 }
@@ -32,6 +40,57 @@ pub fn announce_when_listening(expected: usize) {
         });
     if spawned.is_err() {
         tracing::warn!("cannot start the readiness thread");
+    }
+}
+
+/// Refuses listener sets the announcement (and Pingora's socket hand-over, which keys sockets by
+/// their address text) cannot tell apart: the same text twice, or the admin listener and a proxy
+/// listener both on port 0 of the same address.
+pub fn check_distinct(listen: &[String], admin: Option<&str>) -> Result<(), String> {
+    let Some(admin) = admin else { return Ok(()) };
+    if listen.iter().any(|l| l == admin) {
+        return Err(format!(
+            "admin listener {admin} is also a proxy listen address; give it its own address"
+        ));
+    }
+    let Some(a) = resolve(admin) else {
+        return Err(format!("admin listen address {admin:?} does not resolve"));
+    };
+    let clash = a.port() == 0
+        && listen
+            .iter()
+            .filter_map(|l| resolve(l))
+            .any(|l| l.port() == 0 && l.ip() == a.ip());
+    if clash {
+        return Err(format!(
+            "admin listener {admin} and a proxy listener are both port 0 on {}: use another \
+             address (e.g. 127.0.0.2:0) or a fixed port for one of them",
+            a.ip()
+        ));
+    }
+    Ok(())
+}
+
+fn resolve(addr: &str) -> Option<SocketAddr> {
+    addr.to_socket_addrs().ok()?.next()
+}
+
+/// Which of `found` is the admin listener: the one on the admin address (and port, unless 0)
+/// that is not a fixed proxy address. [`check_distinct`] rules out the ambiguous cases.
+fn pick_admin(found: &[SocketAddr], listen: &[String], admin: &str) -> Option<SocketAddr> {
+    let a = resolve(admin)?;
+    let fixed: Vec<SocketAddr> = listen
+        .iter()
+        .filter_map(|l| resolve(l))
+        .filter(|l| l.port() != 0)
+        .collect();
+    let mut candidates = found
+        .iter()
+        .filter(|f| f.ip() == a.ip() && (a.port() == 0 || f.port() == a.port()))
+        .filter(|f| !fixed.contains(f));
+    match (candidates.next(), candidates.next()) {
+        (Some(one), None) => Some(*one),
+        _ => None,
     }
 }
 
@@ -105,6 +164,23 @@ mod tests {
             Some("[::1]:80".parse().unwrap())
         );
         assert_eq!(parse_addr("zz:1", false), None);
+    }
+
+    #[test]
+    fn tells_the_admin_listener_apart() {
+        let found: Vec<SocketAddr> = vec![
+            "127.0.0.1:4000".parse().unwrap(),
+            "127.0.0.2:5000".parse().unwrap(),
+        ];
+        let listen = vec!["127.0.0.1:0".to_string()];
+        assert_eq!(pick_admin(&found, &listen, "127.0.0.2:0"), Some(found[1]));
+        let fixed = vec!["127.0.0.1:4000".to_string()];
+        let both: Vec<SocketAddr> = vec![found[0], "127.0.0.1:6000".parse().unwrap()];
+        assert_eq!(pick_admin(&both, &fixed, "127.0.0.1:0"), Some(both[1]));
+        assert!(check_distinct(&listen, Some("127.0.0.1:0")).is_err());
+        assert!(check_distinct(&listen, Some("127.0.0.2:0")).is_ok());
+        assert!(check_distinct(&fixed, Some("127.0.0.1:0")).is_ok());
+        assert!(check_distinct(&listen, None).is_ok());
     }
 
     #[test]

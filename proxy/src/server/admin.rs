@@ -79,6 +79,9 @@ mod tests {
         assert_eq!(status, StatusCode::OK);
         let text = String::from_utf8(body).unwrap();
         assert!(text.contains("sluice_build_info"), "{text}");
-        assert!(text.contains("sluice_config_reloads_total{result=\"error\"} 0"), "{text}");
+        assert!(
+            text.contains("sluice_config_reloads_total{result=\"error\"} 0"),
+            "{text}"
+        );
     }
 }

@@ -23,7 +23,9 @@ pub fn announce_when_listening(listen: Vec<String>, admin: Option<String>) {
             while Instant::now() < deadline {
                 let found = listening();
                 if found.len() >= expected {
-                    let admin_addr = admin.as_deref().and_then(|a| pick_admin(&found, &listen, a));
+                    let admin_addr = admin
+                        .as_deref()
+                        .and_then(|a| pick_admin(&found, &listen, a));
                     for addr in found {
                         if Some(addr) == admin_addr {
                             eprintln!("sluice-proxy admin on http://{addr}");

@@ -32,9 +32,9 @@ pub fn reload(path: &Path, env: &dyn Env, current: &ArcSwap<Snapshot>) -> Result
             let old = current.load();
             for field in start_only_changes(&old, &next) {
                 tracing::warn!(
-                    file = %path.display(),
-                    "config reload: {field} changed but applies only at start (restart or \
-                     upgrade to apply it); the running value stays"
+                    "config reload from {}: {field} changed but applies only at start \
+                     (restart or upgrade to apply it); the running value stays",
+                    path.display()
                 );
             }
             current.store(Arc::new(next));
@@ -42,18 +42,19 @@ pub fn reload(path: &Path, env: &dyn Env, current: &ArcSwap<Snapshot>) -> Result
             metrics::set_generation(*generation);
             metrics::count_reload(true);
             tracing::info!(
-                generation = *generation,
-                file = %path.display(),
-                "config reloaded"
+                "config reloaded from {} (generation {})",
+                path.display(),
+                *generation
             );
             Ok(*generation)
         }
         Err(e) => {
             metrics::count_reload(false);
+            // `ConfigError` messages name files and entries, never secrets.
             tracing::warn!(
-                generation = *generation,
-                file = %path.display(),
-                "config reload failed, keeping the current config: {e}"
+                "config reload from {} failed, keeping generation {}: {e}",
+                path.display(),
+                *generation
             );
             Err(e)
         }
@@ -75,7 +76,10 @@ pub fn start_only_changes(old: &Snapshot, new: &Snapshot) -> Vec<&'static str> {
     check(o.upgrade_sock != n.upgrade_sock, "server.upgrade_sock");
     check(o.pid_file != n.pid_file, "server.pid_file");
     check(o.grace_period != n.grace_period, "server.grace_period");
-    check(o.shutdown_timeout != n.shutdown_timeout, "server.shutdown_timeout");
+    check(
+        o.shutdown_timeout != n.shutdown_timeout,
+        "server.shutdown_timeout",
+    );
     check(o.watch != n.watch, "server.watch");
     check(old.usage.sink != new.usage.sink, "usage.sink");
     check(
@@ -135,7 +139,10 @@ mod tests {
             Err(ConfigError::Parse { .. })
         ));
         std::fs::write(&path, text(KEY_A, "bogus = 1")).unwrap();
-        assert!(reload(&path, &NoEnv, &swap).is_err(), "unknown field refused");
+        assert!(
+            reload(&path, &NoEnv, &swap).is_err(),
+            "unknown field refused"
+        );
         assert!(Arc::ptr_eq(&served, &swap.load_full()), "old snapshot kept");
 
         std::fs::write(&path, text(KEY_A, "")).unwrap();
@@ -147,8 +154,12 @@ mod tests {
     #[test]
     fn start_only_settings_are_reported() {
         let a = config::parse(&text(KEY_A, ""), "a", &NoEnv).unwrap();
-        let b = config::parse(&text(KEY_A, "threads = 7\nmax_body_bytes = 10"), "b", &NoEnv)
-            .unwrap();
+        let b = config::parse(
+            &text(KEY_A, "threads = 7\nmax_body_bytes = 10"),
+            "b",
+            &NoEnv,
+        )
+        .unwrap();
         // max_body_bytes is read per request: a reload applies it, so it is not reported.
         assert_eq!(start_only_changes(&a, &b), vec!["server.threads"]);
         assert!(start_only_changes(&a, &a).is_empty());

@@ -13,13 +13,12 @@
 use super::reload;
 use crate::config::{Env, Snapshot};
 use arc_swap::ArcSwap;
-use notify::{RecommendedWatcher, RecursiveMode};
-use notify_debouncer_mini::{new_debouncer, DebounceEventResult, Debouncer};
+use notify::{Event, EventKind, RecommendedWatcher, RecursiveMode, Watcher};
 use signal_hook::consts::signal::SIGHUP;
 use signal_hook::iterator::Signals;
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
-use std::sync::mpsc::{channel, Receiver, Sender};
+use std::sync::mpsc::{channel, Receiver, RecvTimeoutError, Sender};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -109,9 +108,13 @@ impl Worker {
     }
 }
 
-/// A debounced watch on the directories of the target files, filtered to those files.
+/// A watch on the directories of the target files, filtered to those files and debounced.
+///
+/// notify-debouncer-mini is not used: its events carry no kind, and the inotify backend always
+/// reports opens, so the reload's own read of the file would trigger the next reload, forever.
+/// Here access events (open, read, close without writing) are dropped before debouncing.
 struct Watch {
-    debouncer: Mutex<Debouncer<RecommendedWatcher>>,
+    watcher: Mutex<RecommendedWatcher>,
     targets: Arc<Mutex<HashSet<PathBuf>>>,
     dirs: Mutex<HashSet<PathBuf>>,
 }
@@ -120,18 +123,26 @@ impl Watch {
     fn start(tx: Sender<Trigger>) -> Result<Self, String> {
         let targets: Arc<Mutex<HashSet<PathBuf>>> = Arc::default();
         let wanted = targets.clone();
-        let debouncer = new_debouncer(DEBOUNCE, move |res: DebounceEventResult| match res {
-            Ok(events) => {
+        let (raw_tx, raw_rx) = channel::<()>();
+        let watcher = notify::recommended_watcher(move |res: notify::Result<Event>| match res {
+            Ok(event) => {
+                if matches!(event.kind, EventKind::Access(_)) {
+                    return;
+                }
                 let wanted = wanted.lock().unwrap_or_else(|e| e.into_inner());
-                if events.iter().any(|e| wanted.contains(&e.path)) {
-                    let _ = tx.send(Trigger::FileChange);
+                if event.paths.iter().any(|p| wanted.contains(p)) {
+                    let _ = raw_tx.send(());
                 }
             }
             Err(e) => tracing::warn!("config file watch error: {e}"),
         })
         .map_err(|e| format!("cannot watch the config file: {e}"))?;
+        std::thread::Builder::new()
+            .name("sluice-watch".into())
+            .spawn(move || debounce(&raw_rx, &tx))
+            .map_err(|e| format!("cannot start the watch thread: {e}"))?;
         Ok(Self {
-            debouncer: Mutex::new(debouncer),
+            watcher: Mutex::new(watcher),
             targets,
             dirs: Mutex::default(),
         })
@@ -147,11 +158,8 @@ impl Watch {
             };
             let mut dirs = self.dirs.lock().unwrap_or_else(|e| e.into_inner());
             if !dirs.contains(&dir) {
-                let mut debouncer = self.debouncer.lock().unwrap_or_else(|e| e.into_inner());
-                match debouncer
-                    .watcher()
-                    .watch(&dir, RecursiveMode::NonRecursive)
-                {
+                let mut watcher = self.watcher.lock().unwrap_or_else(|e| e.into_inner());
+                match watcher.watch(&dir, RecursiveMode::NonRecursive) {
                     Ok(()) => {
                         dirs.insert(dir);
                     }
@@ -161,6 +169,23 @@ impl Watch {
             targets.insert(path);
         }
         *self.targets.lock().unwrap_or_else(|e| e.into_inner()) = targets;
+    }
+}
+
+/// Turns bursts of file events into one trigger, sent once no event came for [`DEBOUNCE`]: a
+/// save is often several events (truncate, writes, rename), and the reload must see the result.
+fn debounce(raw: &Receiver<()>, tx: &Sender<Trigger>) {
+    while raw.recv().is_ok() {
+        loop {
+            match raw.recv_timeout(DEBOUNCE) {
+                Ok(()) => {}
+                Err(RecvTimeoutError::Timeout) => break,
+                Err(RecvTimeoutError::Disconnected) => return,
+            }
+        }
+        if tx.send(Trigger::FileChange).is_err() {
+            return;
+        }
     }
 }
 

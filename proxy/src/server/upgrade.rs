@@ -114,7 +114,10 @@ mod tests {
         let s = settings("");
         let a = UpgradePaths::resolve(Path::new("/etc/sluice/a.toml"), &s);
         let b = UpgradePaths::resolve(Path::new("/etc/sluice/b.toml"), &s);
-        assert_eq!(a, UpgradePaths::resolve(Path::new("/etc/sluice/a.toml"), &s));
+        assert_eq!(
+            a,
+            UpgradePaths::resolve(Path::new("/etc/sluice/a.toml"), &s)
+        );
         assert_ne!(a.pid_file, b.pid_file);
         assert_ne!(a.upgrade_sock, b.upgrade_sock);
         assert!(a.upgrade_sock.as_os_str().len() < 100);

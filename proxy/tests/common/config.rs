@@ -31,13 +31,17 @@ pub struct TestConfig {
     pub keys: Keys,
     /// TOML appended to the generated file.
     pub extra: String,
+    /// TOML lines added inside the `[server]` table.
+    pub server: String,
 }
 
-fn new_key() -> String {
+/// A fresh virtual key.
+pub fn new_key() -> String {
     keys::generate().expect("key").to_string()
 }
 
-fn entry(key: &str, org: &str, models: &str, expires: Option<&str>) -> String {
+/// The `[[keys]]` entry (digest only) for `key`; `models` is a TOML array.
+pub fn entry(key: &str, org: &str, models: &str, expires: Option<&str>) -> String {
     let digest = KeyDigest::of(key).to_config_string();
     let expires = expires.map_or(String::new(), |e| format!("expires = \"{e}\"\n"));
     format!("[[keys]]\ndigest = \"{digest}\"\norg = \"{org}\"\nmodels = {models}\n{expires}\n")
@@ -54,6 +58,7 @@ impl TestConfig {
                 beta: new_key(),
             },
             extra: String::new(),
+            server: String::new(),
         }
     }
 
@@ -68,6 +73,7 @@ impl TestConfig {
             r#"
 [server]
 max_body_bytes = 1_048_576
+{server}
 
 [usage]
 sink = "stdout"
@@ -139,6 +145,7 @@ provider_keys = {{ mock-openai = "{acme_openai}", mock-anthropic = "{acme_anthro
             ]
             .concat(),
             extra = self.extra,
+            server = self.server,
         )
     }
 }

@@ -11,7 +11,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-const CHUNKS: usize = 30;
+/// 70 chunks 100 ms apart: the streams outlast the 5 s in which the old process still accepts
+/// after handing its sockets over, so they run on while it drains.
+const CHUNKS: usize = 70;
 const GAP_MS: &str = "100";
 
 #[tokio::test]
@@ -20,7 +22,7 @@ async fn upgrade_hands_over_sockets_without_failing_a_request() {
     let sock = run.path().join("up.sock");
     let pid_file = run.path().join("sluice.pid");
     let server = format!(
-        "upgrade_sock = \"{}\"\npid_file = \"{}\"\ngrace_period = \"4s\"\nshutdown_timeout = \"1s\"\n",
+        "upgrade_sock = \"{}\"\npid_file = \"{}\"\ngrace_period = \"60s\"\nshutdown_timeout = \"1s\"\n",
         sock.display(),
         pid_file.display()
     );
@@ -131,6 +133,12 @@ async fn upgrade_hands_over_sockets_without_failing_a_request() {
     assert!(status.success(), "old process exit: {status}");
     let old_log = s.proc.stderr();
     assert!(old_log.contains("SIGQUIT received"), "{old_log}");
+    // The grace period (60 s) is far longer than the test's bound: the old process left because
+    // its last connection closed.
+    assert!(
+        old_log.contains("all client connections closed"),
+        "{old_log}"
+    );
 
     // After the old process is gone the new one answers, and the trickle never saw a failure.
     let resp = s

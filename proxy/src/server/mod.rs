@@ -2,6 +2,8 @@
 //! proxy and admin listeners, hot reload triggers, and the graceful-upgrade settings.
 
 mod admin;
+mod drain;
+mod procnet;
 mod ready;
 pub mod reload;
 mod triggers;
@@ -89,6 +91,7 @@ pub fn run(opts: RunOptions) -> Result<(), String> {
     }
     upgrade::write_pid_file(&paths.pid_file);
     ready::announce_when_listening(listen, admin);
+    drain::exit_when_drained(server.watch_execution_phase(), paths.pid_file.clone());
     server.run(RunArgs::default());
     upgrade::remove_pid_file(&paths.pid_file);
     tracing::info!("sluice-proxy stopped");

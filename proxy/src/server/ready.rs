@@ -4,11 +4,21 @@
 //! `127.0.0.1:0`, so we read it back from the kernel: our own listening sockets are the `LISTEN`
 //! rows of `/proc/self/net/tcp{,6}` whose inode is one of our file descriptors. This makes port 0
 //! race-free for tests and gives scripts a readiness line (`sluice-proxy listening on http://…`
-//! on stderr) instead of guessing with sleeps. Linux only, as is Pingora's graceful upgrade.
+//! on stderr) instead of guessing with sleeps. Linux only, as is Pingora's graceful upgrade (see
+//! `procnet`).
 
-use std::collections::HashSet;
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, ToSocketAddrs};
+use super::procnet::listening;
+use std::net::{SocketAddr, ToSocketAddrs};
+use std::sync::OnceLock;
 use std::time::{Duration, Instant};
+
+/// Every address announced (proxy and admin), for the drain check at shutdown.
+static ANNOUNCED: OnceLock<Vec<SocketAddr>> = OnceLock::new();
+
+/// The addresses announced as listening (empty until they are).
+pub fn announced() -> Vec<SocketAddr> {
+    ANNOUNCED.get().cloned().unwrap_or_default()
+}
 
 /// Prints one line per listening address once all of `listen` and `admin` listen (gives up after
 /// 30 s): `sluice-proxy listening on http://…` for the proxy, `sluice-proxy admin on http://…`
@@ -26,6 +36,7 @@ pub fn announce_when_listening(listen: Vec<String>, admin: Option<String>) {
                     let admin_addr = admin
                         .as_deref()
                         .and_then(|a| pick_admin(&found, &listen, a));
+                    let _ = ANNOUNCED.set(found.clone());
                     for addr in found {
                         if Some(addr) == admin_addr {
                             eprintln!("sluice-proxy admin on http://{addr}");
@@ -96,77 +107,9 @@ fn pick_admin(found: &[SocketAddr], listen: &[String], admin: &str) -> Option<So
     }
 }
 
-/// This process's listening TCP sockets.
-fn listening() -> Vec<SocketAddr> {
-    let ours = socket_inodes();
-    let mut found = Vec::new();
-    for (table, v6) in [("/proc/self/net/tcp", false), ("/proc/self/net/tcp6", true)] {
-        let Ok(text) = std::fs::read_to_string(table) else {
-            continue;
-        };
-        for line in text.lines().skip(1) {
-            let cols: Vec<&str> = line.split_whitespace().collect();
-            let (Some(local), Some(state), Some(inode)) = (cols.get(1), cols.get(3), cols.get(9))
-            else {
-                continue;
-            };
-            if *state != "0A" || !inode.parse::<u64>().is_ok_and(|i| ours.contains(&i)) {
-                continue;
-            }
-            if let Some(addr) = parse_addr(local, v6) {
-                found.push(addr);
-            }
-        }
-    }
-    found
-}
-
-fn socket_inodes() -> HashSet<u64> {
-    let Ok(dir) = std::fs::read_dir("/proc/self/fd") else {
-        return HashSet::new();
-    };
-    dir.filter_map(|e| std::fs::read_link(e.ok()?.path()).ok())
-        .filter_map(|target| {
-            let t = target.to_str()?;
-            t.strip_prefix("socket:[")?.strip_suffix(']')?.parse().ok()
-        })
-        .collect()
-}
-
-/// `0100007F:1F90` (IPv4, little-endian words) or the 32-hex-digit IPv6 form.
-fn parse_addr(text: &str, v6: bool) -> Option<SocketAddr> {
-    let (ip_hex, port_hex) = text.split_once(':')?;
-    let port = u16::from_str_radix(port_hex, 16).ok()?;
-    let ip = if v6 {
-        let mut bytes = [0u8; 16];
-        for (i, word) in bytes.chunks_mut(4).enumerate() {
-            let w = u32::from_str_radix(ip_hex.get(i * 8..i * 8 + 8)?, 16).ok()?;
-            word.copy_from_slice(&w.to_le_bytes());
-        }
-        IpAddr::V6(Ipv6Addr::from(bytes))
-    } else {
-        let w = u32::from_str_radix(ip_hex, 16).ok()?;
-        IpAddr::V4(Ipv4Addr::from(w.to_le_bytes()))
-    };
-    Some(SocketAddr::new(ip, port))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn parses_proc_addresses() {
-        assert_eq!(
-            parse_addr("0100007F:1F90", false),
-            Some("127.0.0.1:8080".parse().unwrap())
-        );
-        assert_eq!(
-            parse_addr("00000000000000000000000001000000:0050", true),
-            Some("[::1]:80".parse().unwrap())
-        );
-        assert_eq!(parse_addr("zz:1", false), None);
-    }
 
     #[test]
     fn tells_the_admin_listener_apart() {
@@ -183,12 +126,5 @@ mod tests {
         assert!(check_distinct(&listen, Some("127.0.0.2:0")).is_ok());
         assert!(check_distinct(&fixed, Some("127.0.0.1:0")).is_ok());
         assert!(check_distinct(&listen, None).is_ok());
-    }
-
-    #[test]
-    fn finds_a_listener_of_this_process() {
-        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        let addr = l.local_addr().unwrap();
-        assert!(listening().contains(&addr));
     }
 }

@@ -143,8 +143,7 @@ async fn swap_keys_then_refuse_bad_files(s: &mut Sluice, removed: &str, added: &
     assert_eq!(status(s, added).await, 200);
     let line = log
         .lines()
-        .filter(|l| l.contains("failed, keeping generation 2"))
-        .last()
+        .rfind(|l| l.contains("failed, keeping generation 2"))
         .unwrap();
     assert!(line.contains("max_body_bytez"), "names the field: {line}");
     assert!(

@@ -26,7 +26,8 @@ async fn upgrade_hands_over_sockets_without_failing_a_request() {
         sock.display(),
         pid_file.display()
     );
-    let mut s = Sluice::start_with(|c| c.server = server).await;
+    let admin = ["--admin-listen", "127.0.0.2:0"];
+    let mut s = Sluice::start_with_args(|c| c.server = server, &admin).await;
     let old_pid = s.proc.pid();
     assert_eq!(
         std::fs::read_to_string(&pid_file).unwrap().trim(),
@@ -93,7 +94,10 @@ async fn upgrade_hands_over_sockets_without_failing_a_request() {
 
     // The new process waits for the sockets; then the old one is told to hand them over.
     let config = s.config_path();
-    let mut new = Proc::spawn(&config, &["--listen", "127.0.0.1:0", "--upgrade"]);
+    let mut new = Proc::spawn(
+        &config,
+        &["--listen", "127.0.0.1:0", "--upgrade", admin[0], admin[1]],
+    );
     new.wait_stderr("the upgrade to wait for sockets", |t| {
         t.contains("waiting for the listening sockets")
     })
@@ -103,6 +107,10 @@ async fn upgrade_hands_over_sockets_without_failing_a_request() {
     assert_eq!(
         new.addr, s.addr,
         "the same socket, now served by the new process"
+    );
+    assert_eq!(
+        new.admin, s.proc.admin,
+        "the admin socket is handed over too"
     );
     assert_eq!(
         std::fs::read_to_string(&pid_file).unwrap().trim(),
@@ -155,6 +163,7 @@ async fn upgrade_hands_over_sockets_without_failing_a_request() {
     let failed: Vec<_> = results.iter().filter(|r| **r != Ok(200)).collect();
     assert!(failed.is_empty(), "failed requests: {failed:?}");
     assert!(results.len() > 10, "trickle ran: {}", results.len());
+    assert_eq!(new.admin_get("/healthz").await.0, 200);
     let rec = new.next_record().await;
     assert_eq!(
         rec["status"], 200,

@@ -57,7 +57,10 @@ pub fn start(setup: ReloadSetup) -> Result<(), String> {
         .map_err(|e| format!("cannot start the signal thread: {e}"))?;
 
     let watch = if setup.current.load().server.watch {
-        Some(Watch::start(tx)?)
+        // Without a watch (e.g. the inotify limit is reached) SIGHUP still reloads: serve anyway.
+        Watch::start(tx)
+            .inspect_err(|e| tracing::warn!("{e}; reload with SIGHUP instead"))
+            .ok()
     } else {
         None
     };
@@ -215,5 +218,22 @@ mod tests {
         assert_eq!(d, canon);
         assert_eq!(p, canon.join("c.toml"));
         assert!(watched_path(&dir.path().join("missing/c.toml")).is_none());
+    }
+
+    #[test]
+    fn a_burst_of_file_events_is_one_trigger() {
+        let (raw_tx, raw_rx) = channel();
+        let (tx, rx) = channel();
+        let worker = std::thread::spawn(move || debounce(&raw_rx, &tx));
+        for _ in 0..5 {
+            raw_tx.send(()).unwrap();
+        }
+        let first = rx.recv_timeout(Duration::from_secs(20)).unwrap();
+        assert_eq!(first, Trigger::FileChange);
+        // Closing the event source ends the debouncer, which closes the trigger channel: any
+        // second trigger would have been queued before that.
+        drop(raw_tx);
+        worker.join().unwrap();
+        assert!(rx.recv().is_err(), "exactly one trigger");
     }
 }

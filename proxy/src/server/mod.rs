@@ -68,6 +68,11 @@ pub fn run(opts: RunOptions) -> Result<(), String> {
         upgrade: opts.upgrade,
         ..Opt::default()
     };
+    tracing::info!(
+        "pid file {}, upgrade socket {}",
+        paths.pid_file.display(),
+        paths.upgrade_sock.display()
+    );
     let mut server = Server::new_with_opt_and_conf(opt, conf);
     if opts.upgrade {
         eprintln!(

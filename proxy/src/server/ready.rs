@@ -12,10 +12,11 @@ use std::net::{SocketAddr, ToSocketAddrs};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
-/// Every address announced (proxy and admin), for the drain check at shutdown.
+/// The proxy addresses announced, for the drain check at shutdown. The admin listener is left
+/// out: a scraper's idle keep-alive connection must not hold a stopping process back.
 static ANNOUNCED: OnceLock<Vec<SocketAddr>> = OnceLock::new();
 
-/// The addresses announced as listening (empty until they are).
+/// The proxy addresses announced as listening (empty until they are).
 pub fn announced() -> Vec<SocketAddr> {
     ANNOUNCED.get().cloned().unwrap_or_default()
 }
@@ -36,7 +37,8 @@ pub fn announce_when_listening(listen: Vec<String>, admin: Option<String>) {
                     let admin_addr = admin
                         .as_deref()
                         .and_then(|a| pick_admin(&found, &listen, a));
-                    let _ = ANNOUNCED.set(found.clone());
+                    let proxy = found.iter().filter(|a| Some(**a) != admin_addr);
+                    let _ = ANNOUNCED.set(proxy.copied().collect());
                     for addr in found {
                         if Some(addr) == admin_addr {
                             eprintln!("sluice-proxy admin on http://{addr}");

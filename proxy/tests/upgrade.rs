@@ -1,7 +1,7 @@
 //! Graceful binary upgrade with real processes: a new `sluice-proxy --upgrade` takes the
 //! listening socket over from the old one on SIGQUIT while streams run on the old process and a
 //! steady trickle of new requests keeps arriving. Nothing fails, the old process's streams finish,
-//! the new process serves, and the old one exits.
+//! the new process serves, and the old one exits. Without a running instance, `--upgrade` fails.
 #![allow(clippy::unwrap_used)] // helpers outside #[test] fns: a panic is a failed test
 
 mod common;
@@ -169,4 +169,26 @@ async fn upgrade_hands_over_sockets_without_failing_a_request() {
         rec["status"], 200,
         "the new process serves and records: {rec}"
     );
+}
+
+#[tokio::test]
+async fn upgrade_without_a_running_instance_gives_up_with_an_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("sluice.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[server]\nlisten = [\"127.0.0.1:0\"]\nupgrade_sock = \"{}\"\npid_file = \"{}\"\n\
+             [usage]\nsink = \"none\"\n",
+            dir.path().join("up.sock").display(),
+            dir.path().join("s.pid").display()
+        ),
+    )
+    .unwrap();
+    let mut p = Proc::spawn(&config, &["--upgrade"]);
+    let status = p.wait_exit().await;
+    assert!(!status.success(), "no sockets to take over must fail");
+    let log = p.stderr();
+    assert!(log.contains("waiting for the listening sockets"), "{log}");
+    assert!(!log.contains("listening on http://"), "{log}");
 }

@@ -17,6 +17,7 @@ pub mod govern;
 pub mod keys;
 pub mod limits;
 pub mod meter;
+pub mod metrics;
 pub mod pricing;
 pub mod providers;
 pub mod proxy;

@@ -1,5 +1,6 @@
 //! `sluice-proxy`: run the gateway, or manage its keys (`keys new`, `seal`, `master-key new`,
-//! `check`).
+//! `check`). Serving reloads its config on SIGHUP or file change and supports graceful binary
+//! upgrade (`--upgrade`); see README.md, "Operating it".
 
 use clap::{Args, Parser, Subcommand};
 use sluice_proxy::config::{self, ProcessEnv};
@@ -27,6 +28,14 @@ struct RunArgs {
     /// Listen address, overriding the config (repeatable; port 0 picks a free port).
     #[arg(long)]
     listen: Vec<String>,
+    /// Admin listener (`GET /metrics`, `GET /healthz`), overriding `server.admin_listen` (port 0
+    /// picks a free port).
+    #[arg(long)]
+    admin_listen: Option<String>,
+    /// Take over the listening sockets of the running instance of this config (graceful binary
+    /// upgrade): start this, then send SIGQUIT to the old process within 5 seconds.
+    #[arg(long)]
+    upgrade: bool,
 }
 
 #[derive(Subcommand, Debug)]
@@ -94,6 +103,8 @@ fn main() -> ExitCode {
         Command::Run => server::run(RunOptions {
             config: cli.run.config,
             listen: cli.run.listen,
+            admin_listen: cli.run.admin_listen,
+            upgrade: cli.run.upgrade,
         }),
         Command::Check => config::load(&cli.run.config, &ProcessEnv)
             .map(|_| println!("{}: ok", cli.run.config.display()))

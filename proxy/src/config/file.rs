@@ -37,6 +37,21 @@ pub struct ServerSection {
     pub max_body_bytes: Option<usize>,
     /// File holding the master key(s), used when `SLUICE_MASTER_KEY` is not set.
     pub master_key_file: Option<PathBuf>,
+    /// Admin listener (`GET /metrics`, `GET /healthz`); absent = none.
+    pub admin_listen: Option<String>,
+    /// Unix socket over which a graceful upgrade hands the listening sockets to the new process
+    /// (default: derived from the config path, in the temp directory).
+    pub upgrade_sock: Option<PathBuf>,
+    /// File holding this process's pid (default: derived from the config path, like
+    /// `upgrade_sock`).
+    pub pid_file: Option<PathBuf>,
+    /// How long a stopping process keeps serving its in-flight requests (humantime, default 15m).
+    pub grace_period: Option<String>,
+    /// How long the runtimes get to stop after the grace period (humantime, default 5s).
+    pub shutdown_timeout: Option<String>,
+    /// Reload when the config file or `master_key_file` changes (default true; SIGHUP always
+    /// reloads).
+    pub watch: Option<bool>,
 }
 
 #[derive(Debug, Default, Deserialize)]

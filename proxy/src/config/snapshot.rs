@@ -12,7 +12,7 @@ use crate::pricing::Price;
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime};
 
 /// Settings read once at start (changing them needs a restart or a graceful upgrade).
 #[derive(Debug, Clone)]
@@ -20,6 +20,40 @@ pub struct ServerSettings {
     pub listen: Vec<String>,
     pub threads: usize,
     pub max_body_bytes: usize,
+    /// Address of the admin listener (metrics, health), if any.
+    pub admin_listen: Option<String>,
+    /// Explicit upgrade socket; `None` means derived from the config path at start.
+    pub upgrade_sock: Option<PathBuf>,
+    /// Explicit pid file; `None` means derived from the config path at start.
+    pub pid_file: Option<PathBuf>,
+    /// Time in-flight requests get to finish once the process stops accepting.
+    pub grace_period: Duration,
+    /// Time the runtimes get to stop after the grace period.
+    pub shutdown_timeout: Duration,
+    /// Whether file changes trigger a reload.
+    pub watch: bool,
+    /// Master key file named by the config (watched for changes when set).
+    pub master_key_file: Option<PathBuf>,
+}
+
+/// Long enough for any stream the default timeouts allow (`total` = 15 minutes) to finish.
+pub const DEFAULT_GRACE_PERIOD: Duration = Duration::from_secs(15 * 60);
+/// Pingora's own default.
+pub const DEFAULT_SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(5);
+
+fn server_duration(
+    value: &Option<String>,
+    default: Duration,
+    field: &str,
+) -> Result<Duration, ConfigError> {
+    match value {
+        None => Ok(default),
+        Some(text) => humantime::parse_duration(text).map_err(|e| {
+            ConfigError::invalid(format!(
+                "server.{field} {text:?} is not a duration (e.g. \"30s\", \"5m\"): {e}"
+            ))
+        }),
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -128,6 +162,21 @@ pub(super) fn build(raw: FileConfig, env: &dyn Env) -> Result<Snapshot, ConfigEr
             .unwrap_or_else(|| vec!["127.0.0.1:8080".to_string()]),
         threads: raw.server.threads.unwrap_or(2).max(1),
         max_body_bytes: raw.server.max_body_bytes.unwrap_or(DEFAULT_MAX_BODY),
+        admin_listen: raw.server.admin_listen.clone(),
+        upgrade_sock: raw.server.upgrade_sock.clone(),
+        pid_file: raw.server.pid_file.clone(),
+        grace_period: server_duration(
+            &raw.server.grace_period,
+            DEFAULT_GRACE_PERIOD,
+            "grace_period",
+        )?,
+        shutdown_timeout: server_duration(
+            &raw.server.shutdown_timeout,
+            DEFAULT_SHUTDOWN_TIMEOUT,
+            "shutdown_timeout",
+        )?,
+        watch: raw.server.watch.unwrap_or(true),
+        master_key_file: raw.server.master_key_file.clone(),
     };
     let usage = UsageSettings {
         sink: match (raw.usage.sink.as_deref(), &raw.usage.path) {

@@ -1,25 +1,41 @@
-//! Building and running the Pingora server around the [`Gateway`](crate::proxy::Gateway).
+//! Building and running the Pingora server around the [`Gateway`](crate::proxy::Gateway): the
+//! proxy and admin listeners, hot reload triggers, and the graceful-upgrade settings.
 
+mod admin;
+mod drain;
+mod procnet;
 mod ready;
+pub mod reload;
+mod triggers;
+pub mod upgrade;
+
+pub use reload::reload;
 
 use crate::clock::SystemClock;
 use crate::config::{self, ProcessEnv};
+use crate::metrics;
 use crate::proxy::Gateway;
 use crate::sink::UsageSink;
 use arc_swap::ArcSwap;
-use pingora::server::configuration::{Opt, ServerConf};
-use pingora::server::Server;
+use pingora::server::configuration::Opt;
+use pingora::server::{RunArgs, Server};
 use std::path::PathBuf;
 use std::sync::Arc;
+use upgrade::UpgradePaths;
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Default)]
 pub struct RunOptions {
     pub config: PathBuf,
     /// Listen addresses overriding the config's (`127.0.0.1:0` picks a free port).
     pub listen: Vec<String>,
+    /// Admin listener overriding `server.admin_listen`.
+    pub admin_listen: Option<String>,
+    /// Take the listening sockets over from a running instance (graceful upgrade).
+    pub upgrade: bool,
 }
 
-/// Loads the configuration, starts the usage sink and serves until a shutdown signal.
+/// Loads the configuration, starts the reload triggers, the usage sink and the listeners, and
+/// serves until a shutdown signal (SIGTERM/SIGINT, or SIGQUIT once a new process took over).
 pub fn run(opts: RunOptions) -> Result<(), String> {
     let snapshot = config::load(&opts.config, &ProcessEnv).map_err(|e| e.to_string())?;
     let listen = if opts.listen.is_empty() {
@@ -27,34 +43,62 @@ pub fn run(opts: RunOptions) -> Result<(), String> {
     } else {
         opts.listen.clone()
     };
+    let admin = opts
+        .admin_listen
+        .clone()
+        .or_else(|| snapshot.server.admin_listen.clone());
+    ready::check_distinct(&listen, admin.as_deref())?;
+    let paths = UpgradePaths::resolve(&opts.config, &snapshot.server);
+    let conf = upgrade::server_conf(&snapshot.server, &paths);
     let sink = UsageSink::start(&snapshot.usage.sink, snapshot.usage.queue_capacity)
         .map_err(|e| format!("usage sink: {e}"))?;
 
-    let tmp = std::env::temp_dir();
-    let pid = std::process::id();
-    let conf = ServerConf {
-        threads: snapshot.server.threads,
-        // Per-process paths, so several instances (tests, side-by-side benchmarks) coexist.
-        pid_file: tmp.join(format!("sluice-{pid}.pid")).display().to_string(),
-        upgrade_sock: tmp
-            .join(format!("sluice-{pid}-upgrade.sock"))
-            .display()
-            .to_string(),
-        ..ServerConf::default()
+    metrics::install();
+    metrics::record_start(reload::generation());
+    let current = Arc::new(ArcSwap::from_pointee(snapshot));
+    // SIGHUP's default action kills the process and Pingora does not handle it: the handler goes
+    // in before anything else can take time (an upgrade waits here for the old process).
+    triggers::start(triggers::ReloadSetup {
+        config: opts.config.clone(),
+        env: Box::new(ProcessEnv),
+        current: current.clone(),
+    })?;
+
+    let opt = Opt {
+        upgrade: opts.upgrade,
+        ..Opt::default()
     };
-    let mut server = Server::new_with_opt_and_conf(Opt::default(), conf);
+    tracing::info!(
+        "pid file {}, upgrade socket {}",
+        paths.pid_file.display(),
+        paths.upgrade_sock.display()
+    );
+    let mut server = Server::new_with_opt_and_conf(opt, conf);
+    if opts.upgrade {
+        eprintln!(
+            "sluice-proxy upgrade: waiting for the listening sockets on {} \
+             (send SIGQUIT to the old process now)",
+            paths.upgrade_sock.display()
+        );
+    }
+    // In upgrade mode this blocks until the old process has sent its sockets (or exits the
+    // process after Pingora's ~5 s of retries).
     server.bootstrap();
 
-    let gateway = Gateway::new(
-        Arc::new(ArcSwap::from_pointee(snapshot)),
-        sink,
-        Arc::new(SystemClock),
-    );
+    let gateway = Gateway::new(current, sink, Arc::new(SystemClock));
     let mut service = pingora::proxy::http_proxy_service(&server.configuration, gateway);
     for addr in &listen {
         service.add_tcp(addr);
     }
     server.add_service(service);
-    ready::announce_when_listening(listen.len());
-    server.run_forever()
+    if let Some(addr) = &admin {
+        server.add_service(admin::service(addr));
+    }
+    upgrade::write_pid_file(&paths.pid_file);
+    ready::announce_when_listening(listen, admin);
+    drain::exit_when_drained(server.watch_execution_phase(), paths.pid_file.clone());
+    server.run(RunArgs::default());
+    upgrade::remove_pid_file(&paths.pid_file);
+    tracing::info!("sluice-proxy stopped");
+    Ok(())
 }

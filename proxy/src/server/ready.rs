@@ -4,14 +4,28 @@
 //! `127.0.0.1:0`, so we read it back from the kernel: our own listening sockets are the `LISTEN`
 //! rows of `/proc/self/net/tcp{,6}` whose inode is one of our file descriptors. This makes port 0
 //! race-free for tests and gives scripts a readiness line (`sluice-proxy listening on http://…`
-//! on stderr) instead of guessing with sleeps. Linux only, as is Pingora's graceful upgrade.
+//! on stderr) instead of guessing with sleeps. Linux only, as is Pingora's graceful upgrade (see
+//! `procnet`).
 
-use std::collections::HashSet;
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use super::procnet::listening;
+use std::net::{SocketAddr, ToSocketAddrs};
+use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
-/// Prints one line per listening address once `expected` sockets listen (gives up after 30 s).
-pub fn announce_when_listening(expected: usize) {
+/// The proxy addresses announced, for the drain check at shutdown. The admin listener is left
+/// out: a scraper's idle keep-alive connection must not hold a stopping process back.
+static ANNOUNCED: OnceLock<Vec<SocketAddr>> = OnceLock::new();
+
+/// The proxy addresses announced as listening (empty until they are).
+pub fn announced() -> Vec<SocketAddr> {
+    ANNOUNCED.get().cloned().unwrap_or_default()
+}
+
+/// Prints one line per listening address once all of `listen` and `admin` listen (gives up after
+/// 30 s): `sluice-proxy listening on http://…` for the proxy, `sluice-proxy admin on http://…`
+/// for the admin listener.
+pub fn announce_when_listening(listen: Vec<String>, admin: Option<String>) {
+    let expected = listen.len() + usize::from(admin.is_some());
     let spawned = std::thread::Builder::new()
         .name("sluice-ready".into())
         .spawn(move || {
@@ -20,8 +34,17 @@ pub fn announce_when_listening(expected: usize) {
             while Instant::now() < deadline {
                 let found = listening();
                 if found.len() >= expected {
+                    let admin_addr = admin
+                        .as_deref()
+                        .and_then(|a| pick_admin(&found, &listen, a));
+                    let proxy = found.iter().filter(|a| Some(**a) != admin_addr);
+                    let _ = ANNOUNCED.set(proxy.copied().collect());
                     for addr in found {
-                        eprintln!("sluice-proxy listening on http://{addr}");
+                        if Some(addr) == admin_addr {
+                            eprintln!("sluice-proxy admin on http://{addr}");
+                        } else {
+                            eprintln!("sluice-proxy listening on http://{addr}");
+                        }
                     }
                     return;
                 }
@@ -35,59 +58,55 @@ pub fn announce_when_listening(expected: usize) {
     }
 }
 
-/// This process's listening TCP sockets.
-fn listening() -> Vec<SocketAddr> {
-    let ours = socket_inodes();
-    let mut found = Vec::new();
-    for (table, v6) in [("/proc/self/net/tcp", false), ("/proc/self/net/tcp6", true)] {
-        let Ok(text) = std::fs::read_to_string(table) else {
-            continue;
-        };
-        for line in text.lines().skip(1) {
-            let cols: Vec<&str> = line.split_whitespace().collect();
-            let (Some(local), Some(state), Some(inode)) = (cols.get(1), cols.get(3), cols.get(9))
-            else {
-                continue;
-            };
-            if *state != "0A" || !inode.parse::<u64>().is_ok_and(|i| ours.contains(&i)) {
-                continue;
-            }
-            if let Some(addr) = parse_addr(local, v6) {
-                found.push(addr);
-            }
-        }
+/// Refuses listener sets the announcement (and Pingora's socket hand-over, which keys sockets by
+/// their address text) cannot tell apart: the same text twice, or the admin listener and a proxy
+/// listener both on port 0 of the same address.
+pub fn check_distinct(listen: &[String], admin: Option<&str>) -> Result<(), String> {
+    let Some(admin) = admin else { return Ok(()) };
+    if listen.iter().any(|l| l == admin) {
+        return Err(format!(
+            "admin listener {admin} is also a proxy listen address; give it its own address"
+        ));
     }
-    found
+    let Some(a) = resolve(admin) else {
+        return Err(format!("admin listen address {admin:?} does not resolve"));
+    };
+    let clash = a.port() == 0
+        && listen
+            .iter()
+            .filter_map(|l| resolve(l))
+            .any(|l| l.port() == 0 && l.ip() == a.ip());
+    if clash {
+        return Err(format!(
+            "admin listener {admin} and a proxy listener are both port 0 on {}: use another \
+             address (e.g. 127.0.0.2:0) or a fixed port for one of them",
+            a.ip()
+        ));
+    }
+    Ok(())
 }
 
-fn socket_inodes() -> HashSet<u64> {
-    let Ok(dir) = std::fs::read_dir("/proc/self/fd") else {
-        return HashSet::new();
-    };
-    dir.filter_map(|e| std::fs::read_link(e.ok()?.path()).ok())
-        .filter_map(|target| {
-            let t = target.to_str()?;
-            t.strip_prefix("socket:[")?.strip_suffix(']')?.parse().ok()
-        })
-        .collect()
+fn resolve(addr: &str) -> Option<SocketAddr> {
+    addr.to_socket_addrs().ok()?.next()
 }
 
-/// `0100007F:1F90` (IPv4, little-endian words) or the 32-hex-digit IPv6 form.
-fn parse_addr(text: &str, v6: bool) -> Option<SocketAddr> {
-    let (ip_hex, port_hex) = text.split_once(':')?;
-    let port = u16::from_str_radix(port_hex, 16).ok()?;
-    let ip = if v6 {
-        let mut bytes = [0u8; 16];
-        for (i, word) in bytes.chunks_mut(4).enumerate() {
-            let w = u32::from_str_radix(ip_hex.get(i * 8..i * 8 + 8)?, 16).ok()?;
-            word.copy_from_slice(&w.to_le_bytes());
-        }
-        IpAddr::V6(Ipv6Addr::from(bytes))
-    } else {
-        let w = u32::from_str_radix(ip_hex, 16).ok()?;
-        IpAddr::V4(Ipv4Addr::from(w.to_le_bytes()))
-    };
-    Some(SocketAddr::new(ip, port))
+/// Which of `found` is the admin listener: the one on the admin address (and port, unless 0)
+/// that is not a fixed proxy address. [`check_distinct`] rules out the ambiguous cases.
+fn pick_admin(found: &[SocketAddr], listen: &[String], admin: &str) -> Option<SocketAddr> {
+    let a = resolve(admin)?;
+    let fixed: Vec<SocketAddr> = listen
+        .iter()
+        .filter_map(|l| resolve(l))
+        .filter(|l| l.port() != 0)
+        .collect();
+    let mut candidates = found
+        .iter()
+        .filter(|f| f.ip() == a.ip() && (a.port() == 0 || f.port() == a.port()))
+        .filter(|f| !fixed.contains(f));
+    match (candidates.next(), candidates.next()) {
+        (Some(one), None) => Some(*one),
+        _ => None,
+    }
 }
 
 #[cfg(test)]
@@ -95,22 +114,19 @@ mod tests {
     use super::*;
 
     #[test]
-    fn parses_proc_addresses() {
-        assert_eq!(
-            parse_addr("0100007F:1F90", false),
-            Some("127.0.0.1:8080".parse().unwrap())
-        );
-        assert_eq!(
-            parse_addr("00000000000000000000000001000000:0050", true),
-            Some("[::1]:80".parse().unwrap())
-        );
-        assert_eq!(parse_addr("zz:1", false), None);
-    }
-
-    #[test]
-    fn finds_a_listener_of_this_process() {
-        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        let addr = l.local_addr().unwrap();
-        assert!(listening().contains(&addr));
+    fn tells_the_admin_listener_apart() {
+        let found: Vec<SocketAddr> = vec![
+            "127.0.0.1:4000".parse().unwrap(),
+            "127.0.0.2:5000".parse().unwrap(),
+        ];
+        let listen = vec!["127.0.0.1:0".to_string()];
+        assert_eq!(pick_admin(&found, &listen, "127.0.0.2:0"), Some(found[1]));
+        let fixed = vec!["127.0.0.1:4000".to_string()];
+        let both: Vec<SocketAddr> = vec![found[0], "127.0.0.1:6000".parse().unwrap()];
+        assert_eq!(pick_admin(&both, &fixed, "127.0.0.1:0"), Some(both[1]));
+        assert!(check_distinct(&listen, Some("127.0.0.1:0")).is_err());
+        assert!(check_distinct(&listen, Some("127.0.0.2:0")).is_ok());
+        assert!(check_distinct(&fixed, Some("127.0.0.1:0")).is_ok());
+        assert!(check_distinct(&listen, None).is_ok());
     }
 }

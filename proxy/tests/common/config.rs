@@ -33,13 +33,16 @@ pub struct TestConfig {
     pub extra: String,
     /// TOML lines added inside org acme's table (limits, budget).
     pub acme_org: String,
+    /// TOML lines added inside the `[server]` table.
+    pub server: String,
 }
 
+/// A fresh virtual key.
 pub fn new_key() -> String {
     keys::generate().expect("key").to_string()
 }
 
-/// A `[[keys]]` entry for `key`; `models` is a TOML array.
+/// The `[[keys]]` entry (digest only) for `key`; `models` is a TOML array.
 pub fn entry(key: &str, org: &str, models: &str, expires: Option<&str>) -> String {
     let digest = KeyDigest::of(key).to_config_string();
     let expires = expires.map_or(String::new(), |e| format!("expires = \"{e}\"\n"));
@@ -58,6 +61,7 @@ impl TestConfig {
             },
             extra: String::new(),
             acme_org: String::new(),
+            server: String::new(),
         }
     }
 
@@ -72,6 +76,7 @@ impl TestConfig {
             r#"
 [server]
 max_body_bytes = 1_048_576
+{server}
 
 [usage]
 sink = "stdout"
@@ -145,6 +150,7 @@ provider_keys = {{ mock-openai = "{acme_openai}", mock-anthropic = "{acme_anthro
             .concat(),
             extra = self.extra,
             acme_org = self.acme_org,
+            server = self.server,
         )
     }
 }

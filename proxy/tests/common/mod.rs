@@ -7,47 +7,48 @@ pub mod config;
 use sluice_bench::mock::MockProvider;
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
-use std::process::{Child, Command, Stdio};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 
 pub use config::{TestConfig, MASTER_KEY};
 
 /// Bound for anything a test waits on; reaching it is a failure, never a synchronisation.
 pub const WAIT: Duration = Duration::from_secs(20);
 
-pub struct Sluice {
+/// One running `sluice-proxy` process: its addresses, usage records and stderr.
+pub struct Proc {
+    /// The first proxy address it announced.
     pub addr: SocketAddr,
-    pub mock: MockProvider,
-    pub cfg: TestConfig,
+    /// The admin listener's address, when it has one.
+    pub admin: Option<SocketAddr>,
     child: Child,
     records: mpsc::UnboundedReceiver<serde_json::Value>,
     stderr: Arc<Mutex<String>>,
-    _dir: tempfile::TempDir,
+    /// Bumped on every stderr line; closed (sender dropped) when stderr reaches its end.
+    lines: watch::Receiver<usize>,
+    /// Whether the command line asked for an admin listener (its line is awaited too).
+    expect_admin: bool,
 }
 
-impl Sluice {
-    /// Mock + sluice with the standard test configuration.
-    pub async fn start() -> Self {
-        Self::start_with(|_| {}).await
+impl Proc {
+    /// Starts `sluice-proxy --config <config> <args…>` and waits until it announces that it
+    /// listens (and its admin listener, when `args` ask for one).
+    pub async fn start(config: &Path, args: &[&str]) -> Self {
+        let mut p = Self::spawn(config, args);
+        p.wait_listening().await;
+        p
     }
 
-    /// Mock + sluice; `edit` may add TOML to the generated configuration.
-    pub async fn start_with(edit: impl FnOnce(&mut TestConfig)) -> Self {
-        let mock = MockProvider::start("127.0.0.1:0")
-            .await
-            .expect("mock starts");
-        let mut cfg = TestConfig::new(mock.addr());
-        edit(&mut cfg);
-        let dir = tempfile::tempdir().expect("temp dir");
-        let path = dir.path().join("sluice.toml");
-        std::fs::write(&path, cfg.render()).expect("write config");
+    /// Starts the process without waiting for it to listen (an upgrade first waits for the old
+    /// process's sockets); call [`Proc::wait_listening`] later.
+    pub fn spawn(config: &Path, args: &[&str]) -> Self {
         let mut child = Command::new(env!("CARGO_BIN_EXE_sluice-proxy"))
             .arg("--config")
-            .arg(&path)
-            .arg("--listen")
-            .arg("127.0.0.1:0")
+            .arg(config)
+            .args(args)
             .env("SLUICE_MASTER_KEY", MASTER_KEY)
             .env("MOCK_SHARED_KEY", config::SHARED_PROVIDER_KEY)
             .env("RUST_LOG", "info")
@@ -69,38 +70,210 @@ impl Sluice {
             }
         });
         let stderr_text = Arc::new(Mutex::new(String::new()));
-        let (addr_tx, addr_rx) = std::sync::mpsc::channel();
+        let (lines_tx, lines) = watch::channel(0usize);
         let stderr = child.stderr.take().expect("stderr");
         let sink = stderr_text.clone();
         std::thread::spawn(move || {
             for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                if let Some(a) = line.split("listening on http://").nth(1) {
-                    let _ = addr_tx.send(a.trim().to_string());
+                {
+                    let mut s = sink.lock().expect("stderr lock");
+                    s.push_str(&line);
+                    s.push('\n');
                 }
-                let mut s = sink.lock().expect("stderr lock");
-                s.push_str(&line);
-                s.push('\n');
+                lines_tx.send_modify(|n| *n += 1);
             }
+            // Dropping `lines_tx` here tells waiters that stderr ended (the process exited).
         });
-        let addr = match addr_rx.recv_timeout(WAIT) {
-            Ok(a) => a.parse().expect("listening address"),
-            Err(_) => {
-                let _ = child.kill();
-                panic!(
-                    "sluice did not start:\n{}",
-                    stderr_text.lock().expect("lock")
-                );
-            }
-        };
         Self {
-            addr,
-            mock,
-            cfg,
+            addr: SocketAddr::from(([0, 0, 0, 0], 0)),
+            admin: None,
             child,
             records,
             stderr: stderr_text,
-            _dir: dir,
+            lines,
+            expect_admin: args.contains(&"--admin-listen"),
         }
+    }
+
+    /// Waits for the `listening on` line (and the `admin on` line if `--admin-listen` or
+    /// `server.admin_listen` is in effect: detected from the text, both come together).
+    pub async fn wait_listening(&mut self) {
+        let admin = self.expect_admin;
+        let text = self
+            .wait_stderr("the listening announcement", |s| {
+                s.contains("listening on http://") && (!admin || s.contains("admin on http://"))
+            })
+            .await;
+        let after = |marker: &str| {
+            text.lines()
+                .find_map(|l| l.split(marker).nth(1))
+                .map(|a| a.trim().parse().expect("announced address"))
+        };
+        self.addr = after("listening on http://").expect("listening address");
+        self.admin = after("admin on http://");
+    }
+
+    /// Waits until the stderr text so far satisfies `done`; returns that text.
+    pub async fn wait_stderr(&mut self, what: &str, done: impl Fn(&str) -> bool) -> String {
+        let deadline = tokio::time::Instant::now() + WAIT;
+        loop {
+            let text = self.stderr();
+            if done(&text) {
+                return text;
+            }
+            match tokio::time::timeout_at(deadline, self.lines.changed()).await {
+                Ok(Ok(())) => {}
+                Ok(Err(_)) => {
+                    // stderr ended: one last look, since the final lines may have just arrived.
+                    let text = self.stderr();
+                    if done(&text) {
+                        return text;
+                    }
+                    panic!("sluice exited while waiting for {what}; stderr:\n{text}");
+                }
+                Err(_) => panic!("timed out waiting for {what}; stderr:\n{text}"),
+            }
+        }
+    }
+
+    /// Waits (bounded) for the process to exit by itself.
+    pub async fn wait_exit(&mut self) -> ExitStatus {
+        let deadline = tokio::time::Instant::now() + WAIT;
+        // stderr reaching its end is the observable sign of exit; then `wait` returns at once.
+        while self.lines.has_changed().is_ok() {
+            if tokio::time::timeout_at(deadline, self.lines.changed())
+                .await
+                .is_err()
+            {
+                panic!("process did not exit; stderr:\n{}", self.stderr());
+            }
+        }
+        self.child.wait().expect("wait for sluice")
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Sends a signal by name (`HUP`, `QUIT`, `TERM`) with the system's `kill`.
+    pub fn signal(&self, name: &str) {
+        let status = Command::new("kill")
+            .arg(format!("-{name}"))
+            .arg(self.pid().to_string())
+            .status()
+            .expect("run kill");
+        assert!(status.success(), "kill -{name} failed");
+    }
+
+    /// The next usage record this process wrote.
+    pub async fn next_record(&mut self) -> serde_json::Value {
+        match tokio::time::timeout(WAIT, self.records.recv()).await {
+            Ok(Some(r)) => r,
+            _ => panic!("no usage record; stderr:\n{}", self.stderr()),
+        }
+    }
+
+    /// A usage record already written, if any (does not wait).
+    pub fn try_record(&mut self) -> Option<serde_json::Value> {
+        self.records.try_recv().ok()
+    }
+
+    /// Everything the process logged so far.
+    pub fn stderr(&self) -> String {
+        self.stderr.lock().expect("stderr lock").clone()
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{}", self.addr, path)
+    }
+
+    /// The admin listener's text at `path` (e.g. `/metrics`).
+    pub async fn admin_get(&self, path: &str) -> (u16, String) {
+        let admin = self.admin.expect("started with an admin listener");
+        let resp = reqwest::Client::new()
+            .get(format!("http://{admin}{path}"))
+            .timeout(WAIT)
+            .send()
+            .await
+            .expect("admin request");
+        let status = resp.status().as_u16();
+        (status, resp.text().await.expect("admin body"))
+    }
+
+    /// The value of one sample line of `/metrics` (e.g. `sluice_config_generation`), 0 if absent.
+    pub async fn metric(&self, sample: &str) -> f64 {
+        let (_, text) = self.admin_get("/metrics").await;
+        text.lines()
+            .find_map(|l| l.strip_prefix(sample)?.strip_prefix(' '))
+            .map_or(0.0, |v| v.trim().parse().expect("metric value"))
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+pub struct Sluice {
+    pub addr: SocketAddr,
+    pub mock: MockProvider,
+    pub cfg: TestConfig,
+    pub proc: Proc,
+    dir: tempfile::TempDir,
+}
+
+impl Sluice {
+    /// Mock + sluice with the standard test configuration.
+    pub async fn start() -> Self {
+        Self::start_with(|_| {}).await
+    }
+
+    /// Mock + sluice; `edit` may add TOML to the generated configuration.
+    pub async fn start_with(edit: impl FnOnce(&mut TestConfig)) -> Self {
+        Self::start_with_args(edit, &[]).await
+    }
+
+    /// Mock + sluice on `127.0.0.1:0`, with `edit` applied to the configuration and `args`
+    /// added to the command line.
+    pub async fn start_with_args(edit: impl FnOnce(&mut TestConfig), args: &[&str]) -> Self {
+        let mock = MockProvider::start("127.0.0.1:0")
+            .await
+            .expect("mock starts");
+        let mut cfg = TestConfig::new(mock.addr());
+        edit(&mut cfg);
+        let dir = tempfile::tempdir().expect("temp dir");
+        let path = dir.path().join("sluice.toml");
+        std::fs::write(&path, cfg.render()).expect("write config");
+        let mut all = vec!["--listen", "127.0.0.1:0"];
+        all.extend_from_slice(args);
+        let proc = Proc::start(&path, &all).await;
+        Self {
+            addr: proc.addr,
+            mock,
+            cfg,
+            proc,
+            dir,
+        }
+    }
+
+    /// The configuration file sluice was started with.
+    pub fn config_path(&self) -> PathBuf {
+        self.dir.path().join("sluice.toml")
+    }
+
+    /// The test's own temp directory (for sockets, pid files, …).
+    pub fn dir(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// Replaces the configuration file the way editors and config management do: a new file
+    /// renamed over the old one.
+    pub fn write_config(&self, text: &str) {
+        let tmp = self.dir.path().join(".sluice.toml.tmp");
+        std::fs::write(&tmp, text).expect("write config");
+        std::fs::rename(&tmp, self.config_path()).expect("replace config");
     }
 
     pub fn url(&self, path: &str) -> String {
@@ -109,15 +282,12 @@ impl Sluice {
 
     /// The next usage record sluice wrote.
     pub async fn next_record(&mut self) -> serde_json::Value {
-        match tokio::time::timeout(WAIT, self.records.recv()).await {
-            Ok(Some(r)) => r,
-            _ => panic!("no usage record; stderr:\n{}", self.stderr()),
-        }
+        self.proc.next_record().await
     }
 
     /// Everything sluice logged so far.
     pub fn stderr(&self) -> String {
-        self.stderr.lock().expect("stderr lock").clone()
+        self.proc.stderr()
     }
 
     /// An HTTP client with no connection reuse surprises (fresh pool per test).
@@ -126,13 +296,6 @@ impl Sluice {
             .timeout(WAIT)
             .build()
             .expect("client")
-    }
-}
-
-impl Drop for Sluice {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
     }
 }
 

@@ -1,0 +1,241 @@
+//! Hot reload against a real process: SIGHUP and file changes swap keys while streams that
+//! started on the old configuration run to their end; bad configurations are refused and counted;
+//! `sluice-proxy check` tells a good file from a bad one.
+#![allow(clippy::unwrap_used)] // helpers outside #[test] fns: a panic is a failed test
+
+mod common;
+use common::config::{entry, new_key};
+use common::*;
+use futures_util::StreamExt;
+
+/// Content chunks and the gap between them in the slow streams kept open across a reload.
+const CHUNKS: usize = 20;
+const GAP_MS: &str = "50";
+const STREAMS: usize = 3;
+
+/// Opens a slow stream with `key`, waits for its first bytes (so it surely started under the
+/// current configuration), and returns a task yielding the whole body.
+async fn open_stream(s: &Sluice, key: &str) -> tokio::task::JoinHandle<String> {
+    let resp = s
+        .client()
+        .post(s.url("/v1/chat/completions"))
+        .bearer_auth(key)
+        .header("x-mock-chunks", CHUNKS.to_string())
+        .header("x-mock-gap-ms", GAP_MS)
+        .json(&chat("mock-gpt", true))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    let mut body = resp.bytes_stream();
+    let first = body.next().await.unwrap().unwrap();
+    tokio::spawn(async move {
+        let mut text = String::from_utf8_lossy(&first).to_string();
+        while let Some(chunk) = body.next().await {
+            text.push_str(&String::from_utf8_lossy(&chunk.unwrap()));
+        }
+        text
+    })
+}
+
+/// Asserts that an SSE chat stream carried all its content chunks and ended properly.
+fn assert_complete(body: &str) {
+    let data: Vec<&str> = body
+        .lines()
+        .filter_map(|l| l.strip_prefix("data: "))
+        .collect();
+    assert_eq!(data.last(), Some(&"[DONE]"), "stream ended early:\n{body}");
+    let content = data
+        .iter()
+        .filter_map(|d| serde_json::from_str::<serde_json::Value>(d).ok())
+        .filter(|v| {
+            v["choices"][0]["delta"]["content"]
+                .as_str()
+                .is_some_and(|c| !c.is_empty())
+        })
+        .count();
+    assert_eq!(content, CHUNKS, "content chunks:\n{body}");
+}
+
+async fn status(s: &Sluice, key: &str) -> u16 {
+    s.client()
+        .post(s.url("/v1/chat/completions"))
+        .bearer_auth(key)
+        .json(&chat("mock-gpt", false))
+        .send()
+        .await
+        .unwrap()
+        .status()
+        .as_u16()
+}
+
+fn count(text: &str, needle: &str) -> usize {
+    text.matches(needle).count()
+}
+
+/// Shared scenario: keys swapped under open streams, then two bad files refused. `trigger`
+/// makes sluice notice the file (a SIGHUP, or nothing when the watch does it).
+async fn swap_keys_then_refuse_bad_files(s: &mut Sluice, removed: &str, added: &str, hup: bool) {
+    let trigger = |s: &Sluice| {
+        if hup {
+            s.proc.signal("HUP");
+        }
+    };
+    assert_eq!(s.proc.metric("sluice_config_generation").await, 1.0);
+    assert_eq!(status(s, removed).await, 200);
+    assert_eq!(status(s, added).await, 401);
+    let mut streams = Vec::new();
+    for _ in 0..STREAMS {
+        streams.push(open_stream(s, removed).await);
+    }
+
+    // Remove one key, add another.
+    let mut cfg = s.cfg.clone();
+    cfg.extra = entry(added, "acme", "[]", None);
+    s.write_config(&cfg.render());
+    trigger(s);
+    s.proc
+        .wait_stderr("the reload", |t| {
+            t.contains("config reloaded from") && t.contains("(generation 2)")
+        })
+        .await;
+    assert_eq!(status(s, removed).await, 401, "removed key refused at once");
+    assert_eq!(status(s, added).await, 200, "added key works");
+    assert_eq!(s.proc.metric("sluice_config_generation").await, 2.0);
+    assert_eq!(
+        s.proc
+            .metric("sluice_config_reloads_total{result=\"ok\"}")
+            .await,
+        1.0
+    );
+    // The streams that started under the removed key still deliver every chunk.
+    for stream in streams {
+        let body = tokio::time::timeout(WAIT, stream).await.unwrap().unwrap();
+        assert_complete(&body);
+    }
+
+    // A syntax error is refused; the running config keeps serving.
+    s.write_config("[[keys]\norg = \n");
+    trigger(s);
+    s.proc
+        .wait_stderr("a refused reload", |t| {
+            count(t, "failed, keeping generation 2") == 1
+        })
+        .await;
+    let errors = "sluice_config_reloads_total{result=\"error\"}";
+    assert_eq!(s.proc.metric(errors).await, 1.0);
+    assert_eq!(status(s, added).await, 200);
+    assert_eq!(status(s, removed).await, 401);
+
+    // So is an unknown field.
+    let mut typo = cfg.clone();
+    typo.server.push_str("\nmax_body_bytez = 10\n");
+    s.write_config(&typo.render());
+    trigger(s);
+    let log = s
+        .proc
+        .wait_stderr("a second refused reload", |t| {
+            count(t, "failed, keeping generation 2") == 2
+        })
+        .await;
+    assert_eq!(s.proc.metric(errors).await, 2.0);
+    assert_eq!(s.proc.metric("sluice_config_generation").await, 2.0);
+    assert_eq!(status(s, added).await, 200);
+    let line = log
+        .lines()
+        .rfind(|l| l.contains("failed, keeping generation 2"))
+        .unwrap();
+    assert!(line.contains("max_body_bytez"), "names the field: {line}");
+    assert!(
+        line.contains(&s.config_path().display().to_string()),
+        "names the file: {line}"
+    );
+    for secret in [removed, added, MASTER_KEY] {
+        assert!(!log.contains(secret), "a secret reached the log");
+    }
+}
+
+#[tokio::test]
+async fn sighup_swaps_keys_under_open_streams_and_refuses_bad_files() {
+    let removed = new_key();
+    let added = new_key();
+    let mut s = Sluice::start_with_args(
+        |c| {
+            // Only SIGHUP may trigger these reloads.
+            c.server = "watch = false".into();
+            c.extra = entry(&removed, "acme", "[]", None);
+        },
+        &["--admin-listen", "127.0.0.2:0"],
+    )
+    .await;
+    swap_keys_then_refuse_bad_files(&mut s, &removed, &added, true).await;
+    assert!(s.stderr().contains("(SIGHUP)"));
+    assert!(!s.stderr().contains("(file change)"));
+}
+
+#[tokio::test]
+async fn file_change_swaps_keys_under_open_streams_and_refuses_bad_files() {
+    let removed = new_key();
+    let added = new_key();
+    let mut s = Sluice::start_with_args(
+        |c| c.extra = entry(&removed, "acme", "[]", None),
+        &["--admin-listen", "127.0.0.2:0"],
+    )
+    .await;
+    swap_keys_then_refuse_bad_files(&mut s, &removed, &added, false).await;
+    assert!(!s.stderr().contains("(SIGHUP)"));
+}
+
+#[tokio::test]
+async fn admin_listener_serves_health_metrics_and_build_info() {
+    let s = Sluice::start_with_args(|_| {}, &["--admin-listen", "127.0.0.2:0"]).await;
+    assert_eq!(s.proc.admin_get("/healthz").await, (200, "ok\n".into()));
+    let (code, text) = s.proc.admin_get("/metrics").await;
+    assert_eq!(code, 200);
+    assert!(text.contains("sluice_build_info{version=\""), "{text}");
+    assert!(
+        text.contains("sluice_config_reloads_total{result=\"error\"} 0"),
+        "{text}"
+    );
+    assert_eq!(s.proc.admin_get("/nope").await.0, 404);
+}
+
+fn check(text: &str) -> (bool, String, String) {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("c.toml");
+    std::fs::write(&path, text).unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_sluice-proxy"))
+        .args(["check", "--config"])
+        .arg(&path)
+        .env("SLUICE_MASTER_KEY", MASTER_KEY)
+        .output()
+        .unwrap();
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).to_string(),
+        String::from_utf8_lossy(&out.stderr).to_string(),
+    )
+}
+
+#[test]
+fn check_accepts_a_good_file_and_explains_a_bad_one() {
+    let good = "[server]\nlisten = [\"127.0.0.1:8080\"]\ngrace_period = \"30s\"\n";
+    let (ok, out, _) = check(good);
+    assert!(ok);
+    assert!(out.contains(": ok"), "{out}");
+
+    let (ok, _, err) = check("[server\n");
+    assert!(!ok);
+    assert!(err.contains("invalid TOML in"), "{err}");
+
+    let (ok, _, err) = check("[server]\nlisten_on = [\"127.0.0.1:8080\"]\n");
+    assert!(!ok);
+    assert!(
+        err.contains("unknown field") && err.contains("listen_on"),
+        "{err}"
+    );
+
+    let (ok, _, err) = check("[server]\nshutdown_timeout = \"later\"\n");
+    assert!(!ok);
+    assert!(err.contains("server.shutdown_timeout"), "{err}");
+}

@@ -1,0 +1,194 @@
+//! Graceful binary upgrade with real processes: a new `sluice-proxy --upgrade` takes the
+//! listening socket over from the old one on SIGQUIT while streams run on the old process and a
+//! steady trickle of new requests keeps arriving. Nothing fails, the old process's streams finish,
+//! the new process serves, and the old one exits. Without a running instance, `--upgrade` fails.
+#![allow(clippy::unwrap_used)] // helpers outside #[test] fns: a panic is a failed test
+
+mod common;
+use common::*;
+use futures_util::StreamExt;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// 70 chunks 100 ms apart: the streams outlast the 5 s in which the old process still accepts
+/// after handing its sockets over, so they run on while it drains.
+const CHUNKS: usize = 70;
+const GAP_MS: &str = "100";
+
+#[tokio::test]
+async fn upgrade_hands_over_sockets_without_failing_a_request() {
+    let run = tempfile::tempdir().unwrap();
+    let sock = run.path().join("up.sock");
+    let pid_file = run.path().join("sluice.pid");
+    let server = format!(
+        "upgrade_sock = \"{}\"\npid_file = \"{}\"\ngrace_period = \"60s\"\nshutdown_timeout = \"1s\"\n",
+        sock.display(),
+        pid_file.display()
+    );
+    let admin = ["--admin-listen", "127.0.0.2:0"];
+    let mut s = Sluice::start_with_args(|c| c.server = server, &admin).await;
+    let old_pid = s.proc.pid();
+    assert_eq!(
+        std::fs::read_to_string(&pid_file).unwrap().trim(),
+        old_pid.to_string()
+    );
+
+    // Streams on the old process, each past its first bytes.
+    let mut streams = Vec::new();
+    for _ in 0..3 {
+        let resp = s
+            .client()
+            .post(s.url("/v1/chat/completions"))
+            .bearer_auth(&s.cfg.keys.acme)
+            .header("x-mock-chunks", CHUNKS.to_string())
+            .header("x-mock-gap-ms", GAP_MS)
+            .json(&chat("mock-gpt", true))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 200);
+        let mut body = resp.bytes_stream();
+        let first = body.next().await.unwrap().unwrap();
+        streams.push(tokio::spawn(async move {
+            let mut text = String::from_utf8_lossy(&first).to_string();
+            while let Some(chunk) = body.next().await {
+                text.push_str(&String::from_utf8_lossy(&chunk.unwrap()));
+            }
+            text
+        }));
+    }
+
+    // A steady trickle of new requests, each on a new connection: a keep-alive connection to the
+    // old process is closed by it once it stops serving, and a client that reuses one at that
+    // instant fails in any server (HTTP/1.1 has no way to say "closing" to an idle connection).
+    let stop = Arc::new(AtomicBool::new(false));
+    let trickle = {
+        let stop = stop.clone();
+        let url = s.url("/v1/chat/completions");
+        let key = s.cfg.keys.acme.clone();
+        tokio::spawn(async move {
+            let client = reqwest::Client::builder()
+                .pool_max_idle_per_host(0)
+                .timeout(WAIT)
+                .build()
+                .unwrap();
+            let mut pace = tokio::time::interval(Duration::from_millis(25));
+            let mut results = Vec::new();
+            while !stop.load(Ordering::Relaxed) {
+                pace.tick().await;
+                let r = client
+                    .post(&url)
+                    .bearer_auth(&key)
+                    .json(&chat("mock-gpt", false))
+                    .send()
+                    .await;
+                results.push(match r {
+                    Ok(resp) => Ok(resp.status().as_u16()),
+                    Err(e) => Err(e.to_string()),
+                });
+            }
+            results
+        })
+    };
+
+    // The new process waits for the sockets; then the old one is told to hand them over.
+    let config = s.config_path();
+    let mut new = Proc::spawn(
+        &config,
+        &["--listen", "127.0.0.1:0", "--upgrade", admin[0], admin[1]],
+    );
+    new.wait_stderr("the upgrade to wait for sockets", |t| {
+        t.contains("waiting for the listening sockets")
+    })
+    .await;
+    s.proc.signal("QUIT");
+    new.wait_listening().await;
+    assert_eq!(
+        new.addr, s.addr,
+        "the same socket, now served by the new process"
+    );
+    assert_eq!(
+        new.admin, s.proc.admin,
+        "the admin socket is handed over too"
+    );
+    assert_eq!(
+        std::fs::read_to_string(&pid_file).unwrap().trim(),
+        new.pid().to_string(),
+        "the pid file names the new process"
+    );
+
+    for stream in streams {
+        let body = tokio::time::timeout(WAIT, stream).await.unwrap().unwrap();
+        let data: Vec<&str> = body
+            .lines()
+            .filter_map(|l| l.strip_prefix("data: "))
+            .collect();
+        assert_eq!(data.last(), Some(&"[DONE]"), "stream cut:\n{body}");
+        let content = data
+            .iter()
+            .filter_map(|d| serde_json::from_str::<serde_json::Value>(d).ok())
+            .filter(|v| {
+                v["choices"][0]["delta"]["content"]
+                    .as_str()
+                    .is_some_and(|c| !c.is_empty())
+            })
+            .count();
+        assert_eq!(content, CHUNKS, "{body}");
+    }
+
+    let status = s.proc.wait_exit().await;
+    assert!(status.success(), "old process exit: {status}");
+    let old_log = s.proc.stderr();
+    assert!(old_log.contains("SIGQUIT received"), "{old_log}");
+    // The grace period (60 s) is far longer than the test's bound: the old process left because
+    // its last connection closed.
+    assert!(
+        old_log.contains("all client connections closed"),
+        "{old_log}"
+    );
+
+    // After the old process is gone the new one answers, and the trickle never saw a failure.
+    let resp = s
+        .client()
+        .post(s.url("/v1/chat/completions"))
+        .bearer_auth(&s.cfg.keys.acme)
+        .json(&chat("mock-gpt", false))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    stop.store(true, Ordering::Relaxed);
+    let results = tokio::time::timeout(WAIT, trickle).await.unwrap().unwrap();
+    let failed: Vec<_> = results.iter().filter(|r| **r != Ok(200)).collect();
+    assert!(failed.is_empty(), "failed requests: {failed:?}");
+    assert!(results.len() > 10, "trickle ran: {}", results.len());
+    assert_eq!(new.admin_get("/healthz").await.0, 200);
+    let rec = new.next_record().await;
+    assert_eq!(
+        rec["status"], 200,
+        "the new process serves and records: {rec}"
+    );
+}
+
+#[tokio::test]
+async fn upgrade_without_a_running_instance_gives_up_with_an_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("sluice.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[server]\nlisten = [\"127.0.0.1:0\"]\nupgrade_sock = \"{}\"\npid_file = \"{}\"\n\
+             [usage]\nsink = \"none\"\n",
+            dir.path().join("up.sock").display(),
+            dir.path().join("s.pid").display()
+        ),
+    )
+    .unwrap();
+    let mut p = Proc::spawn(&config, &["--upgrade"]);
+    let status = p.wait_exit().await;
+    assert!(!status.success(), "no sockets to take over must fail");
+    let log = p.stderr();
+    assert!(log.contains("waiting for the listening sockets"), "{log}");
+    assert!(!log.contains("listening on http://"), "{log}");
+}

@@ -403,3 +403,81 @@ price = { input = 1000, output = 2000 }
     let b: Value = r.json().await.unwrap();
     assert_eq!(b["error"]["type"], "rate_limit_error", "{b}");
 }
+
+/// Rewrites org acme's settings and reloads with SIGHUP; returns once sluice reports it.
+async fn reload_acme(s: &mut Sluice, acme_org: String, generation: u32) {
+    let mut cfg = s.cfg.clone();
+    cfg.acme_org = acme_org;
+    s.write_config(&cfg.render());
+    s.proc.signal("HUP");
+    let done = format!("(generation {generation})");
+    s.proc
+        .wait_stderr("the reload", |t| t.contains(&done))
+        .await;
+}
+
+/// Operators change limits by reloading: the used amount carries over (no refill, no burst),
+/// the new quota applies to the next admission, and streams admitted before run to their end.
+#[tokio::test]
+async fn reloaded_limits_apply_at_once_without_refilling() {
+    let limits = |requests: &str| format!(r#"limits = {{ requests = "{requests}" }}"#);
+    let mut s = Sluice::start_with(|c| {
+        c.server = "watch = false".into();
+        c.acme_org = limits("3/hour");
+    })
+    .await;
+    let key = s.cfg.keys.acme.clone();
+    // Two slow streams take two of the three requests and stay open across both reloads.
+    let streams = tokio::spawn({
+        let client = s.client();
+        let url = s.url("/v1/chat/completions");
+        let key = key.clone();
+        async move {
+            let one = |client: reqwest::Client| {
+                let (url, key) = (url.clone(), key.clone());
+                async move {
+                    let r = client
+                        .post(url)
+                        .bearer_auth(key)
+                        .header("x-mock-chunks", "6")
+                        .header("x-mock-gap-ms", "400")
+                        .json(&chat("mock-gpt", true))
+                        .send()
+                        .await
+                        .unwrap();
+                    (
+                        r.status().as_u16(),
+                        r.text().await.unwrap().matches("data: ").count(),
+                    )
+                }
+            };
+            join_all([one(client.clone()), one(client)]).await
+        }
+    });
+    s.mock.wait_for_requests(2).await;
+    let body = chat("mock-gpt", false);
+    assert_eq!(chat_as(&s, &key, &body).await.status(), 200, "the third");
+    assert_eq!(chat_as(&s, &key, &body).await.status(), 429, "the fourth");
+
+    reload_acme(&mut s, limits("5/hour"), 2).await;
+    // Three were used; the bigger quota gives only the difference.
+    let answers = join_all((0..4).map(|_| chat_as(&s, &key, &body))).await;
+    let admitted = answers.iter().filter(|r| r.status() == 200).count();
+    assert_eq!(admitted, 2, "no refill on reload");
+    assert!(answers
+        .iter()
+        .all(|r| header(r, "x-ratelimit-limit-requests") == Some("5")));
+
+    reload_acme(&mut s, limits("1/hour"), 3).await;
+    let r = chat_as(&s, &key, &body).await;
+    assert_eq!(header(&r, "x-ratelimit-limit-requests"), Some("1"));
+    assert_openai_429(r, "requests", "rate_limit_exceeded").await;
+
+    for (status, events) in tokio::time::timeout(WAIT, streams).await.unwrap().unwrap() {
+        assert_eq!(status, 200);
+        assert!(
+            events >= 6,
+            "the streams ran to their end ({events} events)"
+        );
+    }
+}

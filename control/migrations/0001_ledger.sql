@@ -1,5 +1,5 @@
 -- The ledger's schema. The same text runs on SQLite and Postgres: every number is BIGINT, times
--- are epoch milliseconds, and booleans and doubles use names both understand.
+-- are epoch milliseconds, booleans are 0/1 BIGINTs, and doubles use a name both understand.
 
 -- Raw usage records, one per proxied request, purged after the retention period.
 CREATE TABLE records (
@@ -12,7 +12,7 @@ CREATE TABLE records (
     model              TEXT,
     upstream_model     TEXT,
     api                TEXT NOT NULL,
-    stream             BOOLEAN NOT NULL,
+    stream             BIGINT NOT NULL, -- 0 or 1: sqlx's any driver maps no SQLite boolean
     status             BIGINT NOT NULL,
     outcome            TEXT NOT NULL,
     input_tokens       BIGINT NOT NULL,
@@ -20,7 +20,7 @@ CREATE TABLE records (
     cached_tokens      BIGINT NOT NULL,
     cache_write_tokens BIGINT NOT NULL,
     reasoning_tokens   BIGINT NOT NULL,
-    estimated          BOOLEAN NOT NULL,
+    estimated          BIGINT NOT NULL, -- 0 or 1
     cost_micro_usd     BIGINT NOT NULL,
     ttft_ms            DOUBLE PRECISION,
     total_ms           DOUBLE PRECISION NOT NULL,

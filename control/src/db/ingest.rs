@@ -153,7 +153,7 @@ impl Store {
             let sql = format!(
                 "INSERT INTO records ({}) VALUES {} ON CONFLICT (id) DO NOTHING RETURNING id",
                 RECORD_COLUMNS.join(", "),
-                placeholders(chunk.len(), RECORD_COLUMNS.len())
+                placeholders(self.backend, chunk.len(), RECORD_COLUMNS.len())
             );
             let ids: Vec<String> = chunk.iter().map(|r| r.id.to_string()).collect();
             let metas: Vec<Option<String>> = chunk
@@ -238,7 +238,7 @@ impl Store {
                  provider, model, key_id, user_tag, session_tag, feature_tag, status) DO UPDATE \
                  SET {}",
                 SUM_COLUMNS.join(", "),
-                placeholders(chunk.len(), 9 + SUM_COLUMNS.len()),
+                placeholders(self.backend, chunk.len(), 9 + SUM_COLUMNS.len()),
                 add_excluded("usage_hourly")
             );
             let mut q = sqlx::query(&sql);
@@ -266,7 +266,7 @@ impl Store {
                 "INSERT INTO usage_daily (org, day_ms, {}) VALUES {} ON CONFLICT (org, day_ms) \
                  DO UPDATE SET {}",
                 SUM_COLUMNS.join(", "),
-                placeholders(chunk.len(), 2 + SUM_COLUMNS.len()),
+                placeholders(self.backend, chunk.len(), 2 + SUM_COLUMNS.len()),
                 add_excluded("usage_daily")
             );
             let mut q = sqlx::query(&sql);

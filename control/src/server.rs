@@ -67,9 +67,8 @@ pub async fn run(config: Config) -> Result<(), StartError> {
     }
     let url = config.database_url();
     if config.database_url.is_none() {
-        std::fs::create_dir_all(&config.data_dir).map_err(|e| {
-            StartError::DataDir(config.data_dir.display().to_string(), e)
-        })?;
+        std::fs::create_dir_all(&config.data_dir)
+            .map_err(|e| StartError::DataDir(config.data_dir.display().to_string(), e))?;
     }
     let store = Store::open(&url, config.max_connections)
         .await

@@ -46,9 +46,7 @@ pub fn hour_label(ms: u64) -> String {
 /// Reads a time parameter: epoch milliseconds, an RFC 3339 timestamp, or a `YYYY-MM-DD` date
 /// (its UTC midnight).
 pub fn parse_time(s: &str) -> Result<u64, String> {
-    let bad = || {
-        format!("{s:?} is not a time (epoch milliseconds, RFC 3339 or YYYY-MM-DD)")
-    };
+    let bad = || format!("{s:?} is not a time (epoch milliseconds, RFC 3339 or YYYY-MM-DD)");
     if let Ok(ms) = s.parse::<u64>() {
         return Ok(ms);
     }
@@ -76,7 +74,10 @@ mod tests {
         assert_eq!(hour_start(t) % HOUR_MS, 0);
         assert_eq!(day_label(day_start(t)), "2026-11-23");
         assert_eq!(month_start(t), parse_time("2026-11-01").expect("date"));
-        assert_eq!(month_start(parse_time("2026-01-01").expect("d")), parse_time("2026-01-01").expect("d"));
+        assert_eq!(
+            month_start(parse_time("2026-01-01").expect("d")),
+            parse_time("2026-01-01").expect("d")
+        );
     }
 
     #[test]

@@ -128,7 +128,10 @@ async fn run(args: Args) -> Result<(), String> {
                 if !resp.status().is_success() {
                     return Err(format!("status {}", resp.status()));
                 }
-                resp.json::<IngestAnswer>().await.map(Some).map_err(|e| e.to_string())
+                resp.json::<IngestAnswer>()
+                    .await
+                    .map(Some)
+                    .map_err(|e| e.to_string())
             }
         })
         .buffer_unordered(args.in_flight.max(1))
@@ -172,7 +175,10 @@ impl NowValue for SystemClock {
 
 fn main() -> ExitCode {
     let args = Args::parse();
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("runtime: {e}");

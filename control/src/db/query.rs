@@ -29,7 +29,9 @@ const SUMS: &str = "CAST(SUM(requests) AS BIGINT), CAST(SUM(input_tokens) AS BIG
 
 fn totals(row: &AnyRow, first: usize) -> Result<UsageTotals, DbError> {
     let n = |i: usize| -> Result<u64, DbError> {
-        Ok(to_u64(row.try_get::<Option<i64>, _>(first + i)?.unwrap_or(0)))
+        Ok(to_u64(
+            row.try_get::<Option<i64>, _>(first + i)?.unwrap_or(0),
+        ))
     };
     Ok(UsageTotals {
         requests: n(0)?,

@@ -91,9 +91,8 @@ pub(super) async fn export(
     let (from_ms, to_ms) = range(&params)?;
     let format = match params.get("format").map(String::as_str) {
         None => ExportFormat::Jsonl,
-        Some(f) => ExportFormat::parse(f).ok_or_else(|| {
-            ApiError::bad_request(format!("format {f:?} is not csv or jsonl"))
-        })?,
+        Some(f) => ExportFormat::parse(f)
+            .ok_or_else(|| ApiError::bad_request(format!("format {f:?} is not csv or jsonl")))?,
     };
     let chunks = state.store.export(org, from_ms, to_ms, format);
     Ok((

@@ -77,8 +77,7 @@ fn check_bounds(r: &UsageRecord) -> Result<(), String> {
     if r.meta.len() > MAX_META_ENTRIES {
         return Err(format!("meta has more than {MAX_META_ENTRIES} entries"));
     }
-    if r
-        .meta
+    if r.meta
         .iter()
         .any(|(k, v)| k.len() > MAX_NAME_BYTES || v.len() > MAX_TAG_BYTES)
     {
@@ -115,9 +114,7 @@ pub(super) async fn ingest(
     body: Bytes,
 ) -> Result<Json<IngestAnswer>, ApiError> {
     let batch: RawBatch<'_> = serde_json::from_slice(&body).map_err(|e| {
-        ApiError::bad_request(format!(
-            "body is not a batch ({{\"records\": [ … ]}}): {e}"
-        ))
+        ApiError::bad_request(format!("body is not a batch ({{\"records\": [ … ]}}): {e}"))
     })?;
     if batch.records.len() > MAX_RECORDS_PER_BATCH {
         return Err(ApiError::new(

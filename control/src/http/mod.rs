@@ -6,8 +6,8 @@ mod ingest;
 use crate::clock::Clock;
 use crate::db::Store;
 use axum::extract::{DefaultBodyLimit, Request, State};
-use axum::middleware::{self, Next};
 use axum::http::{header, HeaderMap, StatusCode};
+use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, post};
 use axum::{Json, Router};
@@ -50,7 +50,9 @@ pub struct AppState {
 
 impl std::fmt::Debug for AppState {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("AppState").field("store", &self.store).finish()
+        f.debug_struct("AppState")
+            .field("store", &self.store)
+            .finish()
     }
 }
 
@@ -85,7 +87,10 @@ impl ApiError {
     fn internal(e: impl std::fmt::Display) -> Self {
         // The detail goes to the log, not to the caller.
         tracing::error!("internal error: {e}");
-        Self::new(StatusCode::INTERNAL_SERVER_ERROR, "internal error (see the ledger's log)")
+        Self::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal error (see the ledger's log)",
+        )
     }
 }
 

@@ -31,19 +31,43 @@ async fn tokens_are_checked_per_endpoint(db: Db) {
                 status(&ledger, method.clone(), path, token).await,
                 401,
                 "{method} {path} with {}",
-                if token == Some(INGEST) { "the ingest token" } else { "a bad token" }
+                if token == Some(INGEST) {
+                    "the ingest token"
+                } else {
+                    "a bad token"
+                }
             );
         }
-        assert_eq!(status(&ledger, method.clone(), path, Some(ADMIN)).await, 200);
+        assert_eq!(
+            status(&ledger, method.clone(), path, Some(ADMIN)).await,
+            200
+        );
     }
-    for token in [None, Some("wrong"), Some(ADMIN), Some(&INGEST[..INGEST.len() - 1])] {
-        assert_eq!(status(&ledger, Method::POST, "/v1/events", token).await, 401);
+    for token in [
+        None,
+        Some("wrong"),
+        Some(ADMIN),
+        Some(&INGEST[..INGEST.len() - 1]),
+    ] {
+        assert_eq!(
+            status(&ledger, Method::POST, "/v1/events", token).await,
+            401
+        );
     }
-    assert_eq!(status(&ledger, Method::POST, "/v1/events", Some(INGEST)).await, 200);
+    assert_eq!(
+        status(&ledger, Method::POST, "/v1/events", Some(INGEST)).await,
+        200
+    );
     for token in [INGEST, ADMIN] {
-        assert_eq!(status(&ledger, Method::GET, "/v1/spend", Some(token)).await, 200);
+        assert_eq!(
+            status(&ledger, Method::GET, "/v1/spend", Some(token)).await,
+            200
+        );
     }
-    assert_eq!(status(&ledger, Method::GET, "/v1/spend", Some("wrong")).await, 401);
+    assert_eq!(
+        status(&ledger, Method::GET, "/v1/spend", Some("wrong")).await,
+        401
+    );
     assert_eq!(status(&ledger, Method::GET, "/healthz", None).await, 200);
 
     // A 401 says what is expected and never echoes a token.

@@ -84,19 +84,33 @@ async fn large_exports_stream_every_row(db: Db) {
         lines += 1;
     })
     .await;
-    assert_eq!(lines, ROWS + 1, "header plus one line per record (no field holds a newline)");
+    assert_eq!(
+        lines,
+        ROWS + 1,
+        "header plus one line per record (no field holds a newline)"
+    );
     let header = header.expect("header");
     assert!(header.starts_with("id,v,time_ms,org,"), "{header}");
 
     // A time window exports just its rows: `base + i/100` puts 100 records in each millisecond.
     let resp = ledger
-        .admin_get(&format!("/v1/orgs/bulk/export?format=jsonl&from={}&to={}", base + 10, base + 20))
+        .admin_get(&format!(
+            "/v1/orgs/bulk/export?format=jsonl&from={}&to={}",
+            base + 10,
+            base + 20
+        ))
         .await;
     let mut n = 0;
     for_each_line(resp, |_| n += 1).await;
     assert_eq!(n, 1000);
 
-    assert_eq!(ledger.admin_get("/v1/orgs/bulk/export?format=xml").await.status(), 400);
+    assert_eq!(
+        ledger
+            .admin_get("/v1/orgs/bulk/export?format=xml")
+            .await
+            .status(),
+        400
+    );
     let resp = ledger.admin_get("/v1/orgs/nobody/export?format=csv").await;
     let mut n = 0;
     for_each_line(resp, |_| n += 1).await;

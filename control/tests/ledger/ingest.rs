@@ -9,12 +9,19 @@ use std::sync::Arc;
 
 fn batch(org: &str, n: u64) -> Vec<UsageRecord> {
     let t = now_ms();
-    (0..n).map(|i| record(org, t, 10 + i, 1 + i % 7, 3 * i)).collect()
+    (0..n)
+        .map(|i| record(org, t, 10 + i, 1 + i % 7, 3 * i))
+        .collect()
 }
 
 fn sums(records: &[UsageRecord]) -> (u64, u64, u64, u64) {
     records.iter().fold((0, 0, 0, 0), |(n, i, o, c), r| {
-        (n + 1, i + r.input_tokens, o + r.output_tokens, c + r.cost_micro_usd)
+        (
+            n + 1,
+            i + r.input_tokens,
+            o + r.output_tokens,
+            c + r.cost_micro_usd,
+        )
     })
 }
 
@@ -22,7 +29,12 @@ async fn assert_totals(ledger: &Ledger, org: &str, expected: &[UsageRecord]) {
     let answer = ledger.usage(&format!("org={org}")).await;
     let t = answer.total;
     assert_eq!(
-        (t.requests, t.input_tokens, t.output_tokens, t.cost_micro_usd),
+        (
+            t.requests,
+            t.input_tokens,
+            t.output_tokens,
+            t.cost_micro_usd
+        ),
         sums(expected),
         "totals of {org}"
     );
@@ -139,7 +151,11 @@ async fn malformed_records_are_rejected_alone(db: Db) {
         vec![1, 2, 5, 6, 7, 8]
     );
     let message = |i: usize| by_index.iter().find(|(j, _)| *j == i).expect("index").1;
-    assert!(message(1).contains("missing field `status`"), "{}", message(1));
+    assert!(
+        message(1).contains("missing field `status`"),
+        "{}",
+        message(1)
+    );
     assert_eq!(a.rejected[0].id.as_deref(), Some(missing_id.as_str()));
     assert!(a.rejected[1].id.is_none());
     assert!(message(5).contains("fine"), "{}", message(5));
@@ -153,7 +169,10 @@ async fn malformed_records_are_rejected_alone(db: Db) {
         let resp = ledger.post_raw(body).await;
         assert_eq!(resp.status(), 400, "body {body:?}");
         let err: serde_json::Value = resp.json().await.expect("error body");
-        assert!(err["error"].as_str().expect("message").contains("not a batch"));
+        assert!(err["error"]
+            .as_str()
+            .expect("message")
+            .contains("not a batch"));
     }
 }
 both_backends!(malformed_records_are_rejected_alone);

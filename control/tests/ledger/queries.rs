@@ -7,31 +7,53 @@ use sluice_wire::{Outcome, UsageGroup, UsageRecord};
 use std::sync::Arc;
 
 /// (model, key, user, session, feature, status, hour offset from the base day, input, cost)
-type Row = (&'static str, &'static str, Option<&'static str>, Option<&'static str>, Option<&'static str>, u16, u64, u64, u64);
+type Row = (
+    &'static str,
+    &'static str,
+    Option<&'static str>,
+    Option<&'static str>,
+    Option<&'static str>,
+    u16,
+    u64,
+    u64,
+    u64,
+);
 
 fn build(org: &str, base: u64, rows: &[Row]) -> Vec<UsageRecord> {
     rows.iter()
-        .map(|&(model, key, user, session, feature, status, hour, input, cost)| {
-            let mut r = record(org, base + hour * HOUR_MS + 59_000, input, input / 10, cost);
-            r.model = Some(model.into());
-            r.key_id = Some(Arc::from(key));
-            r.user = user.map(Into::into);
-            r.session = session.map(Into::into);
-            r.feature = feature.map(Into::into);
-            r.status = status;
-            if status != 200 {
-                r.outcome = Outcome::Rejected;
-            }
-            r
-        })
+        .map(
+            |&(model, key, user, session, feature, status, hour, input, cost)| {
+                let mut r = record(org, base + hour * HOUR_MS + 59_000, input, input / 10, cost);
+                r.model = Some(model.into());
+                r.key_id = Some(Arc::from(key));
+                r.user = user.map(Into::into);
+                r.session = session.map(Into::into);
+                r.feature = feature.map(Into::into);
+                r.status = status;
+                if status != 200 {
+                    r.outcome = Outcome::Rejected;
+                }
+                r
+            },
+        )
         .collect()
 }
 
 /// The groups as (label, requests, input tokens, cost) for compact assertions.
-fn summary(groups: &[UsageGroup], label: impl Fn(&UsageGroup) -> String) -> Vec<(String, u64, u64, u64)> {
+fn summary(
+    groups: &[UsageGroup],
+    label: impl Fn(&UsageGroup) -> String,
+) -> Vec<(String, u64, u64, u64)> {
     groups
         .iter()
-        .map(|g| (label(g), g.totals.requests, g.totals.input_tokens, g.totals.cost_micro_usd))
+        .map(|g| {
+            (
+                label(g),
+                g.totals.requests,
+                g.totals.input_tokens,
+                g.totals.cost_micro_usd,
+            )
+        })
         .collect()
 }
 
@@ -43,14 +65,30 @@ async fn usage_is_grouped_by_any_dimension_with_totals(db: Db) {
     let ledger = Ledger::start(Arc::new(db));
     let base = day_start(now_ms()) - 2 * DAY_MS;
     let rows: [Row; 4] = [
-        ("a", "k1", Some("u1"), Some("s1"), Some("f1"), 200, 1, 10, 100),
+        (
+            "a",
+            "k1",
+            Some("u1"),
+            Some("s1"),
+            Some("f1"),
+            200,
+            1,
+            10,
+            100,
+        ),
         ("a", "k2", Some("u2"), None, None, 200, 1, 20, 200),
         ("b", "k1", Some("u1"), None, Some("f2"), 429, 2, 0, 0),
         ("b", "k1", None, None, None, 200, 25, 40, 400),
     ];
     let records = build("g", base, &rows);
     ledger.ingest(&records).await;
-    ledger.ingest(&build("other", base, &[("a", "k9", None, None, None, 200, 1, 1000, 5)])).await;
+    ledger
+        .ingest(&build(
+            "other",
+            base,
+            &[("a", "k9", None, None, None, 200, 1, 1000, 5)],
+        ))
+        .await;
 
     let by_model = ledger.usage("org=g&group_by=model").await;
     assert_eq!(
@@ -61,7 +99,10 @@ async fn usage_is_grouped_by_any_dimension_with_totals(db: Db) {
     assert_eq!(by_model.total.input_tokens, 70);
     assert_eq!(by_model.total.output_tokens, 1 + 2 + 4);
     assert_eq!(by_model.total.cost_micro_usd, 700);
-    assert!(by_model.groups.iter().all(|g| g.day.is_none() && g.user.is_none()));
+    assert!(by_model
+        .groups
+        .iter()
+        .all(|g| g.day.is_none() && g.user.is_none()));
 
     let by_day = ledger.usage("org=g&group_by=day").await;
     let day0 = sluice_control::time::day_label(base);
@@ -83,7 +124,11 @@ async fn usage_is_grouped_by_any_dimension_with_totals(db: Db) {
 
     let by_key_user = ledger.usage("org=g&group_by=key,user").await;
     assert_eq!(
-        summary(&by_key_user.groups, |g| format!("{}/{}", s(&g.key), s(&g.user))),
+        summary(&by_key_user.groups, |g| format!(
+            "{}/{}",
+            s(&g.key),
+            s(&g.user)
+        )),
         vec![
             ("k1/-".into(), 1, 40, 400),
             ("k1/u1".into(), 2, 10, 100),
@@ -93,25 +138,46 @@ async fn usage_is_grouped_by_any_dimension_with_totals(db: Db) {
 
     let by_status = ledger.usage("org=g&group_by=status").await;
     assert_eq!(
-        summary(&by_status.groups, |g| g.status.map(|s| s.to_string()).unwrap_or_default()),
+        summary(&by_status.groups, |g| g
+            .status
+            .map(|s| s.to_string())
+            .unwrap_or_default()),
         vec![("200".into(), 3, 70, 700), ("429".into(), 1, 0, 0)]
     );
 
     let by_tags = ledger.usage("org=g&group_by=session,feature").await;
     assert_eq!(
-        summary(&by_tags.groups, |g| format!("{}/{}", s(&g.session), s(&g.feature))),
-        vec![("-/-".into(), 2, 60, 600), ("-/f2".into(), 1, 0, 0), ("s1/f1".into(), 1, 10, 100)]
+        summary(&by_tags.groups, |g| format!(
+            "{}/{}",
+            s(&g.session),
+            s(&g.feature)
+        )),
+        vec![
+            ("-/-".into(), 2, 60, 600),
+            ("-/f2".into(), 1, 0, 0),
+            ("s1/f1".into(), 1, 10, 100)
+        ]
     );
 
     // Ranges: hours whose start is in [from, to).
     let later = ledger
-        .usage(&format!("org=g&from={}", sluice_control::time::day_label(base + DAY_MS)))
+        .usage(&format!(
+            "org=g&from={}",
+            sluice_control::time::day_label(base + DAY_MS)
+        ))
         .await;
     assert_eq!((later.total.requests, later.total.input_tokens), (1, 40));
     assert!(later.groups.len() == 1 && later.group_by.is_empty());
-    let earlier = ledger.usage(&format!("org=g&to={}", base + 2 * HOUR_MS)).await;
-    assert_eq!((earlier.total.requests, earlier.total.input_tokens), (2, 30));
-    let empty = ledger.usage(&format!("org=g&from={}", base + 3 * DAY_MS)).await;
+    let earlier = ledger
+        .usage(&format!("org=g&to={}", base + 2 * HOUR_MS))
+        .await;
+    assert_eq!(
+        (earlier.total.requests, earlier.total.input_tokens),
+        (2, 30)
+    );
+    let empty = ledger
+        .usage(&format!("org=g&from={}", base + 3 * DAY_MS))
+        .await;
     assert!(empty.groups.is_empty());
     assert_eq!(empty.total.requests, 0);
 
@@ -120,7 +186,12 @@ async fn usage_is_grouped_by_any_dimension_with_totals(db: Db) {
     assert_eq!(all.total.requests, 5);
     assert_eq!(all.total.input_tokens, 1070);
 
-    for bad in ["group_by=colour", "from=yesterday", "grouping=model", "from=5&to=4"] {
+    for bad in [
+        "group_by=colour",
+        "from=yesterday",
+        "grouping=model",
+        "from=5&to=4",
+    ] {
         let resp = ledger.admin_get(&format!("/v1/usage?{bad}")).await;
         assert_eq!(resp.status(), 400, "{bad}");
     }
@@ -157,8 +228,16 @@ async fn spend_feed_reports_current_day_and_month(db: Db) {
         let mine = records.iter().filter(|r| r.org.as_deref() == Some(org));
         mine.fold((0, 0), |(d, m), r| {
             (
-                d + if in_day(r.time_ms) { r.cost_micro_usd } else { 0 },
-                m + if in_month(r.time_ms) { r.cost_micro_usd } else { 0 },
+                d + if in_day(r.time_ms) {
+                    r.cost_micro_usd
+                } else {
+                    0
+                },
+                m + if in_month(r.time_ms) {
+                    r.cost_micro_usd
+                } else {
+                    0
+                },
             )
         })
     };

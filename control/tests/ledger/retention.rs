@@ -32,18 +32,30 @@ async fn retention_purges_raw_records_and_ips_but_keeps_aggregates(db: Db) {
     let counts = store.ingest(&records, now).await.expect("ingest");
     assert_eq!(counts.accepted, 7);
 
-    let report = store.purge(&clock, Retention::default()).await.expect("purge");
+    let report = store
+        .purge(&clock, Retention::default())
+        .await
+        .expect("purge");
     assert_eq!(report.records_deleted, 2, "older than 90 days");
-    assert_eq!(report.client_ips_cleared, 2, "IPs of records 31 and 89 days old");
+    assert_eq!(
+        report.client_ips_cleared, 2,
+        "IPs of records 31 and 89 days old"
+    );
 
     let export = |store: &Store| {
-        let mut rx = store.export("keep".into(), 0, u64::MAX >> 1, sluice_control::db::ExportFormat::Jsonl);
+        let mut rx = store.export(
+            "keep".into(),
+            0,
+            u64::MAX >> 1,
+            sluice_control::db::ExportFormat::Jsonl,
+        );
         async move {
             let mut out = Vec::new();
             while let Some(chunk) = rx.recv().await {
                 out.extend_from_slice(&chunk.expect("chunk"));
             }
-            String::from_utf8(out).expect("utf-8")
+            String::from_utf8(out)
+                .expect("utf-8")
                 .lines()
                 .map(|l| serde_json::from_str::<sluice_wire::UsageRecord>(l).expect("record"))
                 .collect::<Vec<_>>()
@@ -54,23 +66,47 @@ async fn retention_purges_raw_records_and_ips_but_keeps_aggregates(db: Db) {
         .iter()
         .map(|r| ((now - r.time_ms) / DAY_MS, r.client_ip.is_some()))
         .collect();
-    assert_eq!(ages, vec![(89, false), (60, false), (31, false), (10, true), (0, true)]);
+    assert_eq!(
+        ages,
+        vec![(89, false), (60, false), (31, false), (10, true), (0, true)]
+    );
 
     // Aggregates are billing records: all seven requests are still counted.
-    let usage = store.usage(Some("keep"), 0, i64::MAX as u64, &[GroupBy::Day]).await.expect("usage");
+    let usage = store
+        .usage(Some("keep"), 0, i64::MAX as u64, &[GroupBy::Day])
+        .await
+        .expect("usage");
     assert_eq!(usage.iter().map(|g| g.totals.requests).sum::<u64>(), 7);
-    assert_eq!(usage.iter().map(|g| g.totals.cost_micro_usd).sum::<u64>(), 700);
+    assert_eq!(
+        usage.iter().map(|g| g.totals.cost_micro_usd).sum::<u64>(),
+        700
+    );
 
     // A second pass at the same time finds nothing; 31 days later the records then 89 and 60
     // days old age out, and the IPs of the records then 10 and 0 days old pass their limit.
-    assert_eq!(store.purge(&clock, Retention::default()).await.expect("purge"), Default::default());
+    assert_eq!(
+        store
+            .purge(&clock, Retention::default())
+            .await
+            .expect("purge"),
+        Default::default()
+    );
     clock.advance(31 * DAY_MS);
-    let report = store.purge(&clock, Retention::default()).await.expect("purge");
+    let report = store
+        .purge(&clock, Retention::default())
+        .await
+        .expect("purge");
     assert_eq!((report.records_deleted, report.client_ips_cleared), (2, 2));
 
     // Retention is configurable.
     let report = store
-        .purge(&clock, Retention { records_days: 1, client_ip_days: 1 })
+        .purge(
+            &clock,
+            Retention {
+                records_days: 1,
+                client_ip_days: 1,
+            },
+        )
         .await
         .expect("purge");
     assert_eq!((report.records_deleted, report.client_ips_cleared), (3, 0));
@@ -108,9 +144,19 @@ async fn erasure_removes_an_org_and_says_how_much(db: Db) {
 
     assert_eq!(ledger.usage("org=gone").await.total.requests, 0);
     assert_eq!(ledger.usage("org=stays").await.total.requests, 1);
-    let export = ledger.admin_get("/v1/orgs/gone/export").await.text().await.expect("body");
+    let export = ledger
+        .admin_get("/v1/orgs/gone/export")
+        .await
+        .text()
+        .await
+        .expect("body");
     assert!(export.is_empty());
-    let spend: sluice_wire::SpendAnswer = ledger.admin_get("/v1/spend").await.json().await.expect("spend");
+    let spend: sluice_wire::SpendAnswer = ledger
+        .admin_get("/v1/spend")
+        .await
+        .json()
+        .await
+        .expect("spend");
     assert!(spend.orgs.iter().all(|o| o.org != "gone"));
 
     // Erasing again finds nothing.
@@ -124,6 +170,13 @@ async fn erasure_removes_an_org_and_says_how_much(db: Db) {
         .json()
         .await
         .expect("answer");
-    assert_eq!((again.records, again.hourly_aggregates, again.daily_aggregates), (0, 0, 0));
+    assert_eq!(
+        (
+            again.records,
+            again.hourly_aggregates,
+            again.daily_aggregates
+        ),
+        (0, 0, 0)
+    );
 }
 both_backends!(erasure_removes_an_org_and_says_how_much);

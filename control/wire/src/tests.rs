@@ -20,7 +20,12 @@ fn todays_proxy_line_parses_as_version_one() {
     assert_eq!(r.api, "chat_completions");
     assert_eq!(r.outcome, Outcome::Ok);
     assert_eq!(
-        (r.input_tokens, r.output_tokens, r.cached_tokens, r.reasoning_tokens),
+        (
+            r.input_tokens,
+            r.output_tokens,
+            r.cached_tokens,
+            r.reasoning_tokens
+        ),
         (120, 45, 100, 7)
     );
     assert_eq!(r.cost_micro_usd, 0);
@@ -78,7 +83,11 @@ fn versions_beyond_the_current_one_and_non_v7_ids_are_refused() {
     let newer = PROXY_LINE.replacen('{', r#"{"v":2,"#, 1);
     let r: UsageRecord = serde_json::from_str(&newer).expect("parses");
     assert_eq!(r.validate(), Err(RecordError::UnsupportedVersion(2)));
-    assert!(r.validate().expect_err("v2").to_string().contains("version 2"));
+    assert!(r
+        .validate()
+        .expect_err("v2")
+        .to_string()
+        .contains("version 2"));
 
     let v4 = PROXY_LINE.replace(
         "019a4f2e-8c1b-7d2e-9f00-0123456789ab",
@@ -114,7 +123,10 @@ fn outcomes_and_group_names_round_trip_through_their_spellings() {
     for g in GroupBy::ALL {
         assert_eq!(g.as_str().parse::<GroupBy>(), Ok(g));
     }
-    assert!("colour".parse::<GroupBy>().expect_err("unknown").contains("model"));
+    assert!("colour"
+        .parse::<GroupBy>()
+        .expect_err("unknown")
+        .contains("model"));
 }
 
 #[test]

@@ -38,11 +38,21 @@ start() {
     local bin dir port tries=0
     bin="$(find_bin)"
     mkdir -p "$target/pg"
-    dir="$(mktemp -d "$target/pg/cluster.XXXXXX")"
+    local parent="$target/pg"
     if [[ "$(id -u)" == 0 ]]; then
         id postgres >/dev/null 2>&1 || { echo "postgres.sh: no postgres system user" >&2; exit 2; }
-        chown postgres: "$dir"
+        # A checkout under a private home (e.g. /root, mode 700) is out of the postgres user's
+        # reach; the cluster then lives under /tmp instead.
+        if ! runuser -u postgres -- test -x "$parent"; then
+            echo "postgres.sh: $parent is not reachable by the postgres user; using /tmp" >&2
+            parent=/tmp
+        fi
     fi
+    dir="$(mktemp -d "$parent/sluice-pg.XXXXXX")"
+    [[ "$(id -u)" == 0 ]] && chown postgres: "$dir"
+    # Unix socket paths are limited to ~107 bytes; a deep checkout puts the socket in /tmp.
+    local sockdir="$dir"
+    ((${#dir} > 80)) && sockdir=/tmp
     as_pg "$bin/initdb" -D "$dir/data" -U postgres -A trust -E UTF8 --no-locale >"$dir/initdb.log" 2>&1 \
         || { cat "$dir/initdb.log" >&2; exit 1; }
     while :; do
@@ -50,7 +60,7 @@ start() {
         port=$((20000 + RANDOM % 40000))
         port_free "$port" || continue
         if as_pg "$bin/pg_ctl" -D "$dir/data" -l "$dir/server.log" -w -t 60 start \
-            -o "-p $port -k $dir -c listen_addresses=127.0.0.1" >/dev/null 2>&1; then
+            -o "-p $port -k $sockdir -c listen_addresses=127.0.0.1" >/dev/null 2>&1; then
             break
         fi
         if ((tries >= 5)); then

@@ -7,7 +7,7 @@
 
 use clap::Parser;
 use futures_util::stream::{self, StreamExt};
-use sluice_control::clock::SystemClock;
+use sluice_control::clock::{Clock, SystemClock};
 use sluice_control::db::Store;
 use sluice_control::http::{router, AppState, TokenDigest};
 use sluice_wire::{IngestAnswer, IngestBatch, Outcome, UsageRecord};
@@ -96,7 +96,7 @@ async fn run(args: Args) -> Result<(), String> {
     });
 
     // Serialization happens before the clock starts: the benchmark measures the ledger.
-    let now = SystemClock.now_ms_value();
+    let now = SystemClock.now_ms();
     let batches: Vec<Vec<u8>> = (0..args.records)
         .collect::<Vec<_>>()
         .chunks(args.batch.max(1))
@@ -161,16 +161,6 @@ async fn run(args: Args) -> Result<(), String> {
         let _ = std::fs::remove_dir_all(&temp);
     }
     Ok(())
-}
-
-trait NowValue {
-    fn now_ms_value(&self) -> u64;
-}
-
-impl NowValue for SystemClock {
-    fn now_ms_value(&self) -> u64 {
-        sluice_control::clock::Clock::now_ms(self)
-    }
 }
 
 fn main() -> ExitCode {

@@ -6,5 +6,6 @@ mod harness;
 mod auth;
 mod export;
 mod ingest;
+mod lifecycle;
 mod queries;
 mod retention;

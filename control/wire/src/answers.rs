@@ -13,6 +13,13 @@ pub struct IngestBatch {
     pub records: Vec<UsageRecord>,
 }
 
+/// The same body as [`IngestBatch`], serialized from borrowed records, so a sender need not
+/// clone what it keeps for retries.
+#[derive(Debug, Clone, Copy, Serialize)]
+pub struct IngestBatchRef<'a> {
+    pub records: &'a [UsageRecord],
+}
+
 /// `POST /v1/events` answer (status 200 even when some records were rejected).
 ///
 /// Every record of the batch is in exactly one of the three counts: `accepted` (stored now),

@@ -19,7 +19,7 @@ mod record;
 mod tests;
 
 pub use answers::{
-    ErasureAnswer, GroupBy, IngestAnswer, IngestBatch, OrgSpend, Rejection, SpendAnswer,
-    UsageAnswer, UsageGroup, UsageTotals,
+    ErasureAnswer, GroupBy, IngestAnswer, IngestBatch, IngestBatchRef, OrgSpend, Rejection,
+    SpendAnswer, UsageAnswer, UsageGroup, UsageTotals,
 };
 pub use record::{Outcome, RecordError, UsageRecord, RECORD_VERSION};

@@ -159,3 +159,19 @@ fn answers_serialize_to_the_documented_shapes() {
     let back: UsageGroup = serde_json::from_value(json).expect("read back");
     assert_eq!(back, group);
 }
+
+#[test]
+fn borrowed_and_owned_batches_serialize_the_same() {
+    let r: UsageRecord = serde_json::from_str(PROXY_LINE).expect("line");
+    let owned = IngestBatch {
+        records: vec![r.clone(), r.clone()],
+    };
+    let borrowed = IngestBatchRef {
+        records: &owned.records,
+    };
+    let a = serde_json::to_string(&owned).expect("owned");
+    assert_eq!(a, serde_json::to_string(&borrowed).expect("borrowed"));
+    assert!(a.starts_with(r#"{"records":[{"v":1,"#));
+    let back: IngestBatch = serde_json::from_str(&a).expect("read back");
+    assert_eq!(back, owned);
+}

@@ -47,7 +47,7 @@ fn record(i: usize, now_ms: u64) -> UsageRecord {
         provider: Some(Arc::from("openai")),
         model: Some(["gpt-4o-mini", "gpt-4o", "claude-sonnet"][i % 3].to_string()),
         upstream_model: Some("gpt-4o-mini-2024-07-18".into()),
-        api: Cow::Borrowed("chat_completions"),
+        api: Cow::Borrowed("chat.completions"),
         stream: i % 2 == 0,
         status: 200,
         outcome: Outcome::Ok,

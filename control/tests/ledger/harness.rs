@@ -242,7 +242,7 @@ pub fn record(org: &str, time_ms: u64, input: u64, output: u64, cost: u64) -> Us
         provider: Some(Arc::from("mock")),
         model: Some("mock-gpt".into()),
         upstream_model: Some("mock-gpt-1".into()),
-        api: Cow::Borrowed("chat_completions"),
+        api: Cow::Borrowed("chat.completions"),
         stream: true,
         status: 200,
         outcome: Outcome::Ok,

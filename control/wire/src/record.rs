@@ -107,7 +107,7 @@ pub struct UsageRecord {
     pub model: Option<String>,
     /// The model sent to the provider after routing.
     pub upstream_model: Option<String>,
-    /// The inbound surface, e.g. `chat_completions`.
+    /// The inbound surface, e.g. `chat.completions`.
     pub api: Cow<'static, str>,
     pub stream: bool,
     /// HTTP status returned to the client.

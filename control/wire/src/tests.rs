@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 /// A line exactly as `sluice-proxy` wrote it before the wire crate existed (no `v`, no cost),
 /// with tags and meta flattened in.
-const PROXY_LINE: &str = r#"{"id":"019a4f2e-8c1b-7d2e-9f00-0123456789ab","time_ms":1763856000123,"org":"acme","key_id":"key_0123456789abcdef","provider":"openai","model":"gpt-4o-mini","upstream_model":"gpt-4o-mini-2024-07-18","api":"chat_completions","stream":true,"status":200,"outcome":"ok","input_tokens":120,"output_tokens":45,"cached_tokens":100,"cache_write_tokens":0,"reasoning_tokens":7,"estimated":false,"ttft_ms":12.5,"total_ms":80.25,"upstream_ms":70.0,"bytes_in":512,"bytes_out":2048,"user":"u-1","feature":"search","meta":{"team":"core"}}"#;
+const PROXY_LINE: &str = r#"{"id":"019a4f2e-8c1b-7d2e-9f00-0123456789ab","time_ms":1763856000123,"org":"acme","key_id":"key_0123456789abcdef","provider":"openai","model":"gpt-4o-mini","upstream_model":"gpt-4o-mini-2024-07-18","api":"chat.completions","stream":true,"status":200,"outcome":"ok","input_tokens":120,"output_tokens":45,"cached_tokens":100,"cache_write_tokens":0,"reasoning_tokens":7,"estimated":false,"ttft_ms":12.5,"total_ms":80.25,"upstream_ms":70.0,"bytes_in":512,"bytes_out":2048,"user":"u-1","feature":"search","meta":{"team":"core"}}"#;
 
 /// A refused request: no key, so no org, key, provider or model, and null timings.
 const REJECTED_LINE: &str = r#"{"id":"019a4f2e-8c1b-7d2e-9f00-0123456789ac","time_ms":1763856000999,"org":null,"key_id":null,"provider":null,"model":null,"upstream_model":null,"api":"unknown","stream":false,"status":401,"outcome":"rejected","input_tokens":0,"output_tokens":0,"cached_tokens":0,"cache_write_tokens":0,"reasoning_tokens":0,"estimated":false,"ttft_ms":null,"total_ms":0.1,"upstream_ms":null,"bytes_in":0,"bytes_out":90}"#;
@@ -17,7 +17,7 @@ fn todays_proxy_line_parses_as_version_one() {
     assert_eq!(r.v, 1);
     assert_eq!(r.org.as_deref(), Some("acme"));
     assert_eq!(r.key_id.as_deref(), Some("key_0123456789abcdef"));
-    assert_eq!(r.api, "chat_completions");
+    assert_eq!(r.api, "chat.completions");
     assert_eq!(r.outcome, Outcome::Ok);
     assert_eq!(
         (

@@ -1,0 +1,157 @@
+//! `POST /v1/events`: a batch is parsed element by element, so one malformed record is
+//! rejected with its index, id and reason while the valid ones are stored.
+
+use super::{ApiError, AppState};
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::Json;
+use serde::Deserialize;
+use serde_json::value::RawValue;
+use sluice_wire::{IngestAnswer, Rejection, UsageRecord};
+use std::sync::Arc;
+
+/// A larger batch is refused (413) rather than held in one transaction.
+pub const MAX_RECORDS_PER_BATCH: usize = 10_000;
+/// Bounds on stored strings: far above what the proxy writes (tags ≤ 256 bytes), there only
+/// to keep a misbehaving sender from filling the database.
+const MAX_NAME_BYTES: usize = 512;
+const MAX_TAG_BYTES: usize = 1024;
+const MAX_META_ENTRIES: usize = 64;
+
+#[derive(Deserialize)]
+struct RawBatch<'a> {
+    #[serde(borrow)]
+    records: Vec<&'a RawValue>,
+}
+
+/// Reads just the id of a record that failed to parse, to name it in the rejection.
+#[derive(Deserialize)]
+struct IdProbe {
+    id: Option<String>,
+}
+
+/// Ledger-side checks beyond the wire crate's: every number must fit the database's BIGINT
+/// and strings are bounded.
+fn check_bounds(r: &UsageRecord) -> Result<(), String> {
+    let numbers = [
+        ("time_ms", r.time_ms),
+        ("input_tokens", r.input_tokens),
+        ("output_tokens", r.output_tokens),
+        ("cached_tokens", r.cached_tokens),
+        ("cache_write_tokens", r.cache_write_tokens),
+        ("reasoning_tokens", r.reasoning_tokens),
+        ("cost_micro_usd", r.cost_micro_usd),
+        ("bytes_in", r.bytes_in),
+        ("bytes_out", r.bytes_out),
+    ];
+    for (name, n) in numbers {
+        if i64::try_from(n).is_err() {
+            return Err(format!("{name} {n} is out of range (at most {})", i64::MAX));
+        }
+    }
+    let names = [
+        ("org", r.org.as_deref()),
+        ("key_id", r.key_id.as_deref()),
+        ("provider", r.provider.as_deref()),
+        ("model", r.model.as_deref()),
+        ("upstream_model", r.upstream_model.as_deref()),
+        ("api", Some(r.api.as_ref())),
+        ("client_ip", r.client_ip.as_deref()),
+    ];
+    for (name, s) in names {
+        if s.is_some_and(|s| s.len() > MAX_NAME_BYTES) {
+            return Err(format!("{name} is longer than {MAX_NAME_BYTES} bytes"));
+        }
+    }
+    let tags = [
+        ("user", r.user.as_deref()),
+        ("session", r.session.as_deref()),
+        ("feature", r.feature.as_deref()),
+    ];
+    for (name, s) in tags {
+        if s.is_some_and(|s| s.len() > MAX_TAG_BYTES) {
+            return Err(format!("{name} is longer than {MAX_TAG_BYTES} bytes"));
+        }
+    }
+    if r.meta.len() > MAX_META_ENTRIES {
+        return Err(format!("meta has more than {MAX_META_ENTRIES} entries"));
+    }
+    if r.meta
+        .iter()
+        .any(|(k, v)| k.len() > MAX_NAME_BYTES || v.len() > MAX_TAG_BYTES)
+    {
+        return Err(format!(
+            "a meta name is longer than {MAX_NAME_BYTES} bytes or a value longer than {MAX_TAG_BYTES}"
+        ));
+    }
+    Ok(())
+}
+
+/// Parses one element; on failure says why, naming the id when it can be read.
+fn parse_record(index: usize, raw: &RawValue) -> Result<UsageRecord, Rejection> {
+    let reject = |id: Option<String>, message: String| Rejection { index, id, message };
+    match serde_json::from_str::<UsageRecord>(raw.get()) {
+        Ok(r) => {
+            let id = r.id.to_string();
+            r.validate()
+                .map_err(|e| e.to_string())
+                .and_then(|()| check_bounds(&r))
+                .map_err(|m| reject(Some(id), m))?;
+            Ok(r)
+        }
+        Err(e) => {
+            let id = serde_json::from_str::<IdProbe>(raw.get())
+                .ok()
+                .and_then(|p| p.id);
+            Err(reject(id, format!("invalid record: {e}")))
+        }
+    }
+}
+
+pub(super) async fn ingest(
+    State(state): State<Arc<AppState>>,
+    body: Bytes,
+) -> Result<Json<IngestAnswer>, ApiError> {
+    let batch: RawBatch<'_> = serde_json::from_slice(&body).map_err(|e| {
+        ApiError::bad_request(format!("body is not a batch ({{\"records\": [ … ]}}): {e}"))
+    })?;
+    if batch.records.len() > MAX_RECORDS_PER_BATCH {
+        return Err(ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            format!(
+                "batch has {} records; at most {MAX_RECORDS_PER_BATCH} are accepted at once",
+                batch.records.len()
+            ),
+        ));
+    }
+    let mut valid = Vec::with_capacity(batch.records.len());
+    let mut rejected = Vec::new();
+    for (index, raw) in batch.records.iter().enumerate() {
+        match parse_record(index, raw) {
+            Ok(r) => valid.push(r),
+            Err(rejection) => rejected.push(rejection),
+        }
+    }
+    if let Some(first) = rejected.first() {
+        tracing::warn!(
+            rejected = rejected.len(),
+            "ingest rejected records; first: {}",
+            first.message
+        );
+    }
+    let counts = if valid.is_empty() {
+        Default::default()
+    } else {
+        state
+            .store
+            .ingest(&valid, state.clock.now_ms())
+            .await
+            .map_err(ApiError::internal)?
+    };
+    Ok(Json(IngestAnswer {
+        accepted: counts.accepted,
+        duplicates: counts.duplicates,
+        rejected,
+    }))
+}

@@ -1,0 +1,171 @@
+//! The HTTP API: routes, shared state, bearer-token checks and JSON errors.
+
+mod handlers;
+mod ingest;
+
+use crate::clock::Clock;
+use crate::db::Store;
+use axum::extract::{DefaultBodyLimit, Request, State};
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{delete, get, post};
+use axum::{Json, Router};
+use ring::digest::{digest, SHA256};
+use std::sync::Arc;
+use subtle::ConstantTimeEq;
+
+pub use ingest::MAX_RECORDS_PER_BATCH;
+
+/// A token kept only as its SHA-256 digest, compared in constant time. Hashing first makes the
+/// comparison independent of the presented token's length too.
+#[derive(Clone)]
+pub struct TokenDigest([u8; 32]);
+
+impl TokenDigest {
+    pub fn new(token: &str) -> Self {
+        let mut out = [0u8; 32];
+        out.copy_from_slice(digest(&SHA256, token.as_bytes()).as_ref());
+        Self(out)
+    }
+
+    fn matches(&self, presented: &str) -> bool {
+        Self::new(presented).0.ct_eq(&self.0).into()
+    }
+}
+
+impl std::fmt::Debug for TokenDigest {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("TokenDigest(..)")
+    }
+}
+
+/// What every handler shares.
+pub struct AppState {
+    pub store: Store,
+    pub clock: Arc<dyn Clock>,
+    pub ingest_token: TokenDigest,
+    pub admin_token: TokenDigest,
+}
+
+impl std::fmt::Debug for AppState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AppState")
+            .field("store", &self.store)
+            .finish()
+    }
+}
+
+/// Which token a route accepts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Access {
+    Ingest,
+    Admin,
+    /// The spend feed: proxies poll it with their ingest token, operators with the admin one.
+    IngestOrAdmin,
+}
+
+/// An error answer: a status and a JSON `{"error": message}` body.
+#[derive(Debug)]
+pub struct ApiError {
+    status: StatusCode,
+    message: String,
+}
+
+impl ApiError {
+    pub fn new(status: StatusCode, message: impl Into<String>) -> Self {
+        Self {
+            status,
+            message: message.into(),
+        }
+    }
+
+    fn bad_request(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, message)
+    }
+
+    fn internal(e: impl std::fmt::Display) -> Self {
+        // The detail goes to the log, not to the caller.
+        tracing::error!("internal error: {e}");
+        Self::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal error (see the ledger's log)",
+        )
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let body = Json(serde_json::json!({ "error": self.message }));
+        if self.status == StatusCode::UNAUTHORIZED {
+            (self.status, [(header::WWW_AUTHENTICATE, "Bearer")], body).into_response()
+        } else {
+            (self.status, body).into_response()
+        }
+    }
+}
+
+fn authorize(state: &AppState, headers: &HeaderMap, access: Access) -> Result<(), ApiError> {
+    let presented = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .map(str::trim);
+    let Some(presented) = presented else {
+        return Err(ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            "missing bearer token (Authorization: Bearer …)",
+        ));
+    };
+    // Both comparisons always run, so timing does not tell which token a guess was close to.
+    let ingest = state.ingest_token.matches(presented);
+    let admin = state.admin_token.matches(presented);
+    let ok = match access {
+        Access::Ingest => ingest,
+        Access::Admin => admin,
+        Access::IngestOrAdmin => ingest | admin,
+    };
+    if ok {
+        Ok(())
+    } else {
+        Err(ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            "invalid token for this endpoint",
+        ))
+    }
+}
+
+/// Checks the token before any extractor runs, so an unauthenticated body is never read.
+async fn gate(
+    State((state, access)): State<(Arc<AppState>, Access)>,
+    request: Request,
+    next: Next,
+) -> Response {
+    match authorize(&state, request.headers(), access) {
+        Ok(()) => next.run(request).await,
+        Err(e) => e.into_response(),
+    }
+}
+
+/// The ledger's routes. `max_body_bytes` caps an ingest body (413 beyond).
+pub fn router(state: Arc<AppState>, max_body_bytes: usize) -> Router {
+    let guard = |access| middleware::from_fn_with_state((state.clone(), access), gate);
+    let ingest = Router::new()
+        .route("/v1/events", post(ingest::ingest))
+        .layer(DefaultBodyLimit::max(max_body_bytes))
+        .route_layer(guard(Access::Ingest));
+    let spend = Router::new()
+        .route("/v1/spend", get(handlers::spend))
+        .route_layer(guard(Access::IngestOrAdmin));
+    let admin = Router::new()
+        .route("/v1/usage", get(handlers::usage))
+        .route("/v1/orgs/{org}/export", get(handlers::export))
+        .route("/v1/orgs/{org}", delete(handlers::erase))
+        .route_layer(guard(Access::Admin));
+    Router::new()
+        .merge(ingest)
+        .merge(spend)
+        .merge(admin)
+        .route("/healthz", get(handlers::healthz))
+        .with_state(state)
+}

@@ -1,0 +1,11 @@
+//! Integration tests of the ledger: the real `sluice-control` binary over HTTP, each case run
+//! against SQLite and against a real Postgres server.
+
+mod harness;
+
+mod auth;
+mod export;
+mod ingest;
+mod lifecycle;
+mod queries;
+mod retention;

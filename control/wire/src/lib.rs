@@ -1,0 +1,25 @@
+//! The usage record on the wire, and the ledger's request and answer bodies: the one definition
+//! the proxy (which emits records) and the ledger (which stores them) share.
+//!
+//! # Versioning
+//! Every record carries `v` ([`RECORD_VERSION`]); a record without it is version 1, which is what
+//! the proxy wrote before the field existed. Adding an optional field does not change the
+//! version: readers ignore fields they do not know, so an older ledger keeps accepting records
+//! from a newer proxy. A change that alters the meaning of an existing field bumps the version,
+//! and a ledger refuses versions above the one it understands ([`UsageRecord::validate`]) rather
+//! than misreading them.
+//!
+//! The crate depends on serde and uuid only, so the proxy can build records with it on its
+//! request path at no extra cost.
+
+mod answers;
+mod record;
+
+#[cfg(test)]
+mod tests;
+
+pub use answers::{
+    ErasureAnswer, GroupBy, IngestAnswer, IngestBatch, IngestBatchRef, OrgSpend, Rejection,
+    SpendAnswer, UsageAnswer, UsageGroup, UsageTotals,
+};
+pub use record::{Outcome, RecordError, UsageRecord, RECORD_VERSION};

@@ -271,7 +271,7 @@ impl Plan {
             return Err(PlanError::Unbounded);
         }
         if let Some(d) = self.duration {
-            if d < Duration::from_millis(1) || d > MAX_DURATION {
+            if !(Duration::from_millis(1)..=MAX_DURATION).contains(&d) {
                 return Err(PlanError::OutOfRange {
                     what: "duration",
                     min: "1ms".to_owned(),
@@ -290,7 +290,7 @@ impl Plan {
             }
             Mode::Closed { clients } => range("clients", clients, 1, MAX_CLIENTS)?,
         }
-        if self.timeout < Duration::from_millis(1) || self.timeout > MAX_TIMEOUT {
+        if !(Duration::from_millis(1)..=MAX_TIMEOUT).contains(&self.timeout) {
             return Err(PlanError::OutOfRange {
                 what: "timeout",
                 min: "1ms".to_owned(),

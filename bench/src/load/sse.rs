@@ -13,17 +13,11 @@ const NONE: usize = usize::MAX;
 
 /// Counts SSE `data:` lines. Lines may end in LF, CR or CRLF, and a chunk may end anywhere,
 /// including inside the `data:` prefix.
-#[derive(Debug)]
+#[derive(Debug, Default)]
 pub(crate) struct DataLines {
-    /// How many bytes of `data:` the current line has matched so far, or [`NONE`].
+    /// How many bytes of `data:` the current line has matched so far, or [`NONE`]. It
+    /// starts at 0 because a body starts at a line start.
     matched: usize,
-}
-
-impl Default for DataLines {
-    fn default() -> Self {
-        // A body starts at a line start.
-        Self { matched: 0 }
-    }
 }
 
 impl DataLines {

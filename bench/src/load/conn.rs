@@ -88,9 +88,11 @@ impl Slot {
     }
 
     /// Sends one request, reads its whole response and records it in the slot's shard.
-    /// Latencies count from `intended`, the time the request should have been sent.
-    pub(crate) async fn exchange(&mut self, shared: &Arc<Shared>, intended: Instant) {
+    /// Latencies count from `intended`, the time the request should have been sent (open
+    /// loop), or from now when `None` (closed loop, where a request is due when it is sent).
+    pub(crate) async fn exchange(&mut self, shared: &Arc<Shared>, intended: Option<Instant>) {
         let sent = Instant::now();
+        let intended = intended.unwrap_or(sent);
         self.gaps.clear();
         let mut sample = Sample {
             send_lag_us: micros(sent.saturating_duration_since(intended)),

@@ -5,7 +5,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
-use tokio::sync::Semaphore;
+use tokio::sync::{mpsc, Semaphore};
 
 use super::conn::{Shared, Slot};
 use super::plan::{Mode, Plan, PlanError};
@@ -24,7 +24,12 @@ pub enum LoadError {
     Task(#[from] tokio::task::JoinError),
     #[error("the outstanding-request semaphore was closed")]
     Semaphore,
+    #[error("could not start the pacer thread: {0}")]
+    Pacer(#[from] std::io::Error),
 }
+
+/// Arrivals the pacer may run ahead of the dispatcher.
+const PACER_QUEUE: usize = 4096;
 
 /// Counts that only the driver knows.
 struct Driven {
@@ -81,7 +86,7 @@ async fn closed(plan: &Plan, clients: usize, shared: &Arc<Shared>) -> Result<Dri
                     if issued.fetch_add(1, Ordering::Relaxed) >= limit {
                         break;
                     }
-                    slot.exchange(&shared, Instant::now()).await;
+                    slot.exchange(&shared, None).await;
                 }
             })
         })
@@ -105,6 +110,30 @@ fn intended(start: Instant, i: u64, rate: f64) -> Instant {
     start + Duration::from_secs_f64(i as f64 / rate)
 }
 
+/// The pacer: a plain thread that sleeps until each intended send time and hands it to the
+/// async dispatcher. tokio's timer wheel has millisecond resolution and rounds up, which
+/// would add about 1 ms of the generator's own lateness to every latency measured from the
+/// intended time; a thread's `sleep` on Linux wakes within tens of microseconds.
+fn pace(start: Instant, rate: f64, limit: u64, end: Option<Instant>, tx: mpsc::Sender<Instant>) {
+    let mut i = 0;
+    while i < limit {
+        let at = intended(start, i, rate);
+        if end.is_some_and(|e| at >= e) {
+            break;
+        }
+        let now = Instant::now();
+        if at > now {
+            std::thread::sleep(at - now);
+        }
+        // A full channel means the dispatcher is behind; waiting here loses nothing, since
+        // each arrival carries its intended time and its lateness is measured.
+        if tx.blocking_send(at).is_err() {
+            break;
+        }
+        i += 1;
+    }
+}
+
 async fn open(plan: &Plan, rate: f64, shared: &Arc<Shared>) -> Result<Driven, LoadError> {
     let permits = plan.max_outstanding;
     let outstanding = Arc::new(Semaphore::new(permits));
@@ -115,18 +144,13 @@ async fn open(plan: &Plan, rate: f64, shared: &Arc<Shared>) -> Result<Driven, Lo
     let started = Instant::now();
     let end = plan.duration.map(|d| started + d);
     let limit = plan.requests.unwrap_or(u64::MAX);
+    let (tx, mut arrivals) = mpsc::channel(PACER_QUEUE);
+    std::thread::Builder::new()
+        .name("sluice-load-pacer".to_owned())
+        .spawn(move || pace(started, rate, limit, end, tx))?;
     let mut planned = 0u64;
     let mut dropped = 0u64;
-    while planned < limit {
-        let at = intended(started, planned, rate);
-        if end.is_some_and(|e| at >= e) {
-            break;
-        }
-        // The timer has millisecond resolution, so at high rates several overdue arrivals
-        // go out together; each still carries its own intended time.
-        if at > Instant::now() {
-            tokio::time::sleep_until(tokio::time::Instant::from_std(at)).await;
-        }
+    while let Some(at) = arrivals.recv().await {
         planned += 1;
         let Ok(permit) = Arc::clone(&outstanding).try_acquire_owned() else {
             dropped += 1;
@@ -140,7 +164,7 @@ async fn open(plan: &Plan, rate: f64, shared: &Arc<Shared>) -> Result<Driven, Lo
         let shared = Arc::clone(shared);
         let pool = Arc::clone(&pool);
         tokio::spawn(async move {
-            slot.exchange(&shared, at).await;
+            slot.exchange(&shared, Some(at)).await;
             pool.lock()
                 .unwrap_or_else(PoisonError::into_inner)
                 .push(slot);

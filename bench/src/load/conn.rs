@@ -123,11 +123,25 @@ impl Slot {
         intended: Instant,
         sample: &mut Sample,
     ) -> Result<(), ErrorKind> {
+        let reused = self.sender.is_some();
         let sender = self.ready_sender(shared.addr).await?;
-        let response = sender
-            .send_request(shared.template.request())
-            .await
-            .map_err(|_| ErrorKind::Protocol)?;
+        let response = match sender.try_send_request(shared.template.request()).await {
+            Ok(response) => response,
+            Err(mut err) => match (reused, err.take_message()) {
+                // A kept-alive connection that the server closed just as it was reused
+                // fails before the request is written. That is the end of the connection,
+                // not a failure of this request, so it is retried once on a new one.
+                (true, Some(request)) => {
+                    self.sender = None;
+                    self.ready_sender(shared.addr)
+                        .await?
+                        .send_request(request)
+                        .await
+                        .map_err(|_| ErrorKind::Protocol)?
+                }
+                _ => return Err(ErrorKind::Protocol),
+            },
+        };
         let head_at = Instant::now();
         sample.ttfb_us = Some(micros(head_at.saturating_duration_since(intended)));
         let status = response.status();

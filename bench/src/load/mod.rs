@@ -10,6 +10,33 @@
 //!
 //! Runs are always bounded (duration and/or request count, with hard caps) and only ever
 //! connect to loopback addresses.
+//!
+//! # Command line
+//!
+//! ```text
+//! sluice-load --url http://127.0.0.1:8080 --clients 32 --duration 10s --json closed.json
+//! sluice-load --url http://127.0.0.1:8080 --rate 2000 --requests 20000 --max-outstanding 512
+//! sluice-load --url http://127.0.0.1:8080 --api anthropic --stream --rate 200 --duration 10s \
+//!     -H 'x-mock-chunks: 64' -H 'x-mock-gap-ms: 5' --key-env SLUICE_KEY --json -
+//! ```
+//!
+//! Exactly one of `--rate` (open loop) or `--clients` (closed loop), and at least one of
+//! `--duration` / `--requests`. The key comes from `--key-env VAR` or `--key-file PATH` and
+//! is sent as `Authorization: Bearer` (OpenAI) or `x-api-key` (Anthropic) unless `--auth`
+//! says otherwise. Exit status: 0 when the run completed (failed requests are in the
+//! report), 2 for a refused plan, 1 when the run itself failed.
+//!
+//! # Report
+//!
+//! [`Report`] serialises to JSON (`schema: "sluice-load/1"`) with: `plan` (what ran, no
+//! secrets), `elapsed_s`, `planned`, `sent`, `ok`, `dropped`, `errors` (`total`,
+//! `connect`, `timeout`, `protocol`, `body`, `stream_cut`, `status: {code: n}`),
+//! `statuses` (every status seen), `bytes_received`, `events`, `throughput`
+//! (`requests_per_s`, `events_per_s`, `bytes_per_s`), `latency_us` (`ttfb`,
+//! `first_event`, `gap`, `total`, `send_lag`, each a [`Summary`]: `count`, `min`, `mean`,
+//! `p50`, `p90`, `p99`, `p99_9`, `max`) and `events_per_request` (a [`Summary`] of counts).
+//! `planned == ok + errors.total + dropped` always holds. Latencies cover successful
+//! requests only.
 
 mod conn;
 mod plan;

@@ -71,6 +71,8 @@ async fn closed_loop_non_stream_counts_are_exact() {
         "closed loop sends when intended"
     );
     assert!(r.bytes_received > 0);
+    // Keep-alive: one connection per client, not one per request.
+    assert!((1..=4).contains(&r.connections_opened), "{r:#?}");
     let records = within(mock.wait_for_settled(100)).await;
     assert_eq!(records.len(), 100);
     assert!(records.iter().all(|x| x.path == "/v1/chat/completions"));
@@ -245,6 +247,8 @@ async fn stalled_streams_time_out() {
     let r = run(&p).await;
     assert_accounted(&r);
     assert_eq!(r.errors.timeout, 4, "{r:#?}");
+    // A connection is never reused after a failure.
+    assert_eq!(r.connections_opened, 4);
     // Timed-out connections are closed, not reused, so the mock sees every client leave.
     let records = within(
         mock.wait_until(|r| r.len() == 4 && r.iter().all(|x| x.outcome == Outcome::ClientGone)),

@@ -71,6 +71,7 @@ impl Slot {
     async fn ready_sender(
         &mut self,
         addr: std::net::SocketAddr,
+        sample: &mut Sample,
     ) -> Result<&mut SendRequest<Full<Bytes>>, ErrorKind> {
         if let Some(sender) = self.sender.as_mut() {
             // A keep-alive connection the server closed while idle fails here; that is not
@@ -81,6 +82,7 @@ impl Slot {
         }
         if self.sender.is_none() {
             let mut sender = connect(addr).await?;
+            sample.connections += 1;
             sender.ready().await.map_err(|_| ErrorKind::Connect)?;
             self.sender = Some(sender);
         }
@@ -124,7 +126,7 @@ impl Slot {
         sample: &mut Sample,
     ) -> Result<(), ErrorKind> {
         let reused = self.sender.is_some();
-        let sender = self.ready_sender(shared.addr).await?;
+        let sender = self.ready_sender(shared.addr, sample).await?;
         let response = match sender.try_send_request(shared.template.request()).await {
             Ok(response) => response,
             Err(mut err) => match (reused, err.take_message()) {
@@ -133,7 +135,7 @@ impl Slot {
                 // not a failure of this request, so it is retried once on a new one.
                 (true, Some(request)) => {
                     self.sender = None;
-                    self.ready_sender(shared.addr)
+                    self.ready_sender(shared.addr, sample)
                         .await?
                         .send_request(request)
                         .await

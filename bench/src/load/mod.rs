@@ -31,8 +31,8 @@
 //! [`Report`] serialises to JSON (`schema: "sluice-load/1"`) with: `plan` (what ran, no
 //! secrets), `elapsed_s`, `planned`, `sent`, `ok`, `dropped`, `errors` (`total`,
 //! `connect`, `timeout`, `protocol`, `body`, `stream_cut`, `status: {code: n}`),
-//! `statuses` (every status seen), `bytes_received`, `events`, `throughput`
-//! (`requests_per_s`, `events_per_s`, `bytes_per_s`), `latency_us` (`ttfb`,
+//! `statuses` (every status seen), `bytes_received`, `connections_opened`, `events`,
+//! `throughput` (`requests_per_s`, `events_per_s`, `bytes_per_s`), `latency_us` (`ttfb`,
 //! `first_event`, `gap`, `total`, `send_lag`, each a [`Summary`]: `count`, `min`, `mean`,
 //! `p50`, `p90`, `p99`, `p99_9`, `max`) and `events_per_request` (a [`Summary`] of counts).
 //! `planned == ok + errors.total + dropped` always holds. Latencies cover successful

@@ -115,6 +115,9 @@ pub struct Report {
     /// Every response status seen, including those of failed requests.
     pub statuses: BTreeMap<u16, u64>,
     pub bytes_received: u64,
+    /// TCP connections opened; with keep-alive working this stays near the number of
+    /// clients (closed loop) or the peak concurrency (open loop).
+    pub connections_opened: u64,
     /// SSE data events of successful requests.
     pub events: u64,
     pub throughput: Throughput,
@@ -152,6 +155,7 @@ impl Report {
             errors: totals.errors(),
             statuses: totals.statuses(),
             bytes_received: totals.bytes(),
+            connections_opened: totals.connections(),
             events: totals.events(),
             throughput: Throughput {
                 requests_per_s: per_s(totals.ok(), secs),
@@ -189,12 +193,13 @@ impl Report {
         let e = &self.errors;
         let _ = writeln!(
             out,
-            "requests: planned {} sent {} ok {} errors {} dropped {} | {:.1} req/s, {:.1} events/s",
+            "requests: planned {} sent {} ok {} errors {} dropped {} | connections {} | {:.1} req/s, {:.1} events/s",
             self.planned,
             self.sent,
             self.ok,
             e.total,
             self.dropped,
+            self.connections_opened,
             self.throughput.requests_per_s,
             self.throughput.events_per_s
         );

@@ -43,6 +43,8 @@ pub(crate) struct Sample {
     pub(crate) status: Option<u16>,
     pub(crate) bytes: u64,
     pub(crate) events: u64,
+    /// New connections this request opened (0 when it reused one).
+    pub(crate) connections: u64,
 }
 
 pub(crate) fn micros(d: Duration) -> u64 {
@@ -66,6 +68,7 @@ pub(crate) struct Shard {
     ok: u64,
     bytes: u64,
     events: u64,
+    connections: u64,
     errors: Errors,
     statuses: BTreeMap<u16, u64>,
 }
@@ -83,6 +86,7 @@ impl Default for Shard {
             ok: 0,
             bytes: 0,
             events: 0,
+            connections: 0,
             errors: Errors::default(),
             statuses: BTreeMap::new(),
         }
@@ -134,6 +138,7 @@ impl Shard {
     pub(crate) fn record(&mut self, s: &Sample, gaps: &[u64], result: Result<(), ErrorKind>) {
         self.sent += 1;
         self.bytes += s.bytes;
+        self.connections += s.connections;
         self.send_lag.saturating_record(s.send_lag_us);
         if let Some(code) = s.status {
             *self.statuses.entry(code).or_default() += 1;
@@ -175,6 +180,7 @@ impl Shard {
         self.ok += o.ok;
         self.bytes += o.bytes;
         self.events += o.events;
+        self.connections += o.connections;
         self.errors.add(&o.errors);
         for (code, n) in &o.statuses {
             *self.statuses.entry(*code).or_default() += n;
@@ -283,6 +289,9 @@ impl Totals {
     }
     pub(crate) fn bytes(&self) -> u64 {
         self.0.bytes
+    }
+    pub(crate) fn connections(&self) -> u64 {
+        self.0.connections
     }
     pub(crate) fn events(&self) -> u64 {
         self.0.events

@@ -8,7 +8,6 @@ use crate::config::{Org, Route, VirtualKey};
 use crate::errors::{GatewayError, LimitWhat};
 use crate::limits::{LimitKind, Limiter, Limits, RateInfo, Scope, Window};
 use crate::rate_headers::Shown;
-use crate::usage::Usage;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -188,10 +187,10 @@ impl Governance {
     }
 
     /// Settles the reservation with what the request really used and charges its cost.
-    pub fn finish(&self, held: &mut Held, org: &Arc<str>, usage: &Usage, cost_micro_usd: u64) {
+    /// `used`: input + output tokens of the finished request.
+    pub fn finish(&self, held: &mut Held, org: &Arc<str>, used: u64, cost_micro_usd: u64) {
         if let Some(a) = held.admitted.as_mut() {
-            a.reservation
-                .settle(usage.input_tokens.saturating_add(usage.output_tokens));
+            a.reservation.settle(used);
         }
         self.spend.charge(org, cost_micro_usd, self.clock.now());
     }

@@ -11,6 +11,7 @@
 
 use std::fmt;
 use std::str::FromStr;
+use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use data_encoding::{HEXLOWER, HEXLOWER_PERMISSIVE};
@@ -107,7 +108,7 @@ impl KeyDigest {
     pub fn key_id(&self) -> KeyId {
         let hash = sha256(&[KEY_ID_DOMAIN, &self.0]);
         let shown = hash.get(..KEY_ID_BYTES).unwrap_or(&hash);
-        KeyId(format!("key_{}", HEXLOWER.encode(shown)))
+        KeyId(format!("key_{}", HEXLOWER.encode(shown)).into())
     }
 }
 
@@ -141,11 +142,16 @@ impl<'de> serde::Deserialize<'de> for KeyDigest {
 /// `key_` + 12 lowercase hex characters: the non-reversible name of a key in logs, metrics and
 /// usage records. Not guaranteed unique (48 bits), so it is a label, never a lookup key.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, serde::Serialize)]
-pub struct KeyId(String);
+pub struct KeyId(Arc<str>);
 
 impl KeyId {
     pub fn as_str(&self) -> &str {
         &self.0
+    }
+
+    /// The id as shared text (for usage records: a reference count, not a copy).
+    pub fn as_arc(&self) -> Arc<str> {
+        self.0.clone()
     }
 }
 

@@ -3,9 +3,10 @@
 
 use crate::ctx::Ctx;
 use crate::errors::GatewayError;
-use crate::record::{Outcome, UsageRecord};
+use crate::record::{Outcome, UsageRecord, RECORD_VERSION};
 use crate::usage::Usage;
 use pingora::{Error, ErrorSource};
+use std::borrow::Cow;
 use std::time::{Instant, UNIX_EPOCH};
 
 /// How a request ended, from who answered and what error (if any) ended it.
@@ -61,22 +62,28 @@ pub fn record(ctx: &mut Ctx, error: Option<&Error>, status: u16) -> UsageRecord 
         .as_ref()
         .and_then(|r| r.price)
         .map_or(0, |p| p.cost(&usage));
+    let tags = std::mem::take(&mut ctx.tags);
     UsageRecord {
+        v: RECORD_VERSION,
         id: ctx.id,
         time_ms: ctx
             .arrived_wall
             .duration_since(UNIX_EPOCH)
             .map_or(0, |d| d.as_millis() as u64),
         org: ctx.key.as_ref().map(|k| k.org.clone()),
-        key_id: ctx.key.as_ref().map(|k| k.id.clone()),
+        key_id: ctx.key.as_ref().map(|k| k.id.as_arc()),
         provider: ctx.route.as_ref().map(|r| r.provider.name.clone()),
         model: ctx.model.take(),
         upstream_model: ctx.upstream_model.take(),
-        api: ctx.api.map_or("unknown", |a| a.name()),
+        api: Cow::Borrowed(ctx.api.map_or("unknown", |a| a.name())),
         stream: ctx.stream,
         status,
         outcome,
-        usage,
+        input_tokens: usage.input_tokens,
+        output_tokens: usage.output_tokens,
+        cached_tokens: usage.cached_tokens,
+        cache_write_tokens: usage.cache_write_tokens,
+        reasoning_tokens: usage.reasoning_tokens,
         estimated,
         cost_micro_usd,
         ttft_ms: ctx.first_chunk_at.map(|t| ms(ctx.arrived, t)),
@@ -84,6 +91,10 @@ pub fn record(ctx: &mut Ctx, error: Option<&Error>, status: u16) -> UsageRecord 
         upstream_ms: ctx.upstream_started.map(|t| ms(t, now)),
         bytes_in: ctx.bytes_in,
         bytes_out: ctx.bytes_out,
-        tags: std::mem::take(&mut ctx.tags),
+        user: tags.user,
+        session: tags.session,
+        feature: tags.feature,
+        meta: tags.meta,
+        client_ip: None,
     }
 }

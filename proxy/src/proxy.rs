@@ -211,8 +211,8 @@ impl ProxyHttp for Gateway {
             .map_or(ctx.status, |r| r.status.as_u16());
         let record = meter::record(ctx, e, status);
         if let (Some(held), Some(org)) = (ctx.held.as_mut(), &record.org) {
-            self.gov
-                .finish(held, org, &record.usage, record.cost_micro_usd);
+            let used = record.input_tokens.saturating_add(record.output_tokens);
+            self.gov.finish(held, org, used, record.cost_micro_usd);
         }
         // Concurrency slots are released here, before the record is queued.
         ctx.held = None;

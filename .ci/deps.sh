@@ -2,7 +2,8 @@
 # Installs the system packages sluice needs, when missing, on Debian/Ubuntu. Nothing is installed
 # by hand: the quick start and the tests call this first.
 #   .ci/deps.sh          build deps (cmake and a C toolchain for Pingora's zlib-ng)
-#   .ci/deps.sh --test   also what the tests need (python3 with venv for the official SDKs)
+#   .ci/deps.sh --test   also what the tests need (python3 with venv for the official SDKs, and a
+#                        PostgreSQL server for the ledger's Postgres suite)
 set -euo pipefail
 need=()
 command -v cmake >/dev/null 2>&1 || need+=(cmake)
@@ -13,6 +14,8 @@ if [ "${1:-}" = "--test" ]; then
   if ! python3 -c 'import venv, ensurepip' >/dev/null 2>&1; then
     need+=(python3 python3-venv)
   fi
+  # The ledger tests start a throwaway cluster with the server binaries (control/scripts/postgres.sh).
+  ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || need+=(postgresql)
 fi
 if [ "${#need[@]}" -gt 0 ]; then
   sudo=""

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Runs every check and test: formatting, clippy, unit and property tests, integration tests
-# against a real sluice process and the mock provider over TCP, and the official SDKs.
+# against a real sluice process and the mock provider over TCP, the official SDKs, and the ledger
+# against SQLite and Postgres.
 set -euo pipefail
 cd "$(dirname "$0")"
 .ci/deps.sh --test
@@ -10,6 +11,10 @@ venv=target/sdk-venv
 [ -x "$venv/bin/python" ] || python3 -m venv "$venv"
 "$venv/bin/pip" install -q --disable-pip-version-check -r proxy/tests/sdk/requirements.txt
 export SLUICE_SDK_PYTHON="$PWD/$venv/bin/python"
+
+# The ledger suite runs against SQLite and a real Postgres (deps.sh installs it; the tests start a
+# throwaway cluster). Here a missing Postgres is a failure, not a skip.
+export SLUICE_TEST_REQUIRE_POSTGRES=1
 
 cargo fmt --all -- --check
 # One release build serves clippy, the tests, and later the load tests and benchmarks.

@@ -1,0 +1,138 @@
+//! A real `sluice-proxy` process delivering to a ledger, in front of the in-process mock.
+
+use crate::ledger::INGEST_TOKEN;
+use crate::process::{binary, spawn, Spawned};
+use sluice_proxy::keys::{self, KeyDigest};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+/// The org every scenario bills.
+pub const ORG: &str = "acme";
+
+/// What a scenario's proxy configuration is made of; `write` renders it to `dir/sluice.toml`.
+pub struct ProxyConfig {
+    pub mock: SocketAddr,
+    pub ledger: String,
+    pub spool_dir: PathBuf,
+    /// The org's virtual key (what the load sends).
+    pub key: String,
+}
+
+impl ProxyConfig {
+    pub fn new(mock: SocketAddr, ledger: &str, dir: &Path) -> Self {
+        Self {
+            mock,
+            ledger: ledger.to_string(),
+            spool_dir: dir.join("spool"),
+            key: keys::generate().expect("key").to_string(),
+        }
+    }
+
+    pub fn write(&self, dir: &Path) -> PathBuf {
+        let m = self.mock;
+        let digest = KeyDigest::of(&self.key).to_config_string();
+        let text = format!(
+            r#"
+[server]
+threads = 2
+grace_period = "20s"
+shutdown_timeout = "5s"
+
+[usage]
+sink = "none"
+
+[ledger]
+url = "{ledger}"
+token = "env:SLUICE_INGEST_TOKEN"
+spool_dir = "{spool}"
+batch_records = 50
+batch_interval = "50ms"
+spend_poll = "0s"
+
+[[providers]]
+name = "mock-openai"
+kind = "openai"
+base_url = "http://{m}/v1"
+auth = "none"
+
+[[providers]]
+name = "mock-anthropic"
+kind = "anthropic"
+base_url = "http://{m}/v1"
+auth = "none"
+
+[[models]]
+name = "mock-gpt"
+provider = "mock-openai"
+price = {{ input = 1, output = 2 }}
+
+[[models]]
+name = "mock-claude"
+provider = "mock-anthropic"
+
+[[orgs]]
+id = "{ORG}"
+
+[[keys]]
+digest = "{digest}"
+org = "{ORG}"
+"#,
+            ledger = self.ledger,
+            spool = self.spool_dir.display(),
+        );
+        let path = dir.join("sluice.toml");
+        std::fs::write(&path, text).expect("write proxy config");
+        path
+    }
+}
+
+pub struct Proxy {
+    pub proc: Spawned,
+    /// `http://ADDR`
+    pub base: String,
+    /// `http://ADDR` of the admin listener (metrics).
+    pub admin: String,
+}
+
+impl Proxy {
+    pub fn start(config: &Path) -> Self {
+        let mut cmd = Command::new(binary("sluice-proxy"));
+        cmd.arg("--config")
+            .arg(config)
+            .args(["--listen", "127.0.0.1:0", "--admin-listen", "127.0.0.2:0"])
+            .env("SLUICE_INGEST_TOKEN", INGEST_TOKEN)
+            .env("RUST_LOG", "info");
+        let proc = spawn(cmd, "sluice-proxy", "listening on http://");
+        let base = format!("http://{}", proc.addr);
+        // Both lines are printed together, in either order.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        let admin = loop {
+            if let Some(a) = crate::process::announced(&proc, "admin on http://") {
+                break format!("http://{a}");
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "no admin line:\n{}",
+                proc.log()
+            );
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        };
+        Self { proc, base, admin }
+    }
+
+    /// One sample of the admin endpoint's Prometheus text, e.g.
+    /// `sluice_usage_records_total{result="spooled"}`; 0 when absent.
+    pub async fn metric(&self, sample: &str) -> f64 {
+        let text = reqwest::get(format!("{}/metrics", self.admin))
+            .await
+            .expect("metrics")
+            .text()
+            .await
+            .expect("metrics body");
+        text.lines()
+            .find_map(|l| l.strip_prefix(sample).map(str::trim))
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0.0)
+    }
+}

@@ -38,25 +38,6 @@ async fn open_stream(s: &Sluice, key: &str) -> tokio::task::JoinHandle<String> {
     })
 }
 
-/// Asserts that an SSE chat stream carried all its content chunks and ended properly.
-fn assert_complete(body: &str) {
-    let data: Vec<&str> = body
-        .lines()
-        .filter_map(|l| l.strip_prefix("data: "))
-        .collect();
-    assert_eq!(data.last(), Some(&"[DONE]"), "stream ended early:\n{body}");
-    let content = data
-        .iter()
-        .filter_map(|d| serde_json::from_str::<serde_json::Value>(d).ok())
-        .filter(|v| {
-            v["choices"][0]["delta"]["content"]
-                .as_str()
-                .is_some_and(|c| !c.is_empty())
-        })
-        .count();
-    assert_eq!(content, CHUNKS, "content chunks:\n{body}");
-}
-
 async fn status(s: &Sluice, key: &str) -> u16 {
     s.client()
         .post(s.url("/v1/chat/completions"))
@@ -111,7 +92,7 @@ async fn swap_keys_then_refuse_bad_files(s: &mut Sluice, removed: &str, added: &
     // The streams that started under the removed key still deliver every chunk.
     for stream in streams {
         let body = tokio::time::timeout(WAIT, stream).await.unwrap().unwrap();
-        assert_complete(&body);
+        assert_chat_stream_complete(&body, CHUNKS);
     }
 
     // A syntax error is refused; the running config keeps serving.

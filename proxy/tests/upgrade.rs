@@ -120,21 +120,7 @@ async fn upgrade_hands_over_sockets_without_failing_a_request() {
 
     for stream in streams {
         let body = tokio::time::timeout(WAIT, stream).await.unwrap().unwrap();
-        let data: Vec<&str> = body
-            .lines()
-            .filter_map(|l| l.strip_prefix("data: "))
-            .collect();
-        assert_eq!(data.last(), Some(&"[DONE]"), "stream cut:\n{body}");
-        let content = data
-            .iter()
-            .filter_map(|d| serde_json::from_str::<serde_json::Value>(d).ok())
-            .filter(|v| {
-                v["choices"][0]["delta"]["content"]
-                    .as_str()
-                    .is_some_and(|c| !c.is_empty())
-            })
-            .count();
-        assert_eq!(content, CHUNKS, "{body}");
+        assert_chat_stream_complete(&body, CHUNKS);
     }
 
     let status = s.proc.wait_exit().await;

@@ -299,6 +299,25 @@ impl Sluice {
     }
 }
 
+/// Asserts that an OpenAI chat SSE body ended with `[DONE]` and carried `chunks` content deltas.
+pub fn assert_chat_stream_complete(body: &str, chunks: usize) {
+    let data: Vec<&str> = body
+        .lines()
+        .filter_map(|l| l.strip_prefix("data: "))
+        .collect();
+    assert_eq!(data.last(), Some(&"[DONE]"), "stream ended early:\n{body}");
+    let content = data
+        .iter()
+        .filter_map(|d| serde_json::from_str::<serde_json::Value>(d).ok())
+        .filter(|v| {
+            v["choices"][0]["delta"]["content"]
+                .as_str()
+                .is_some_and(|c| !c.is_empty())
+        })
+        .count();
+    assert_eq!(content, chunks, "content chunks:\n{body}");
+}
+
 /// A chat body.
 pub fn chat(model: &str, stream: bool) -> serde_json::Value {
     serde_json::json!({

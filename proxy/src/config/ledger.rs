@@ -153,3 +153,69 @@ pub fn build(
         request_timeout,
     }))
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::config::{self, Env};
+    use std::time::Duration;
+
+    struct Vars;
+    impl Env for Vars {
+        fn var(&self, name: &str) -> Option<String> {
+            (name == "INGEST").then(|| "tok-secret-value".to_string())
+        }
+    }
+
+    const FULL: &str = "[ledger]\nurl = \"http://127.0.0.1:9300/\"\ntoken = \"env:INGEST\"\n\
+        spool_dir = \"/tmp/s\"\nbatch_records = 500\nbatch_interval = \"200ms\"\nspend_poll = \"5s\"\n";
+
+    fn parse(text: &str) -> Result<config::Snapshot, config::ConfigError> {
+        config::parse(text, "t", &Vars)
+    }
+
+    #[test]
+    fn the_documented_table_parses() {
+        let l = parse(FULL).unwrap().usage.ledger.unwrap();
+        assert_eq!(l.url, "http://127.0.0.1:9300");
+        assert_eq!(l.token.expose(), "tok-secret-value");
+        assert_eq!(l.batch_records, 500);
+        assert_eq!(l.batch_interval, Duration::from_millis(200));
+        assert_eq!(l.spend_poll, Some(Duration::from_secs(5)));
+        assert_eq!(l.drain_timeout, Duration::from_secs(10));
+        assert!(!format!("{l:?}").contains("tok-secret-value"));
+        assert!(parse("").unwrap().usage.ledger.is_none());
+    }
+
+    #[test]
+    fn zero_spend_poll_disables_the_feed() {
+        let text = FULL.replace("\"5s\"", "\"0s\"");
+        assert_eq!(parse(&text).unwrap().usage.ledger.unwrap().spend_poll, None);
+    }
+
+    #[test]
+    fn bad_values_are_refused_without_echoing_a_token() {
+        let literal = FULL.replace("env:INGEST", "tok-literal-123");
+        let e = parse(&literal).unwrap_err().to_string();
+        assert!(
+            e.contains("env:VAR") && !e.contains("tok-literal-123"),
+            "{e}"
+        );
+        let unset = FULL.replace("env:INGEST", "env:NOPE");
+        assert!(parse(&unset).unwrap_err().to_string().contains("NOPE"));
+        for (from, to, needle) in [
+            ("http://127.0.0.1:9300/", "ftp://x", "ledger.url"),
+            ("batch_records = 500", "batch_records = 0", "batch_records"),
+            (
+                "batch_records = 500",
+                "batch_records = 10001",
+                "batch_records",
+            ),
+            ("\"200ms\"", "\"soon\"", "batch_interval"),
+            ("\"200ms\"", "\"0s\"", "batch_interval"),
+            ("spend_poll", "spend_pol", "unknown field"),
+        ] {
+            let e = parse(&FULL.replace(from, to)).unwrap_err().to_string();
+            assert!(e.contains(needle), "{from} -> {to}: {e}");
+        }
+    }
+}

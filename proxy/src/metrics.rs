@@ -94,6 +94,24 @@ pub fn count_dropped(reason: &'static str, records: u64) {
     metrics::counter!(RECORDS_DROPPED, "reason" => reason).increment(records);
 }
 
+/// Publishes the delivery series at zero, so a scrape sees them before the first batch.
+pub fn record_delivery_start() {
+    metrics::counter!(RECORDS_DELIVERED).increment(0);
+    metrics::counter!(RECORDS_SPOOLED).increment(0);
+    for result in ["ok", "error", "refused"] {
+        metrics::counter!(LEDGER_BATCHES, "result" => result).increment(0);
+    }
+    for reason in [
+        "queue_full",
+        "closed",
+        "rejected",
+        "batch_refused",
+        "spool_error",
+    ] {
+        metrics::counter!(RECORDS_DROPPED, "reason" => reason).increment(0);
+    }
+}
+
 /// Counts one batch attempt.
 pub fn count_batch(result: &'static str) {
     metrics::counter!(LEDGER_BATCHES, "result" => result).increment(1);

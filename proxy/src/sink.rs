@@ -158,13 +158,14 @@ impl UsageSink {
     /// Closes the queue and waits until the local sink is flushed and the delivery worker has
     /// delivered or spooled every record (bounded by the drain timeout plus a few seconds).
     /// Call it after the last request was logged; later records are dropped and counted. Only
-    /// the first call waits; later ones return at once.
+    /// the first call does the work; a concurrent one waits for it (the drain thread's early exit
+    /// and Pingora's own return both call this, and the process must not end under either).
     pub fn shutdown(&self) {
-        let workers = match self.workers.lock() {
-            Ok(mut guard) => guard.take(),
-            Err(poisoned) => poisoned.into_inner().take(),
+        let mut guard = match self.workers.lock() {
+            Ok(guard) => guard,
+            Err(poisoned) => poisoned.into_inner(),
         };
-        let Some(workers) = workers else { return };
+        let Some(workers) = guard.take() else { return };
         self.closed.store(true, Ordering::Relaxed);
         if let Some(tx) = &self.tx {
             // Blocks only while the queue is full, which the intake thread is emptying.
@@ -176,7 +177,7 @@ impl UsageSink {
             .name("sluice-usage-join".into())
             .spawn(move || {
                 let intake_ok = workers.intake.join().is_ok();
-                let delivery_ok = workers.delivery.map_or(true, |d| d.join().is_ok());
+                let delivery_ok = workers.delivery.is_none_or(|d| d.join().is_ok());
                 let _ = done_tx.send(intake_ok && delivery_ok);
             });
         if joiner.is_err() {

@@ -34,8 +34,8 @@ const ADOPT_EVERY: Duration = Duration::from_secs(5);
 /// Where the next batch to send comes from.
 #[derive(Debug)]
 enum Job {
-    /// The front of the memory queue.
-    Live,
+    /// A batch taken from the front of the memory queue (put back if it fails).
+    Live(Batch),
     /// An entry of a spool: `None` is ours, `Some(i)` the i-th adopted one.
     Spooled {
         spool: Option<usize>,
@@ -73,6 +73,7 @@ pub struct Worker {
     queue: VecDeque<Batch>,
     /// Failed attempts of the memory queue's front batch.
     live_failures: u32,
+    /// Whether the last request to the ledger got an answer (for logs and the gauge).
     up: bool,
     backoff: Backoff,
     request_timeout: Duration,
@@ -106,6 +107,7 @@ impl Worker {
             drain_deadline: None,
             last_adopt: None,
         };
+        metrics::record_delivery_start();
         worker.publish_spool_bytes();
         ::metrics::gauge!(metrics::LEDGER_UP).set(1.0);
         worker
@@ -127,10 +129,7 @@ impl Worker {
                 continue;
             };
             let (records, body) = match &job {
-                Job::Live => match self.queue.front() {
-                    Some(b) => (b.records, b.body.clone()),
-                    None => continue,
-                },
+                Job::Live(b) => (b.records, b.body.clone()),
                 Job::Spooled {
                     records, payload, ..
                 } => (*records, payload.clone()),
@@ -186,9 +185,11 @@ impl Worker {
     }
 
     /// Queues a new batch in memory, or spools it (with the queue ahead of it, to keep the
-    /// order) when the ledger is down, the spool is being replayed or memory is full.
+    /// order) when the spool already holds batches (the ledger is down or being caught up) or
+    /// memory is full. Only in that last case can a batch in flight end up behind newer ones
+    /// (if it then fails), which the ledger does not mind: records are stored by id.
     fn accept(&mut self, batch: Batch) {
-        if self.up && self.own.spool.is_empty() && self.queue.len() < MEMORY_BATCHES {
+        if self.own.spool.is_empty() && self.queue.len() < MEMORY_BATCHES {
             self.queue.push_back(batch);
             return;
         }
@@ -261,8 +262,8 @@ impl Worker {
         self.next_job_memory()
     }
 
-    fn next_job_memory(&self) -> Option<Job> {
-        (!self.queue.is_empty()).then_some(Job::Live)
+    fn next_job_memory(&mut self) -> Option<Job> {
+        self.queue.pop_front().map(Job::Live)
     }
 
     async fn settle(&mut self, job: Job, records: u32, sent: Sent) {
@@ -303,11 +304,17 @@ impl Worker {
                 }
                 self.up = false;
                 ::metrics::gauge!(metrics::LEDGER_UP).set(0.0);
-                if matches!(job, Job::Live) {
-                    self.live_failures += 1;
-                    if self.live_failures >= LIVE_ATTEMPTS || self.drain_deadline.is_some() {
-                        self.spool_queue();
+                match job {
+                    Job::Live(batch) => {
+                        // Back to the front, so the order holds whether it is retried from
+                        // memory or spooled ahead of the rest of the queue.
+                        self.queue.push_front(batch);
+                        self.live_failures += 1;
+                        if self.live_failures >= LIVE_ATTEMPTS || self.drain_deadline.is_some() {
+                            self.spool_queue();
+                        }
                     }
+                    Job::Spooled { .. } => {}
                 }
                 let delay = self.backoff.next_delay();
                 self.wait(delay).await;
@@ -346,10 +353,7 @@ impl Worker {
     /// Forgets a delivered (or refused) batch.
     fn advance(&mut self, job: Job) {
         match job {
-            Job::Live => {
-                self.queue.pop_front();
-                self.live_failures = 0;
-            }
+            Job::Live(_) => self.live_failures = 0,
             Job::Spooled { spool, next, .. } => {
                 let replay = match spool {
                     Some(i) => self.adopted.get_mut(i),

@@ -195,7 +195,12 @@ impl Spool {
                 entries: 0,
                 records: 0,
                 dropped_bytes: data.len() as u64,
-                stop: if foreign { Stop::Corrupt } else { Stop::Torn },
+                // A new (empty) file is clean; a partial magic is a creation cut short.
+                stop: match (foreign, data.is_empty()) {
+                    (true, _) => Stop::Corrupt,
+                    (false, true) => Stop::Clean,
+                    (false, false) => Stop::Torn,
+                },
                 quarantined,
             };
             let spool = Self {

@@ -48,6 +48,7 @@ fn appended_batches_come_back_in_order_after_reopening() {
     {
         let (mut spool, recovery) = open(dir.path());
         assert_eq!(recovery.entries, 0);
+        assert_eq!(recovery.stop, Stop::Clean, "a new spool is clean");
         assert!(spool.is_empty());
         for i in 0..5 {
             spool.append(i + 1, &payload(i as usize)).unwrap();

@@ -17,7 +17,8 @@ const MAINTENANCE_EVERY: Duration = Duration::from_secs(10);
 #[derive(Debug)]
 pub struct Governance {
     pub limiter: Limiter,
-    pub spend: Spend,
+    /// Shared with the ledger's spend feed, which raises it to the global figures.
+    pub spend: Arc<Spend>,
     clock: Arc<dyn Clock>,
 }
 
@@ -86,7 +87,7 @@ impl Governance {
     pub fn new(clock: Arc<dyn Clock>) -> Self {
         Self {
             limiter: Limiter::new(clock.clone()),
-            spend: Spend::new(),
+            spend: Arc::new(Spend::new()),
             clock,
         }
     }

@@ -12,6 +12,7 @@ pub mod clock;
 pub mod config;
 pub mod crypto;
 pub mod ctx;
+pub mod delivery;
 pub mod errors;
 pub mod govern;
 pub mod keys;

@@ -13,6 +13,21 @@ pub const CONFIG_RELOADS: &str = "sluice_config_reloads_total";
 pub const CONFIG_GENERATION: &str = "sluice_config_generation";
 /// Gauge fixed at 1, labelled with the version of this binary.
 pub const BUILD_INFO: &str = "sluice_build_info";
+/// Counter of usage records the ledger acknowledged (stored now or already stored earlier).
+pub const RECORDS_DELIVERED: &str = "sluice_usage_records_delivered_total";
+/// Counter of usage records written to the spool (a record spooled twice counts twice).
+pub const RECORDS_SPOOLED: &str = "sluice_usage_records_spooled_total";
+/// Counter of usage records lost, labelled `reason="queue_full"|"closed"|"rejected"|
+/// "batch_refused"|"spool_error"`.
+pub const RECORDS_DROPPED: &str = "sluice_usage_records_dropped_total";
+/// Counter of `POST /v1/events` attempts, labelled `result="ok"|"error"|"refused"`.
+pub const LEDGER_BATCHES: &str = "sluice_ledger_batches_total";
+/// Gauge: bytes in the spool files this process holds (its own and adopted ones).
+pub const SPOOL_BYTES: &str = "sluice_spool_bytes";
+/// Gauge: 1 while the last ledger request succeeded, 0 after a failure.
+pub const LEDGER_UP: &str = "sluice_ledger_up";
+/// Counter of spend-feed polls, labelled `result="ok"|"error"`.
+pub const SPEND_POLLS: &str = "sluice_spend_polls_total";
 
 static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
 
@@ -52,6 +67,54 @@ fn describe() {
         "Generation of the configuration snapshot being served (1 = loaded at start)."
     );
     metrics::describe_gauge!(BUILD_INFO, "Always 1; labelled with the binary's version.");
+    metrics::describe_counter!(
+        RECORDS_DELIVERED,
+        "Usage records the ledger acknowledged (new or duplicate)."
+    );
+    metrics::describe_counter!(RECORDS_SPOOLED, "Usage records written to the disk spool.");
+    metrics::describe_counter!(
+        RECORDS_DROPPED,
+        "Usage records lost, by reason (queue_full, closed, rejected by the ledger, \
+         batch_refused, spool_error)."
+    );
+    metrics::describe_counter!(
+        LEDGER_BATCHES,
+        "Batches posted to the ledger by result (ok, error: retried, refused: dropped)."
+    );
+    metrics::describe_gauge!(SPOOL_BYTES, "Bytes held in this process's spool files.");
+    metrics::describe_gauge!(
+        LEDGER_UP,
+        "1 while the ledger answers, 0 after a failed request."
+    );
+    metrics::describe_counter!(SPEND_POLLS, "Spend-feed polls by result.");
+}
+
+/// Counts records lost for `reason`.
+pub fn count_dropped(reason: &'static str, records: u64) {
+    metrics::counter!(RECORDS_DROPPED, "reason" => reason).increment(records);
+}
+
+/// Publishes the delivery series at zero, so a scrape sees them before the first batch.
+pub fn record_delivery_start() {
+    metrics::counter!(RECORDS_DELIVERED).increment(0);
+    metrics::counter!(RECORDS_SPOOLED).increment(0);
+    for result in ["ok", "error", "refused"] {
+        metrics::counter!(LEDGER_BATCHES, "result" => result).increment(0);
+    }
+    for reason in [
+        "queue_full",
+        "closed",
+        "rejected",
+        "batch_refused",
+        "spool_error",
+    ] {
+        metrics::counter!(RECORDS_DROPPED, "reason" => reason).increment(0);
+    }
+}
+
+/// Counts one batch attempt.
+pub fn count_batch(result: &'static str) {
+    metrics::counter!(LEDGER_BATCHES, "result" => result).increment(1);
 }
 
 /// Records the start-up values: build info, generation 1, and both reload counters at zero so a

@@ -42,6 +42,11 @@ impl Gateway {
             clock,
         }
     }
+
+    /// The per-org spend figures, shared with the ledger's spend feed.
+    pub fn spend(&self) -> Arc<crate::budgets::Spend> {
+        self.gov.spend.clone()
+    }
 }
 
 /// A gateway error raised inside a phase: stored for `fail_to_proxy` to render.

@@ -1,84 +1,195 @@
-//! Where usage records go: a bounded, non-blocking queue from the request path to a writer
-//! thread that appends JSON lines to stdout or a file.
+//! Where usage records go: a bounded, non-blocking queue from the request path to the intake
+//! thread, which appends JSON lines to stdout or a file and, with `[ledger]`, batches records for
+//! the delivery worker (see [`crate::delivery`]).
 //!
-//! The request path only ever calls `try_send`: it never waits on the writer. A full queue drops
-//! the record and counts it (the ledger issue replaces dropping with a disk spool).
+//! The request path only ever calls `try_send`: it never waits. A full queue drops the record and
+//! counts it. At shutdown, once the last request has been logged, [`UsageSink::shutdown`] closes
+//! the queue and waits (bounded) until the local sink is flushed and the worker has delivered or
+//! spooled everything.
 
-use crate::config::SinkKind;
+use crate::budgets::Spend;
+use crate::config::{LedgerSettings, SinkKind, UsageSettings};
+use crate::delivery::batcher::{Batching, Intake, Msg};
+use crate::delivery::{self, client::LedgerClient};
+use crate::metrics;
 use crate::record::UsageRecord;
 use std::io::Write;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::mpsc::{sync_channel, Receiver, SyncSender, TrySendError};
-use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::mpsc::{sync_channel, SyncSender, TrySendError};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+/// Time the intake thread gets at shutdown to flush the local sink, beyond the drain timeout.
+const SHUTDOWN_SLACK: Duration = Duration::from_secs(5);
 
 #[derive(Debug, Clone)]
 pub struct UsageSink {
-    tx: Option<SyncSender<UsageRecord>>,
+    tx: Option<SyncSender<Msg>>,
     dropped: Arc<AtomicU64>,
+    closed: Arc<AtomicBool>,
+    workers: Arc<Mutex<Option<Workers>>>,
+    ledger: Option<(LedgerClient, Option<Duration>)>,
+}
+
+#[derive(Debug)]
+struct Workers {
+    intake: JoinHandle<()>,
+    delivery: Option<JoinHandle<()>>,
+    drain_timeout: Duration,
 }
 
 impl UsageSink {
-    /// Starts the writer thread for `kind`.
+    /// Starts the local sink only (no ledger).
     pub fn start(kind: &SinkKind, capacity: usize) -> std::io::Result<Self> {
-        let out: Box<dyn Write + Send> = match kind {
-            SinkKind::None => {
-                return Ok(Self {
-                    tx: None,
-                    dropped: Arc::default(),
-                })
-            }
-            SinkKind::Stdout => Box::new(std::io::stdout()),
-            SinkKind::File(path) => Box::new(
+        Self::start_with(kind, capacity, None, false).map_err(std::io::Error::other)
+    }
+
+    /// Starts the sink for the `[usage]` and `[ledger]` settings. `upgrade`: this process takes
+    /// over from a running one (which still holds its spool slot).
+    pub fn from_settings(usage: &UsageSettings, upgrade: bool) -> Result<Self, String> {
+        Self::start_with(
+            &usage.sink,
+            usage.queue_capacity,
+            usage.ledger.as_ref(),
+            upgrade,
+        )
+    }
+
+    fn start_with(
+        kind: &SinkKind,
+        capacity: usize,
+        ledger: Option<&LedgerSettings>,
+        upgrade: bool,
+    ) -> Result<Self, String> {
+        let out: Option<Box<dyn Write + Send>> = match kind {
+            SinkKind::None => None,
+            SinkKind::Stdout => Some(Box::new(std::io::stdout())),
+            SinkKind::File(path) => Some(Box::new(
                 std::fs::OpenOptions::new()
                     .create(true)
                     .append(true)
-                    .open(path)?,
-            ),
+                    .open(path)
+                    .map_err(|e| format!("usage sink {}: {e}", path.display()))?,
+            )),
+        };
+        let mut sink = Self {
+            tx: None,
+            dropped: Arc::default(),
+            closed: Arc::default(),
+            workers: Arc::default(),
+            ledger: None,
+        };
+        if out.is_none() && ledger.is_none() {
+            return Ok(sink);
+        }
+        let (batching, delivery, drain_timeout) = match ledger {
+            None => (None, None, Duration::ZERO),
+            Some(settings) => {
+                let started = delivery::start(settings, upgrade)?;
+                sink.ledger = Some((started.client.clone(), settings.spend_poll));
+                let batching = Batching {
+                    max_records: settings.batch_records,
+                    interval: settings.batch_interval,
+                    to_worker: started.to_worker,
+                };
+                (Some(batching), Some(started.thread), settings.drain_timeout)
+            }
         };
         let (tx, rx) = sync_channel(capacity);
-        std::thread::Builder::new()
+        let intake = Intake::new(rx, out, batching);
+        let intake = std::thread::Builder::new()
             .name("sluice-usage-sink".into())
-            .spawn(move || write_loop(rx, out))?;
-        Ok(Self {
-            tx: Some(tx),
-            dropped: Arc::default(),
-        })
+            .spawn(move || intake.run())
+            .map_err(|e| format!("usage sink thread: {e}"))?;
+        sink.tx = Some(tx);
+        sink.workers = Arc::new(Mutex::new(Some(Workers {
+            intake,
+            delivery,
+            drain_timeout,
+        })));
+        Ok(sink)
     }
 
-    /// Hands a record to the writer without blocking.
+    /// Starts polling the ledger's spend feed into `spend` (no-op without `[ledger]` or with
+    /// `spend_poll = "0s"`).
+    pub fn start_spend_feed(&self, spend: Arc<Spend>) {
+        let Some((client, Some(period))) = &self.ledger else {
+            return;
+        };
+        if let Err(e) = delivery::spend::start(client.clone(), *period, spend) {
+            tracing::warn!("cannot start the spend feed; budgets use local spend only: {e}");
+        }
+    }
+
+    /// Hands a record to the intake thread without blocking.
     pub fn emit(&self, record: UsageRecord) {
         let Some(tx) = &self.tx else { return };
-        match tx.try_send(record) {
+        if self.closed.load(Ordering::Relaxed) {
+            self.count_drop("closed");
+            return;
+        }
+        match tx.try_send(Msg::Record(record)) {
             Ok(()) => {}
-            Err(TrySendError::Full(_)) | Err(TrySendError::Disconnected(_)) => {
-                // Warn on the 1st, 2nd, 4th, 8th… drop: a full queue under load must not turn
-                // every request into a log write.
-                let before = self.dropped.fetch_add(1, Ordering::Relaxed);
-                if (before + 1).is_power_of_two() {
-                    tracing::warn!(
-                        dropped = before + 1,
-                        "usage queue full or closed; records dropped"
-                    );
-                }
-            }
+            Err(TrySendError::Full(_)) => self.count_drop("queue_full"),
+            Err(TrySendError::Disconnected(_)) => self.count_drop("closed"),
         }
     }
-}
 
-/// Writes records as JSON lines, flushing whenever the queue runs empty so a reader sees each
-/// record promptly without a flush per record under load.
-fn write_loop(rx: Receiver<UsageRecord>, out: Box<dyn Write + Send>) {
-    let mut out = std::io::BufWriter::new(out);
-    while let Ok(first) = rx.recv() {
-        let mut next = Some(first);
-        while let Some(record) = next {
-            if serde_json::to_writer(&mut out, &record).is_err() || out.write_all(b"\n").is_err() {
-                tracing::error!("usage sink write failed");
-            }
-            next = rx.try_recv().ok();
+    fn count_drop(&self, reason: &'static str) {
+        metrics::count_dropped(reason, 1);
+        // Warn on the 1st, 2nd, 4th, 8th… drop: a full queue under load must not turn every
+        // request into a log write.
+        let before = self.dropped.fetch_add(1, Ordering::Relaxed);
+        if (before + 1).is_power_of_two() {
+            tracing::warn!(
+                dropped = before + 1,
+                reason,
+                "usage queue full or closed; records dropped"
+            );
         }
-        if out.flush().is_err() {
-            tracing::error!("usage sink flush failed");
+    }
+
+    /// Records dropped on the request path so far.
+    pub fn dropped(&self) -> u64 {
+        self.dropped.load(Ordering::Relaxed)
+    }
+
+    /// Closes the queue and waits until the local sink is flushed and the delivery worker has
+    /// delivered or spooled every record (bounded by the drain timeout plus a few seconds).
+    /// Call it after the last request was logged; later records are dropped and counted. Only
+    /// the first call does the work; a concurrent one waits for it (the drain thread's early exit
+    /// and Pingora's own return both call this, and the process must not end under either).
+    pub fn shutdown(&self) {
+        let mut guard = match self.workers.lock() {
+            Ok(guard) => guard,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        let Some(workers) = guard.take() else { return };
+        self.closed.store(true, Ordering::Relaxed);
+        if let Some(tx) = &self.tx {
+            // Blocks only while the queue is full, which the intake thread is emptying.
+            let _ = tx.send(Msg::Close);
+        }
+        let bound = workers.drain_timeout + SHUTDOWN_SLACK;
+        let (done_tx, done_rx) = std::sync::mpsc::channel();
+        let joiner = std::thread::Builder::new()
+            .name("sluice-usage-join".into())
+            .spawn(move || {
+                let intake_ok = workers.intake.join().is_ok();
+                let delivery_ok = workers.delivery.is_none_or(|d| d.join().is_ok());
+                let _ = done_tx.send(intake_ok && delivery_ok);
+            });
+        if joiner.is_err() {
+            tracing::error!("cannot wait for the usage sink to drain");
+            return;
+        }
+        match done_rx.recv_timeout(bound) {
+            Ok(true) => tracing::info!("usage sink closed"),
+            Ok(false) => tracing::error!("a usage sink thread panicked during shutdown"),
+            Err(_) => tracing::error!(
+                "usage sink did not finish within {bound:?}; records still in memory are lost"
+            ),
         }
     }
 }

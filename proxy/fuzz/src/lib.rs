@@ -5,6 +5,9 @@
 pub mod sse;
 #[path = "../../src/usage/mod.rs"]
 pub mod usage;
+/// The spool's format and reader (pure: no I/O, no Pingora).
+#[path = "../../src/delivery/format.rs"]
+pub mod spool_format;
 
 use bytes::Bytes;
 use usage::{Observed, Shape, UsageObserver};

@@ -24,6 +24,8 @@ pub struct FileConfig {
     pub orgs: Vec<OrgSection>,
     #[serde(default)]
     pub keys: Vec<KeySection>,
+    /// Usage delivery to the ledger (absent: the local sink only).
+    pub ledger: Option<super::ledger::LedgerSection>,
 }
 
 #[derive(Debug, Default, Deserialize)]

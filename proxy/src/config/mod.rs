@@ -6,12 +6,14 @@
 
 pub mod file;
 mod governance;
+pub mod ledger;
 mod providers;
 mod snapshot;
 #[cfg(test)]
 mod tests;
 
 pub use governance::ModelLimits;
+pub use ledger::{IngestToken, LedgerSettings};
 pub use providers::{AuthStyle, Provider, ProviderKind, Timeouts};
 pub use snapshot::{Org, Route, ServerSettings, SinkKind, Snapshot, UsageSettings, VirtualKey};
 

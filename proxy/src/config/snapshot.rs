@@ -67,6 +67,8 @@ pub enum SinkKind {
 pub struct UsageSettings {
     pub sink: SinkKind,
     pub queue_capacity: usize,
+    /// Delivery to the ledger, besides the local sink (`[ledger]`).
+    pub ledger: Option<super::LedgerSettings>,
 }
 
 /// A model name's destination.
@@ -193,6 +195,7 @@ pub(super) fn build(raw: FileConfig, env: &dyn Env) -> Result<Snapshot, ConfigEr
             }
         },
         queue_capacity: raw.usage.queue_capacity.unwrap_or(65_536).max(1),
+        ledger: super::ledger::build(raw.ledger.as_ref(), env)?,
     };
     let defaults = Timeouts::default().overlay(&raw.timeouts, "[timeouts]")?;
 

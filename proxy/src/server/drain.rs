@@ -6,9 +6,12 @@
 //! finish), which would keep an idle old process around that long after every upgrade. Pingora
 //! closes idle keep-alive connections when the shutdown starts, so once no connection accepted on
 //! our listeners remains, every request has finished, been logged, and had its usage record
-//! queued: the process exits then.
+//! queued: the process exits then, after closing the usage sink, which delivers (or spools) every
+//! queued record. Pingora's own exit path (`run` returning) closes the sink too, in `server::run`;
+//! this early exit is the one place that ends the process without returning there.
 
 use super::{procnet, ready, upgrade};
+use crate::sink::UsageSink;
 use pingora::server::ExecutionPhase;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -20,7 +23,7 @@ const POLL: Duration = Duration::from_millis(100);
 
 /// Watches the server's phases; during the grace period, exits the process as soon as no client
 /// connection remains (removing the pid file if it is still ours).
-pub fn exit_when_drained(mut phases: Receiver<ExecutionPhase>, pid_file: PathBuf) {
+pub fn exit_when_drained(mut phases: Receiver<ExecutionPhase>, pid_file: PathBuf, sink: UsageSink) {
     let spawned = std::thread::Builder::new()
         .name("sluice-drain".into())
         .spawn(move || {
@@ -42,6 +45,7 @@ pub fn exit_when_drained(mut phases: Receiver<ExecutionPhase>, pid_file: PathBuf
                     tracing::info!(
                         "all client connections closed; exiting before the grace period ends"
                     );
+                    sink.shutdown();
                     upgrade::remove_pid_file(&pid_file);
                     std::process::exit(0);
                 }

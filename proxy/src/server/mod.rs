@@ -50,7 +50,8 @@ pub fn run(opts: RunOptions) -> Result<(), String> {
     ready::check_distinct(&listen, admin.as_deref())?;
     let paths = UpgradePaths::resolve(&opts.config, &snapshot.server);
     let conf = upgrade::server_conf(&snapshot.server, &paths);
-    let sink = UsageSink::start(&snapshot.usage.sink, snapshot.usage.queue_capacity)
+    // Before bootstrap: a spool directory held by another process refuses the start here.
+    let sink = UsageSink::from_settings(&snapshot.usage, opts.upgrade)
         .map_err(|e| format!("usage sink: {e}"))?;
 
     metrics::install();
@@ -85,7 +86,8 @@ pub fn run(opts: RunOptions) -> Result<(), String> {
     // process after Pingora's ~5 s of retries).
     server.bootstrap();
 
-    let gateway = Gateway::new(current, sink, Arc::new(SystemClock));
+    let gateway = Gateway::new(current, sink.clone(), Arc::new(SystemClock));
+    sink.start_spend_feed(gateway.spend());
     let mut service = pingora::proxy::http_proxy_service(&server.configuration, gateway);
     for addr in &listen {
         service.add_tcp(addr);
@@ -96,8 +98,15 @@ pub fn run(opts: RunOptions) -> Result<(), String> {
     }
     upgrade::write_pid_file(&paths.pid_file);
     ready::announce_when_listening(listen, admin);
-    drain::exit_when_drained(server.watch_execution_phase(), paths.pid_file.clone());
+    drain::exit_when_drained(
+        server.watch_execution_phase(),
+        paths.pid_file.clone(),
+        sink.clone(),
+    );
     server.run(RunArgs::default());
+    // Every request has ended (or was cut by the runtimes' shutdown): deliver or spool what the
+    // usage queue still holds before the process exits.
+    sink.shutdown();
     upgrade::remove_pid_file(&paths.pid_file);
     tracing::info!("sluice-proxy stopped");
     Ok(())

@@ -86,6 +86,7 @@ pub fn start_only_changes(old: &Snapshot, new: &Snapshot) -> Vec<&'static str> {
         old.usage.queue_capacity != new.usage.queue_capacity,
         "usage.queue_capacity",
     );
+    check(old.usage.ledger != new.usage.ledger, "ledger");
     changed
 }
 

@@ -1,0 +1,188 @@
+//! The intake thread: takes records off the request path's queue, writes them to the local sink
+//! (JSON lines) and, with a ledger configured, groups them into batches by count and by time and
+//! hands each batch, serialized once, to the delivery worker.
+
+use crate::record::UsageRecord;
+use sluice_wire::IngestBatchRef;
+use std::io::Write;
+use std::sync::mpsc::{Receiver, RecvTimeoutError};
+use std::time::{Duration, Instant};
+use tokio::sync::mpsc::UnboundedSender;
+
+/// What the request path and the shutdown hook put on the queue.
+// Boxing the record would cost an allocation per request; every queue slot holds a record-sized
+// message either way, since nearly all messages are records.
+#[allow(clippy::large_enum_variant)]
+#[derive(Debug)]
+pub enum Msg {
+    Record(UsageRecord),
+    /// Sent once at shutdown, after the last request: everything before it is processed.
+    Close,
+}
+
+/// One batch ready to post: its record count and its `POST /v1/events` body.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Batch {
+    pub records: u32,
+    pub body: Vec<u8>,
+}
+
+impl Batch {
+    /// Serializes records into a batch body.
+    pub fn encode(records: &[UsageRecord]) -> Result<Self, serde_json::Error> {
+        let body = serde_json::to_vec(&IngestBatchRef { records })?;
+        Ok(Self {
+            records: u32::try_from(records.len()).unwrap_or(u32::MAX),
+            body,
+        })
+    }
+}
+
+/// Batching towards the ledger.
+#[derive(Debug)]
+pub struct Batching {
+    pub max_records: usize,
+    pub interval: Duration,
+    pub to_worker: UnboundedSender<Batch>,
+}
+
+pub struct Intake {
+    rx: Receiver<Msg>,
+    out: Option<std::io::BufWriter<Box<dyn Write + Send>>>,
+    batching: Option<Batching>,
+    pending: Vec<UsageRecord>,
+    first_pending: Option<Instant>,
+}
+
+impl std::fmt::Debug for Intake {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Intake")
+            .field("local", &self.out.is_some())
+            .field("batching", &self.batching)
+            .field("pending", &self.pending.len())
+            .finish()
+    }
+}
+
+impl Intake {
+    pub fn new(
+        rx: Receiver<Msg>,
+        out: Option<Box<dyn Write + Send>>,
+        batching: Option<Batching>,
+    ) -> Self {
+        Self {
+            rx,
+            out: out.map(std::io::BufWriter::new),
+            pending: Vec::with_capacity(batching.as_ref().map_or(0, |b| b.max_records)),
+            batching,
+            first_pending: None,
+        }
+    }
+
+    /// Runs until `Close` (or until every sender is gone), then hands over the last batch and
+    /// flushes the local sink. Dropping `self` at the end closes the worker's channel, which
+    /// is the worker's signal to drain.
+    pub fn run(mut self) {
+        loop {
+            let first = match self.deadline() {
+                Some(deadline) => {
+                    let wait = deadline.saturating_duration_since(Instant::now());
+                    match self.rx.recv_timeout(wait) {
+                        Ok(m) => m,
+                        Err(RecvTimeoutError::Timeout) => {
+                            self.send_pending();
+                            continue;
+                        }
+                        Err(RecvTimeoutError::Disconnected) => break,
+                    }
+                }
+                None => match self.rx.recv() {
+                    Ok(m) => m,
+                    Err(_) => break,
+                },
+            };
+            // Take whatever is queued without waiting, then flush the local sink once: a reader
+            // sees each record promptly, without a flush per record under load.
+            let mut next = Some(first);
+            let mut closing = false;
+            while let Some(msg) = next {
+                match msg {
+                    Msg::Record(record) => self.take(record),
+                    Msg::Close => {
+                        closing = true;
+                        break;
+                    }
+                }
+                if self.deadline().is_some_and(|d| d <= Instant::now()) {
+                    self.send_pending();
+                }
+                next = self.rx.try_recv().ok();
+            }
+            self.flush_local();
+            if closing {
+                break;
+            }
+        }
+        self.send_pending();
+        self.flush_local();
+    }
+
+    fn deadline(&self) -> Option<Instant> {
+        let batching = self.batching.as_ref()?;
+        self.first_pending.map(|t| t + batching.interval)
+    }
+
+    fn take(&mut self, record: UsageRecord) {
+        if let Some(out) = &mut self.out {
+            if serde_json::to_writer(&mut *out, &record).is_err() || out.write_all(b"\n").is_err() {
+                tracing::error!("usage sink write failed");
+            }
+        }
+        let Some(batching) = &self.batching else {
+            return;
+        };
+        let max = batching.max_records;
+        if self.pending.is_empty() {
+            self.first_pending = Some(Instant::now());
+        }
+        self.pending.push(record);
+        if self.pending.len() >= max {
+            self.send_pending();
+        }
+    }
+
+    fn send_pending(&mut self) {
+        self.first_pending = None;
+        let Some(batching) = &self.batching else {
+            return;
+        };
+        if self.pending.is_empty() {
+            return;
+        }
+        let count = self.pending.len() as u64;
+        match Batch::encode(&self.pending) {
+            Ok(batch) => {
+                if batching.to_worker.send(batch).is_err() {
+                    tracing::error!(
+                        records = count,
+                        "usage delivery worker is gone; records dropped"
+                    );
+                    crate::metrics::count_dropped("closed", count);
+                }
+            }
+            Err(e) => {
+                tracing::error!(records = count, "cannot serialize a usage batch: {e}");
+                crate::metrics::count_dropped("spool_error", count);
+            }
+        }
+        self.pending.clear();
+    }
+
+    fn flush_local(&mut self) {
+        if let Some(out) = &mut self.out {
+            if out.flush().is_err() {
+                tracing::error!("usage sink flush failed");
+            }
+        }
+    }
+}

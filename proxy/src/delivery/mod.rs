@@ -1,0 +1,98 @@
+//! Usage delivery to the ledger (`[ledger]`): batching by count and time ([`batcher`]), posting
+//! with retry and backoff ([`client`], [`backoff`], [`sender`]), a checksummed, fsync'd disk
+//! spool for whatever cannot be delivered now ([`spool`], [`format`]), replay in order, drain at
+//! shutdown, and the spend feed ([`spend`]).
+//!
+//! Threads: the request path only `try_send`s into the sink's bounded queue. The intake thread
+//! (in [`batcher`]) writes the local sink and builds batches; the delivery worker (in [`sender`])
+//! runs on its own single-threaded tokio runtime and owns the spools. Neither is ever awaited by
+//! a request.
+
+pub mod backoff;
+pub mod batcher;
+pub mod client;
+pub mod format;
+pub mod sender;
+pub mod spend;
+pub mod spool;
+
+#[cfg(test)]
+mod tests;
+
+use crate::config::LedgerSettings;
+use batcher::Batch;
+use client::LedgerClient;
+use spool::{Recovery, Spool};
+use std::path::Path;
+use std::thread::JoinHandle;
+use tokio::sync::mpsc::UnboundedSender;
+
+/// A started delivery worker: where the intake sends batches, and the thread to join.
+#[derive(Debug)]
+pub struct Started {
+    pub to_worker: UnboundedSender<Batch>,
+    pub thread: JoinHandle<()>,
+    pub client: LedgerClient,
+}
+
+/// Logs what opening a spool found.
+pub fn log_recovery(path: &Path, r: &Recovery) {
+    match r.stop {
+        format::Stop::Clean => {}
+        format::Stop::Torn => tracing::warn!(
+            spool = %path.display(),
+            dropped_bytes = r.dropped_bytes,
+            "spool had a torn tail (a write cut short by a crash); it was cut off"
+        ),
+        format::Stop::Corrupt => tracing::warn!(
+            spool = %path.display(),
+            dropped_bytes = r.dropped_bytes,
+            kept_at = %r.quarantined.as_deref().map(|p| p.display().to_string()).unwrap_or_default(),
+            "spool had a corrupt entry; it and everything after it were set aside, not replayed"
+        ),
+    }
+    if r.entries > 0 {
+        tracing::info!(
+            spool = %path.display(),
+            batches = r.entries,
+            records = r.records,
+            "spool holds undelivered records; replaying them before new ones"
+        );
+    }
+}
+
+/// Opens (and locks) this process's spool and starts the delivery worker thread. Fails when the
+/// spool directory is in use by another process or cannot be written.
+pub fn start(settings: &LedgerSettings, upgrade: bool) -> Result<Started, String> {
+    let (own, recovery) =
+        spool::open_own(&settings.spool_dir, upgrade).map_err(|e| e.to_string())?;
+    log_recovery(own.path(), &recovery);
+    start_with_spool(settings, own)
+}
+
+/// Starts the worker on an already opened spool.
+pub fn start_with_spool(settings: &LedgerSettings, own: Spool) -> Result<Started, String> {
+    let client = LedgerClient::new(settings)?;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| format!("usage delivery runtime: {e}"))?;
+    let (to_worker, rx) = tokio::sync::mpsc::unbounded_channel();
+    let worker = sender::Worker::new(
+        client.clone(),
+        rx,
+        settings.spool_dir.clone(),
+        own,
+        settings.request_timeout,
+        settings.drain_timeout,
+    );
+    let thread = std::thread::Builder::new()
+        .name("sluice-ledger".into())
+        .spawn(move || runtime.block_on(worker.run()))
+        .map_err(|e| format!("usage delivery thread: {e}"))?;
+    Ok(Started {
+        to_worker,
+        thread,
+        client,
+    })
+}

@@ -1,0 +1,431 @@
+//! The delivery worker: posts batches to the ledger, spools what cannot be delivered now, replays
+//! the spool in order, and drains at shutdown.
+//!
+//! One task on its own single-threaded runtime owns everything here (the memory queue and the
+//! spools), so there is no lock. While a request to the ledger is in flight the worker keeps
+//! taking batches from the intake thread, so a slow ledger never backs up the request path's
+//! queue: batches beyond a small memory bound go to the spool.
+//!
+//! Order: spools left by earlier processes first, then this process's spool, then the memory
+//! queue. Once anything is spooled, every later batch is spooled behind it until the spool has
+//! been replayed and emptied, so records reach the ledger in the order they were batched. The
+//! spool is emptied only when every entry in it was acknowledged; a crash in between replays
+//! entries the ledger already has, which it counts as duplicates (at-least-once delivery,
+//! exactly-once storage).
+
+use super::backoff::Backoff;
+use super::batcher::Batch;
+use super::client::{LedgerClient, Sent};
+use super::spool::{self, Spool};
+use crate::metrics;
+use std::collections::VecDeque;
+use std::path::PathBuf;
+use std::time::Duration;
+use tokio::sync::mpsc::UnboundedReceiver;
+use tokio::time::Instant;
+
+/// Batches kept in memory while the ledger answers; more are spooled.
+pub const MEMORY_BATCHES: usize = 8;
+/// Attempts for a batch in memory before it is spooled (the ledger is then considered down).
+const LIVE_ATTEMPTS: u32 = 3;
+/// How often other slots are checked for spools to adopt.
+const ADOPT_EVERY: Duration = Duration::from_secs(5);
+
+/// Where the next batch to send comes from.
+#[derive(Debug)]
+enum Job {
+    /// A batch taken from the front of the memory queue (put back if it fails).
+    Live(Batch),
+    /// An entry of a spool: `None` is ours, `Some(i)` the i-th adopted one.
+    Spooled {
+        spool: Option<usize>,
+        next: u64,
+        records: u32,
+        payload: Vec<u8>,
+    },
+}
+
+/// A spool being replayed, with the offset of its next unsent entry.
+#[derive(Debug)]
+struct Replay {
+    spool: Spool,
+    pos: u64,
+}
+
+impl Replay {
+    fn new(spool: Spool) -> Self {
+        let pos = spool.start();
+        Self { spool, pos }
+    }
+
+    fn pending(&self) -> bool {
+        self.pos < self.spool.len()
+    }
+}
+
+#[derive(Debug)]
+pub struct Worker {
+    client: LedgerClient,
+    rx: UnboundedReceiver<Batch>,
+    dir: PathBuf,
+    own: Replay,
+    adopted: Vec<Replay>,
+    queue: VecDeque<Batch>,
+    /// Failed attempts of the memory queue's front batch.
+    live_failures: u32,
+    /// Whether the last request to the ledger got an answer (for logs and the gauge).
+    up: bool,
+    backoff: Backoff,
+    request_timeout: Duration,
+    drain_timeout: Duration,
+    /// Set once the intake closed its channel: deliver what is left until then.
+    drain_deadline: Option<Instant>,
+    last_adopt: Option<Instant>,
+}
+
+impl Worker {
+    pub fn new(
+        client: LedgerClient,
+        rx: UnboundedReceiver<Batch>,
+        dir: PathBuf,
+        own: Spool,
+        request_timeout: Duration,
+        drain_timeout: Duration,
+    ) -> Self {
+        let worker = Self {
+            client,
+            rx,
+            dir,
+            own: Replay::new(own),
+            adopted: Vec::new(),
+            queue: VecDeque::new(),
+            live_failures: 0,
+            up: true,
+            backoff: Backoff::default(),
+            request_timeout,
+            drain_timeout,
+            drain_deadline: None,
+            last_adopt: None,
+        };
+        metrics::record_delivery_start();
+        worker.publish_spool_bytes();
+        ::metrics::gauge!(metrics::LEDGER_UP).set(1.0);
+        worker
+    }
+
+    /// Runs until the intake closed the channel and everything was delivered or spooled (or the
+    /// drain deadline passed).
+    pub async fn run(mut self) {
+        loop {
+            self.adopt_orphans();
+            if self.drain_deadline.is_some_and(|d| Instant::now() >= d) {
+                break;
+            }
+            let Some(job) = self.next_job() else {
+                if self.drain_deadline.is_some() {
+                    break;
+                }
+                self.idle().await;
+                continue;
+            };
+            let (records, body) = match &job {
+                Job::Live(b) => (b.records, b.body.clone()),
+                Job::Spooled {
+                    records, payload, ..
+                } => (*records, payload.clone()),
+            };
+            let timeout = match self.drain_deadline {
+                Some(d) => self
+                    .request_timeout
+                    .min(d.saturating_duration_since(Instant::now()))
+                    .max(Duration::from_millis(1)),
+                None => self.request_timeout,
+            };
+            let client = self.client.clone();
+            let attempt = client.post_events(body, timeout);
+            tokio::pin!(attempt);
+            let sent = loop {
+                tokio::select! {
+                    biased;
+                    sent = &mut attempt => break sent,
+                    batch = self.rx.recv(), if self.drain_deadline.is_none() => self.received(batch),
+                }
+            };
+            self.settle(job, records, sent).await;
+        }
+        self.finish();
+    }
+
+    /// Waits for the next batch (checking for orphaned spools now and then).
+    async fn idle(&mut self) {
+        tokio::select! {
+            batch = self.rx.recv() => self.received(batch),
+            () = tokio::time::sleep(ADOPT_EVERY) => {}
+        }
+    }
+
+    fn received(&mut self, batch: Option<Batch>) {
+        match batch {
+            Some(batch) => self.accept(batch),
+            None => {
+                if self.drain_deadline.is_none() {
+                    tracing::info!(
+                        queued_batches = self.queue.len(),
+                        spooled_records = self.spooled_records(),
+                        "usage delivery draining"
+                    );
+                    self.drain_deadline = Some(Instant::now() + self.drain_timeout);
+                }
+            }
+        }
+    }
+
+    fn spooled_records(&self) -> u64 {
+        self.own.spool.records() + self.adopted.iter().map(|r| r.spool.records()).sum::<u64>()
+    }
+
+    /// Queues a new batch in memory, or spools it (with the queue ahead of it, to keep the
+    /// order) when the spool already holds batches (the ledger is down or being caught up) or
+    /// memory is full. Only in that last case can a batch in flight end up behind newer ones
+    /// (if it then fails), which the ledger does not mind: records are stored by id.
+    fn accept(&mut self, batch: Batch) {
+        if self.own.spool.is_empty() && self.queue.len() < MEMORY_BATCHES {
+            self.queue.push_back(batch);
+            return;
+        }
+        self.queue.push_back(batch);
+        self.spool_queue();
+    }
+
+    /// Moves the whole memory queue to our spool, oldest first.
+    fn spool_queue(&mut self) {
+        while let Some(batch) = self.queue.front() {
+            match self.own.spool.append(batch.records, &batch.body) {
+                Ok(()) => {
+                    ::metrics::counter!(metrics::RECORDS_SPOOLED)
+                        .increment(u64::from(batch.records));
+                    self.queue.pop_front();
+                    self.live_failures = 0;
+                }
+                Err(e) => {
+                    // The disk refuses: keep the queue in memory (bounded) and try again later.
+                    tracing::error!("cannot spool usage records: {e}");
+                    while self.queue.len() > MEMORY_BATCHES * 16 {
+                        if let Some(lost) = self.queue.pop_back() {
+                            metrics::count_dropped("spool_error", u64::from(lost.records));
+                        }
+                    }
+                    break;
+                }
+            }
+        }
+        self.publish_spool_bytes();
+    }
+
+    fn next_job(&mut self) -> Option<Job> {
+        let pick = self
+            .adopted
+            .iter()
+            .position(Replay::pending)
+            .map(Some)
+            .or_else(|| self.own.pending().then_some(None));
+        if let Some(which) = pick {
+            let replay = match which {
+                Some(i) => self.adopted.get(i)?,
+                None => &self.own,
+            };
+            match replay.spool.read(replay.pos) {
+                Ok(Some(entry)) => {
+                    return Some(Job::Spooled {
+                        spool: which,
+                        next: entry.next,
+                        records: entry.records,
+                        payload: entry.payload,
+                    })
+                }
+                Ok(None) => {}
+                Err(e) => {
+                    // The file changed under us since it was validated: never send what does
+                    // not check out. Skip the rest of that spool (kept on disk until cleared).
+                    tracing::error!("spool unreadable, its remaining entries are skipped: {e}");
+                    let replay = match which {
+                        Some(i) => self.adopted.get_mut(i)?,
+                        None => &mut self.own,
+                    };
+                    metrics::count_dropped("spool_error", replay.spool.records());
+                    replay.pos = replay.spool.len();
+                    self.clear_done(which);
+                }
+            }
+            return self.next_job_memory();
+        }
+        self.next_job_memory()
+    }
+
+    fn next_job_memory(&mut self) -> Option<Job> {
+        self.queue.pop_front().map(Job::Live)
+    }
+
+    async fn settle(&mut self, job: Job, records: u32, sent: Sent) {
+        match sent {
+            Sent::Acked(answer) => {
+                metrics::count_batch("ok");
+                self.mark_up();
+                ::metrics::counter!(metrics::RECORDS_DELIVERED)
+                    .increment(answer.accepted + answer.duplicates);
+                if !answer.rejected.is_empty() {
+                    metrics::count_dropped("rejected", answer.rejected.len() as u64);
+                    for r in answer.rejected.iter().take(20) {
+                        tracing::warn!(
+                            id = r.id.as_deref().unwrap_or("?"),
+                            "ledger rejected a usage record: {}",
+                            crate::api::bounded(&r.message, 200)
+                        );
+                    }
+                }
+                self.advance(job);
+            }
+            Sent::Refused(message) => {
+                metrics::count_batch("refused");
+                self.mark_up();
+                metrics::count_dropped("batch_refused", u64::from(records));
+                tracing::error!(records, "ledger refused a usage batch, dropped: {message}");
+                self.advance(job);
+            }
+            Sent::Transient(message) => {
+                metrics::count_batch("error");
+                if self.up {
+                    tracing::warn!("ledger unavailable, retrying with backoff: {message}");
+                } else if self.backoff.failures() % 20 == 19 {
+                    tracing::warn!(
+                        failures = self.backoff.failures() + 1,
+                        "ledger still unavailable: {message}"
+                    );
+                }
+                self.up = false;
+                ::metrics::gauge!(metrics::LEDGER_UP).set(0.0);
+                match job {
+                    Job::Live(batch) => {
+                        // Back to the front, so the order holds whether it is retried from
+                        // memory or spooled ahead of the rest of the queue.
+                        self.queue.push_front(batch);
+                        self.live_failures += 1;
+                        if self.live_failures >= LIVE_ATTEMPTS || self.drain_deadline.is_some() {
+                            self.spool_queue();
+                        }
+                    }
+                    Job::Spooled { .. } => {}
+                }
+                let delay = self.backoff.next_delay();
+                self.wait(delay).await;
+            }
+        }
+    }
+
+    /// Waits `delay` (cut short by the drain deadline), taking new batches meanwhile.
+    async fn wait(&mut self, delay: Duration) {
+        let mut until = Instant::now() + delay;
+        if let Some(d) = self.drain_deadline {
+            until = until.min(d);
+        }
+        loop {
+            tokio::select! {
+                () = tokio::time::sleep_until(until) => return,
+                batch = self.rx.recv(), if self.drain_deadline.is_none() => {
+                    self.received(batch);
+                    if let Some(d) = self.drain_deadline {
+                        until = until.min(d);
+                    }
+                }
+            }
+        }
+    }
+
+    fn mark_up(&mut self) {
+        if !self.up {
+            tracing::info!("ledger reachable again");
+        }
+        self.up = true;
+        self.backoff.reset();
+        ::metrics::gauge!(metrics::LEDGER_UP).set(1.0);
+    }
+
+    /// Forgets a delivered (or refused) batch.
+    fn advance(&mut self, job: Job) {
+        match job {
+            Job::Live(_) => self.live_failures = 0,
+            Job::Spooled { spool, next, .. } => {
+                let replay = match spool {
+                    Some(i) => self.adopted.get_mut(i),
+                    None => Some(&mut self.own),
+                };
+                if let Some(replay) = replay {
+                    replay.pos = next;
+                }
+                self.clear_done(spool);
+            }
+        }
+    }
+
+    /// Empties a spool whose every entry was acknowledged (and lets go of an adopted one).
+    fn clear_done(&mut self, which: Option<usize>) {
+        let replay = match which {
+            Some(i) => self.adopted.get_mut(i),
+            None => Some(&mut self.own),
+        };
+        let Some(replay) = replay else { return };
+        if replay.pending() {
+            return;
+        }
+        match replay.spool.clear() {
+            Ok(()) => {
+                replay.pos = replay.spool.start();
+                if let Some(i) = which {
+                    let done = self.adopted.remove(i);
+                    tracing::info!(spool = %done.spool.path().display(), "adopted spool delivered");
+                }
+            }
+            Err(e) => tracing::error!("cannot empty the delivered spool: {e}"),
+        }
+        self.publish_spool_bytes();
+    }
+
+    fn adopt_orphans(&mut self) {
+        if self.last_adopt.is_some_and(|t| t.elapsed() < ADOPT_EVERY) {
+            return;
+        }
+        self.last_adopt = Some(Instant::now());
+        for (spool, recovery) in spool::adopt_orphans(&self.dir, self.own.spool.path()) {
+            super::log_recovery(spool.path(), &recovery);
+            self.adopted.push(Replay::new(spool));
+        }
+        self.publish_spool_bytes();
+    }
+
+    fn publish_spool_bytes(&self) {
+        let bytes: u64 = std::iter::once(&self.own)
+            .chain(&self.adopted)
+            .map(|r| r.spool.len().saturating_sub(r.spool.start()))
+            .sum();
+        ::metrics::gauge!(metrics::SPOOL_BYTES).set(bytes as f64);
+    }
+
+    /// At the end of the drain: whatever is still in memory goes to the spool.
+    fn finish(mut self) {
+        while let Ok(batch) = self.rx.try_recv() {
+            self.queue.push_back(batch);
+        }
+        if !self.queue.is_empty() {
+            self.spool_queue();
+        }
+        let left = self.spooled_records();
+        if left > 0 {
+            tracing::warn!(
+                records = left,
+                "usage delivery stopped with records in the spool; they are replayed at the next start"
+            );
+        } else {
+            tracing::info!("usage delivery drained");
+        }
+    }
+}

@@ -1,0 +1,270 @@
+//! Delivery test harness: the real `sluice-control` binary (from this workspace's target dir), a
+//! tiny in-process ledger stub that records every batch it is sent and can play dead, records,
+//! settings, and a bounded wait on observable conditions.
+
+use crate::config::{IngestToken, LedgerSettings};
+use crate::record::{Outcome, UsageRecord};
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use sluice_wire::{IngestAnswer, IngestBatch, UsageTotals};
+use std::borrow::Cow;
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+pub const INGEST: &str = "delivery-test-ingest-token-0123";
+pub const ADMIN: &str = "delivery-test-admin-token-4567";
+/// Bound on every wait for an observable condition (never a synchronisation sleep).
+pub const WAIT: Duration = Duration::from_secs(30);
+
+/// Polls `cond` until it holds or [`WAIT`] passes; returns whether it held.
+pub fn wait_until(mut cond: impl FnMut() -> bool) -> bool {
+    let start = Instant::now();
+    while start.elapsed() < WAIT {
+        if cond() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    cond()
+}
+
+pub fn record(org: &str, input: u64, output: u64) -> UsageRecord {
+    UsageRecord {
+        v: 1,
+        id: uuid::Uuid::now_v7(),
+        time_ms: std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as u64),
+        org: Some(Arc::from(org)),
+        key_id: Some(Arc::from("key_0000000000000001")),
+        provider: Some(Arc::from("mock")),
+        model: Some("mock-gpt".into()),
+        upstream_model: None,
+        api: Cow::Borrowed("chat.completions"),
+        stream: false,
+        status: 200,
+        outcome: Outcome::Ok,
+        input_tokens: input,
+        output_tokens: output,
+        cached_tokens: 0,
+        cache_write_tokens: 0,
+        reasoning_tokens: 0,
+        estimated: false,
+        cost_micro_usd: input + output,
+        ttft_ms: None,
+        total_ms: 1.0,
+        upstream_ms: None,
+        bytes_in: 10,
+        bytes_out: 20,
+        user: None,
+        session: None,
+        feature: None,
+        meta: Default::default(),
+        client_ip: None,
+    }
+}
+
+pub fn settings(
+    url: &str,
+    spool: &Path,
+    batch_records: usize,
+    interval: Duration,
+) -> LedgerSettings {
+    LedgerSettings {
+        url: url.to_string(),
+        token: IngestToken::new(INGEST),
+        spool_dir: spool.to_path_buf(),
+        batch_records,
+        batch_interval: interval,
+        spend_poll: None,
+        drain_timeout: Duration::from_secs(10),
+        request_timeout: Duration::from_secs(2),
+    }
+}
+
+/// Records held in this process's spool file (slot 0), read through a fresh scan.
+pub fn spooled_bytes(dir: &Path) -> u64 {
+    std::fs::metadata(dir.join("spool-0.log"))
+        .map_or(0, |m| m.len())
+        .saturating_sub(crate::delivery::format::MAGIC.len() as u64)
+}
+
+fn block_on<F: std::future::Future>(f: F) -> F::Output {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("test runtime")
+        .block_on(f)
+}
+
+/// The real ledger binary over SQLite in `data`.
+pub struct RealLedger {
+    child: Child,
+    pub addr: String,
+    data: PathBuf,
+}
+
+fn control_binary() -> PathBuf {
+    // target/release/deps/<test binary> → target/release/sluice-control
+    let exe = std::env::current_exe().expect("test binary path");
+    let dir = exe.parent().and_then(Path::parent).expect("target dir");
+    let bin = dir.join("sluice-control");
+    assert!(
+        bin.exists(),
+        "{} is missing: run `cargo build --release -p sluice-control` first",
+        bin.display()
+    );
+    bin
+}
+
+impl RealLedger {
+    /// Starts the ledger on `listen` (`127.0.0.1:0` for a free port) and waits until it listens.
+    pub fn start(data: &Path, listen: &str) -> Self {
+        let mut child = Command::new(control_binary())
+            .args(["--listen", listen, "--data-dir"])
+            .arg(data)
+            .env("SLUICE_INGEST_TOKEN", INGEST)
+            .env("SLUICE_ADMIN_TOKEN", ADMIN)
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start sluice-control");
+        let stderr = child.stderr.take().expect("piped stderr");
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let mut lines = BufReader::new(stderr).lines();
+            for line in lines.by_ref().map_while(Result::ok) {
+                if let Some(addr) = line.strip_prefix("sluice-control listening on http://") {
+                    let _ = tx.send(addr.trim().to_string());
+                    break;
+                }
+            }
+            // Keep draining so the child never blocks on a full pipe.
+            for _ in lines {}
+        });
+        let addr = rx.recv_timeout(WAIT).expect("sluice-control listening");
+        Self {
+            child,
+            addr,
+            data: data.to_path_buf(),
+        }
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// SIGKILL, as a crash would.
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// Starts the ledger again on the same address and data.
+    pub fn restart(&mut self) {
+        self.kill();
+        let again = Self::start(&self.data, &self.addr);
+        *self = again;
+    }
+
+    /// Totals of `org` as the ledger reports them.
+    pub fn totals(&self, org: &str) -> UsageTotals {
+        let url = format!("{}/v1/usage?org={org}", self.url());
+        block_on(async {
+            let answer: sluice_wire::UsageAnswer = reqwest::Client::new()
+                .get(url)
+                .bearer_auth(ADMIN)
+                .send()
+                .await
+                .expect("usage query")
+                .error_for_status()
+                .expect("usage query status")
+                .json()
+                .await
+                .expect("usage answer");
+            answer.total
+        })
+    }
+}
+
+impl Drop for RealLedger {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// A ledger stand-in that records the ids of every batch it accepts and can answer 503.
+#[derive(Default)]
+pub struct Stub {
+    pub batches: Mutex<Vec<Vec<uuid::Uuid>>>,
+    pub down: AtomicBool,
+}
+
+impl Stub {
+    /// Serves on a free loopback port from its own thread; returns the state and base URL.
+    pub fn start() -> (Arc<Self>, String) {
+        let stub = Arc::new(Self::default());
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind stub");
+        let addr = listener.local_addr().expect("stub addr");
+        listener.set_nonblocking(true).expect("nonblocking");
+        let state = stub.clone();
+        std::thread::spawn(move || {
+            block_on(async move {
+                let listener = tokio::net::TcpListener::from_std(listener).expect("tokio listener");
+                let app = axum::Router::new()
+                    .route("/v1/events", axum::routing::post(events))
+                    .with_state(state);
+                let _ = axum::serve(listener, app).await;
+            });
+        });
+        (stub, format!("http://{addr}"))
+    }
+
+    /// Every id received, in the order received.
+    pub fn ids(&self) -> Vec<uuid::Uuid> {
+        self.batches
+            .lock()
+            .unwrap()
+            .iter()
+            .flatten()
+            .copied()
+            .collect()
+    }
+
+    pub fn sizes(&self) -> Vec<usize> {
+        self.batches.lock().unwrap().iter().map(Vec::len).collect()
+    }
+}
+
+async fn events(
+    State(stub): State<Arc<Stub>>,
+    headers: HeaderMap,
+    body: axum::body::Bytes,
+) -> Response {
+    let expected = format!("Bearer {INGEST}");
+    if headers.get("authorization").and_then(|v| v.to_str().ok()) != Some(expected.as_str()) {
+        return (StatusCode::UNAUTHORIZED, "bad token").into_response();
+    }
+    if stub.down.load(Ordering::SeqCst) {
+        return (StatusCode::SERVICE_UNAVAILABLE, "down").into_response();
+    }
+    let Ok(batch) = serde_json::from_slice::<IngestBatch>(&body) else {
+        return (StatusCode::BAD_REQUEST, "not a batch").into_response();
+    };
+    let ids: Vec<_> = batch.records.iter().map(|r| r.id).collect();
+    let accepted = ids.len() as u64;
+    stub.batches.lock().unwrap().push(ids);
+    Json(IngestAnswer {
+        accepted,
+        duplicates: 0,
+        rejected: Vec::new(),
+    })
+    .into_response()
+}

@@ -1,0 +1,259 @@
+//! Delivery tests: batching by count and by time, spooling while the ledger is down, replay in
+//! order (also after a restart), drain at shutdown, a crashed and restarted real ledger,
+//! rejected records, and the spend feed.
+
+mod harness;
+
+use super::spend;
+use crate::budgets::{Period, Spend};
+use crate::config::{LedgerSettings, SinkKind, UsageSettings};
+use crate::sink::UsageSink;
+use harness::*;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Duration;
+
+const HOUR: Duration = Duration::from_secs(3600);
+
+fn sink(settings: LedgerSettings) -> UsageSink {
+    let usage = UsageSettings {
+        sink: SinkKind::None,
+        queue_capacity: 10_000,
+        ledger: Some(settings),
+    };
+    UsageSink::from_settings(&usage, false).unwrap()
+}
+
+#[test]
+fn batches_by_count_and_the_rest_at_shutdown() {
+    let (stub, url) = Stub::start();
+    let dir = tempfile::tempdir().unwrap();
+    let sink = sink(settings(&url, dir.path(), 10, HOUR));
+    let records: Vec<_> = (0..25).map(|_| record("org-a", 1, 1)).collect();
+    let ids: Vec<_> = records.iter().map(|r| r.id).collect();
+    for r in records {
+        sink.emit(r);
+    }
+    assert!(wait_until(|| stub.sizes().len() == 2), "{:?}", stub.sizes());
+    assert_eq!(
+        stub.sizes(),
+        vec![10, 10],
+        "the 5 left wait for the hour-long interval"
+    );
+    sink.shutdown();
+    assert_eq!(stub.sizes(), vec![10, 10, 5], "drained at shutdown");
+    assert_eq!(stub.ids(), ids);
+    assert_eq!(spooled_bytes(dir.path()), 0);
+}
+
+#[test]
+fn batches_by_time() {
+    let (stub, url) = Stub::start();
+    let dir = tempfile::tempdir().unwrap();
+    let sink = sink(settings(&url, dir.path(), 1000, Duration::from_millis(50)));
+    for _ in 0..3 {
+        sink.emit(record("org-a", 1, 1));
+    }
+    assert!(wait_until(|| stub.sizes() == vec![3]), "{:?}", stub.sizes());
+    sink.emit(record("org-a", 1, 1));
+    assert!(
+        wait_until(|| stub.sizes() == vec![3, 1]),
+        "{:?}",
+        stub.sizes()
+    );
+    sink.shutdown();
+}
+
+#[test]
+fn spools_while_the_ledger_is_down_and_replays_in_order_when_it_is_back() {
+    let (stub, url) = Stub::start();
+    stub.down.store(true, Ordering::SeqCst);
+    let dir = tempfile::tempdir().unwrap();
+    let sink = sink(settings(&url, dir.path(), 5, Duration::from_millis(20)));
+    let mut ids = Vec::new();
+    for _ in 0..40 {
+        let r = record("org-a", 2, 3);
+        ids.push(r.id);
+        sink.emit(r);
+    }
+    // Everything reaches the disk while the ledger answers 503.
+    let all_spooled = || {
+        std::fs::read(dir.path().join("spool-0.log")).is_ok_and(|bytes| {
+            super::format::scan(&bytes[8..])
+                .entries
+                .iter()
+                .map(|e| e.records)
+                .sum::<u32>()
+                == 40
+        })
+    };
+    assert!(wait_until(all_spooled), "40 records spooled");
+    assert!(stub.ids().is_empty());
+    stub.down.store(false, Ordering::SeqCst);
+    assert!(
+        wait_until(|| stub.ids().len() == 40),
+        "{}",
+        stub.ids().len()
+    );
+    assert_eq!(stub.ids(), ids, "replayed in the order emitted, once each");
+    assert!(
+        wait_until(|| spooled_bytes(dir.path()) == 0),
+        "spool emptied after the ack"
+    );
+    sink.shutdown();
+}
+
+#[test]
+fn a_spool_left_at_shutdown_is_replayed_before_new_records_after_a_restart() {
+    let (stub, url) = Stub::start();
+    stub.down.store(true, Ordering::SeqCst);
+    let dir = tempfile::tempdir().unwrap();
+    let mut first_settings = settings(&url, dir.path(), 4, Duration::from_millis(20));
+    first_settings.drain_timeout = Duration::from_millis(300);
+    let first = sink(first_settings);
+    let mut old_ids = Vec::new();
+    for _ in 0..10 {
+        let r = record("org-a", 1, 1);
+        old_ids.push(r.id);
+        first.emit(r);
+    }
+    first.shutdown();
+    assert!(stub.ids().is_empty());
+    assert!(
+        spooled_bytes(dir.path()) > 0,
+        "the drain spooled what it could not deliver"
+    );
+
+    stub.down.store(false, Ordering::SeqCst);
+    let second = sink(settings(&url, dir.path(), 4, Duration::from_millis(20)));
+    let mut new_ids = Vec::new();
+    for _ in 0..6 {
+        let r = record("org-a", 1, 1);
+        new_ids.push(r.id);
+        second.emit(r);
+    }
+    assert!(
+        wait_until(|| stub.ids().len() == 16),
+        "{}",
+        stub.ids().len()
+    );
+    let expected: Vec<_> = old_ids.into_iter().chain(new_ids).collect();
+    assert_eq!(stub.ids(), expected);
+    second.shutdown();
+    assert_eq!(spooled_bytes(dir.path()), 0);
+}
+
+#[test]
+fn a_second_process_on_the_same_spool_dir_is_refused() {
+    let (_stub, url) = Stub::start();
+    let dir = tempfile::tempdir().unwrap();
+    let first = sink(settings(&url, dir.path(), 10, HOUR));
+    let usage = UsageSettings {
+        sink: SinkKind::None,
+        queue_capacity: 10,
+        ledger: Some(settings(&url, dir.path(), 10, HOUR)),
+    };
+    let err = UsageSink::from_settings(&usage, false).unwrap_err();
+    assert!(err.contains("in use"), "{err}");
+    // A graceful upgrade runs beside the old process on another slot.
+    let upgraded = UsageSink::from_settings(&usage, true).unwrap();
+    first.shutdown();
+    upgraded.shutdown();
+}
+
+#[test]
+fn drain_delivers_everything_to_a_real_ledger_and_rejected_records_are_not_retried() {
+    let data = tempfile::tempdir().unwrap();
+    let ledger = RealLedger::start(data.path(), "127.0.0.1:0");
+    let dir = tempfile::tempdir().unwrap();
+    let sink = sink(settings(&ledger.url(), dir.path(), 500, HOUR));
+    let mut input = 0;
+    for i in 0..1234 {
+        input += i % 17;
+        sink.emit(record("org-real", i % 17, 2));
+    }
+    // Not a UUIDv7: the ledger rejects this one record and keeps the rest of its batch.
+    let mut bad = record("org-real", 1000, 1000);
+    bad.id = uuid::Uuid::from_u128(7);
+    sink.emit(bad);
+    sink.shutdown();
+    let totals = ledger.totals("org-real");
+    assert_eq!(totals.requests, 1234);
+    assert_eq!(totals.input_tokens, input);
+    assert_eq!(totals.output_tokens, 2 * 1234);
+    assert_eq!(
+        spooled_bytes(dir.path()),
+        0,
+        "a rejected record is not spooled for retry"
+    );
+}
+
+#[test]
+fn a_killed_ledger_is_caught_up_exactly_once_after_its_restart() {
+    let data = tempfile::tempdir().unwrap();
+    let mut ledger = RealLedger::start(data.path(), "127.0.0.1:0");
+    let dir = tempfile::tempdir().unwrap();
+    let sink = sink(settings(
+        &ledger.url(),
+        dir.path(),
+        20,
+        Duration::from_millis(20),
+    ));
+    for _ in 0..100 {
+        sink.emit(record("org-k", 3, 4));
+    }
+    assert!(wait_until(|| ledger.totals("org-k").requests == 100));
+    ledger.kill();
+    for _ in 0..150 {
+        sink.emit(record("org-k", 3, 4));
+    }
+    assert!(
+        wait_until(|| spooled_bytes(dir.path()) > 0),
+        "records spooled while the ledger is down"
+    );
+    ledger.restart();
+    assert!(
+        wait_until(|| ledger.totals("org-k").requests == 250),
+        "{:?}",
+        ledger.totals("org-k")
+    );
+    assert!(wait_until(|| spooled_bytes(dir.path()) == 0));
+    sink.shutdown();
+    let totals = ledger.totals("org-k");
+    assert_eq!(
+        (totals.requests, totals.input_tokens, totals.output_tokens),
+        (250, 750, 1000)
+    );
+}
+
+#[test]
+fn the_spend_feed_raises_local_spend_to_the_ledgers_figures() {
+    let data = tempfile::tempdir().unwrap();
+    let ledger = RealLedger::start(data.path(), "127.0.0.1:0");
+    let dir = tempfile::tempdir().unwrap();
+    let settings = settings(&ledger.url(), dir.path(), 10, HOUR);
+    let sink = sink(settings.clone());
+    for _ in 0..10 {
+        sink.emit(record("org-s", 40, 60));
+    }
+    sink.shutdown();
+    let local = Arc::new(Spend::new());
+    let org: Arc<str> = "org-s".into();
+    let now = std::time::SystemTime::now();
+    local.charge(&org, 5, now);
+    let client = super::client::LedgerClient::new(&settings).unwrap();
+    let answer = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+        .block_on(client.spend())
+        .unwrap();
+    spend::apply(&local, &answer);
+    assert_eq!(local.spent(&org, Period::Day, now), 1000);
+    assert_eq!(local.spent(&org, Period::Month, now), 1000);
+    // Never lowered: a stale (smaller) figure leaves the local one alone.
+    let mut stale = answer.clone();
+    stale.orgs.iter_mut().for_each(|o| o.day_micro_usd = 1);
+    spend::apply(&local, &stale);
+    assert_eq!(local.spent(&org, Period::Day, now), 1000);
+}

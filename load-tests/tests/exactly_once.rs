@@ -144,9 +144,7 @@ async fn spool_then_crash(s: &Scene, mut ledger: Ledger, cfg: &ProxyConfig, prox
     let down = drive(&proxy.base, &cfg.key, 240, 8).await;
     assert_eq!(down.failed, 0, "serving goes on without the ledger");
     wait_for("every record of the outage to be spooled", || async {
-        let spooled = proxy
-            .metric("sluice_usage_records_total{result=\"spooled\"}")
-            .await;
+        let spooled = proxy.metric("sluice_usage_records_spooled_total").await;
         (spooled >= 240.0).then_some(())
     })
     .await;

@@ -45,7 +45,7 @@ fn observe(stream: &Stream, chunks: &[Bytes]) -> u64 {
 }
 
 fn bench(c: &mut Criterion) {
-    let streams = common::streams();
+    let streams = common::streams(common::CONTENT_CHUNKS);
     let mut group = c.benchmark_group("sse");
     group
         .measurement_time(Duration::from_secs(2))

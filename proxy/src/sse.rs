@@ -36,6 +36,10 @@ const BOM: &[u8] = b"\xEF\xBB\xBF";
 /// big event does not pin memory for the rest of a long stream.
 const KEEP_CAPACITY: usize = 64 << 10;
 
+/// The least a carry buffer grows by: typical event lines (a few hundred bytes) then fit after
+/// one allocation per stream instead of several doublings from a few bytes.
+const MIN_CARRY: usize = 1 << 10;
+
 /// One dispatched event; the slices are only valid during the callback.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct SseEvent<'a> {
@@ -278,8 +282,10 @@ impl SseScanner {
         if bytes.len() > room {
             self.truncated = true;
         }
-        self.data_buf
-            .extend_from_slice(bytes.get(..room.min(bytes.len())).unwrap_or_default());
+        extend_carry(
+            &mut self.data_buf,
+            bytes.get(..room.min(bytes.len())).unwrap_or_default(),
+        );
     }
 
     /// Carries part of a line that continues in the next chunk, up to the bound.
@@ -294,8 +300,10 @@ impl SseScanner {
         if bytes.len() > room {
             self.line_truncated = true;
         }
-        self.line
-            .extend_from_slice(bytes.get(..room.min(bytes.len())).unwrap_or_default());
+        extend_carry(
+            &mut self.line,
+            bytes.get(..room.min(bytes.len())).unwrap_or_default(),
+        );
     }
 
     /// Handles a blank line: dispatches the event if it has data, and starts the next block.
@@ -348,6 +356,14 @@ impl SseScanner {
             self.data = Data::Owned;
         }
     }
+}
+
+/// Appends to a carry buffer, growing it by at least [`MIN_CARRY`] when it must grow.
+fn extend_carry(buf: &mut Vec<u8>, bytes: &[u8]) {
+    if buf.capacity().saturating_sub(buf.len()) < bytes.len() {
+        buf.reserve(bytes.len().max(MIN_CARRY));
+    }
+    buf.extend_from_slice(bytes);
 }
 
 /// Given the index of a CR or LF in `chunk`, returns the index just past the line end and whether

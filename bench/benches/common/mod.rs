@@ -13,8 +13,8 @@ use serde_json::{json, Value};
 use sluice_bench::mock::MockProvider;
 use sluice_proxy::usage::Shape;
 
-/// Content chunks per stream: long enough that per-stream setup is a small share of the cost,
-/// like a typical answer of a few hundred tokens.
+/// Content chunks per stream for the throughput benchmarks: long enough that per-stream setup is
+/// a small share of the cost, like a typical answer of a few hundred tokens.
 pub const CONTENT_CHUNKS: usize = 256;
 
 /// One streamed response body and how sluice observes it.
@@ -93,8 +93,9 @@ fn read_ends(len: usize) -> Vec<usize> {
 }
 
 /// The streams of every observed shape: OpenAI chat without and with the usage chunk (the
-/// latter also in strip mode), Responses and Anthropic messages.
-pub fn streams() -> Vec<Stream> {
+/// latter also in strip mode), Responses and Anthropic messages, each with `content_chunks`
+/// content events.
+pub fn streams(content_chunks: usize) -> Vec<Stream> {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -126,7 +127,7 @@ pub fn streams() -> Vec<Stream> {
         let get = |path: &'static str, body: Value| {
             let request = client
                 .post(format!("{base}{path}"))
-                .header("x-mock-chunks", CONTENT_CHUNKS.to_string())
+                .header("x-mock-chunks", content_chunks.to_string())
                 .header("anthropic-version", "2023-06-01")
                 .json(&body);
             async move {

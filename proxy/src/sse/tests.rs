@@ -35,6 +35,27 @@ fn scan(chunks: &[&[u8]]) -> Vec<Ev> {
     scan_with(SseScanner::new(), chunks)
 }
 
+#[test]
+fn carry_buffers_grow_once_for_typical_lines() {
+    // Reads that cut every line of 200-byte-ish events: the carried line and the event's data
+    // keep one allocation each for the whole stream instead of doubling from a few bytes.
+    let mut scanner = SseScanner::new();
+    let mut events = 0;
+    for i in 0..64 {
+        let event = format!("data: {{\"i\":{i},\"pad\":\"{}\"}}\n\n", "x".repeat(i * 3));
+        let (head, tail) = event.as_bytes().split_at(event.len() - 3);
+        scanner.feed(head, |_| events += 1);
+        assert!(scanner.line.capacity() >= MIN_CARRY);
+        assert!(scanner.line.capacity() <= 2 * MIN_CARRY);
+        scanner.feed(tail, |e| {
+            assert!(e.data.ends_with(b"\"}"));
+            events += 1;
+        });
+        assert!(scanner.data_buf.capacity() <= 2 * MIN_CARRY);
+    }
+    assert_eq!(events, 64);
+}
+
 fn ev(event: &str, data: &str, start: u64, end: u64) -> Ev {
     Ev {
         event: event.into(),

@@ -48,7 +48,9 @@ id = "acme"
     for i in 0..n {
         let key = keys::generate().expect("the system random generator works");
         let digest = KeyDigest::of(&key).to_config_string();
-        text.push_str(&format!("\n[[keys]]\ndigest = \"{digest}\"\norg = \"acme\"\n"));
+        text.push_str(&format!(
+            "\n[[keys]]\ndigest = \"{digest}\"\norg = \"acme\"\n"
+        ));
         if i % step == 0 && presented.len() < PRESENTED {
             presented.push(key.to_string());
         }

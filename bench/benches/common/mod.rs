@@ -132,7 +132,11 @@ pub fn streams(content_chunks: usize) -> Vec<Stream> {
                 .json(&body);
             async move {
                 let response = request.send().await.expect("the mock answers");
-                assert!(response.status().is_success(), "mock status {}", response.status());
+                assert!(
+                    response.status().is_success(),
+                    "mock status {}",
+                    response.status()
+                );
                 response.bytes().await.expect("the mock's stream completes")
             }
         };

@@ -199,7 +199,10 @@ mod tests {
         let (head, tail) = EVENT.split_at(EVENT.len() / 2);
         let straddling = format!("{tail}{head}");
         let mut observer = UsageObserver::new(Shape::OpenAiChat, true, true);
-        assert!(feed(&mut observer, head).is_empty(), "a partial event is held");
+        assert!(
+            feed(&mut observer, head).is_empty(),
+            "a partial event is held"
+        );
 
         // Each read completes the held event with its first half: one piece over two reads.
         let first = feed(&mut observer, &straddling);
@@ -208,7 +211,11 @@ mod tests {
         drop(first);
         let second = feed(&mut observer, &straddling);
         assert_eq!(second, EVENT.as_bytes());
-        assert_eq!(second.as_ptr(), buffer, "the dropped piece's buffer is reused");
+        assert_eq!(
+            second.as_ptr(),
+            buffer,
+            "the dropped piece's buffer is reused"
+        );
 
         // A piece still queued for the client is never overwritten: a new buffer is used.
         let third = feed(&mut observer, &straddling);
@@ -225,7 +232,8 @@ mod tests {
 
     #[test]
     fn every_usage_only_event_of_one_read_is_cut() {
-        let usage = "data: {\"choices\":[],\"usage\":{\"prompt_tokens\":3,\"completion_tokens\":1}}\n\n";
+        let usage =
+            "data: {\"choices\":[],\"usage\":{\"prompt_tokens\":3,\"completion_tokens\":1}}\n\n";
         let read = format!("{EVENT}{usage}{EVENT}{usage}{usage}data: [DONE]\n\n");
         let mut observer = UsageObserver::new(Shape::OpenAiChat, true, true);
         let mut body = Some(Bytes::from(read));

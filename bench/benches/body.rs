@@ -1,6 +1,7 @@
 //! Micro-benchmark of request-body extraction: `RequestFields::parse` (the borrowed read of
 //! model, stream, caps, stream options and user) and `body::rewrite` (the `include_usage`
 //! insertion, and with it an alias model swap) on typical chat bodies of about 1 KiB and 64 KiB.
+//! Times are thread CPU time (see `common::timed`).
 
 use std::hint::black_box;
 use std::time::Duration;
@@ -9,6 +10,8 @@ use bytes::Bytes;
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use serde_json::json;
 use sluice_proxy::body::{self, RequestFields};
+
+mod common;
 
 /// A streaming chat body of about `size` bytes: a system prompt and alternating turns, with a
 /// few characters JSON must escape, as pasted text has.
@@ -46,21 +49,27 @@ fn bench(c: &mut Criterion) {
         let kib = size >> 10;
         group.throughput(Throughput::Bytes(body.len() as u64));
         group.bench_function(format!("parse/{kib}KiB"), |b| {
-            b.iter(|| {
-                let fields = RequestFields::parse(black_box(&body)).expect("a valid body");
-                black_box(fields.model().map(str::len))
+            b.iter_custom(|iters| {
+                common::timed(iters, || {
+                    let fields = RequestFields::parse(black_box(&body)).expect("a valid body");
+                    black_box(fields.model().map(str::len))
+                })
             })
         });
         group.bench_function(format!("parse+include_usage/{kib}KiB"), |b| {
-            b.iter(|| {
-                let fields = RequestFields::parse(black_box(&body)).expect("a valid body");
-                body::rewrite(&body, &fields, None, !fields.client_wants_usage())
+            b.iter_custom(|iters| {
+                common::timed(iters, || {
+                    let fields = RequestFields::parse(black_box(&body)).expect("a valid body");
+                    body::rewrite(&body, &fields, None, !fields.client_wants_usage())
+                })
             })
         });
         group.bench_function(format!("parse+alias+include_usage/{kib}KiB"), |b| {
-            b.iter(|| {
-                let fields = RequestFields::parse(black_box(&body)).expect("a valid body");
-                body::rewrite(&body, &fields, Some("gpt-4o-mini"), true)
+            b.iter_custom(|iters| {
+                common::timed(iters, || {
+                    let fields = RequestFields::parse(black_box(&body)).expect("a valid body");
+                    body::rewrite(&body, &fields, Some("gpt-4o-mini"), true)
+                })
             })
         });
     }

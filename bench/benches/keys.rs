@@ -4,14 +4,17 @@
 //!
 //! The snapshot is built by `config::parse` from generated `[[keys]]` entries, as a reload
 //! builds it. Lookups rotate over many different keys so that a large table is measured with the
-//! cache misses real traffic from many keys causes, not one hot entry.
+//! cache misses real traffic from many keys causes, not one hot entry. Times are thread CPU
+//! time (see `common::timed`).
 
 use std::hint::black_box;
 use std::time::Duration;
 
-use criterion::{criterion_group, criterion_main, BatchSize, Criterion};
+use criterion::{criterion_group, criterion_main, Criterion};
 use sluice_proxy::config::{self, Env, Snapshot};
 use sluice_proxy::keys::{self, KeyDigest};
+
+mod common;
 
 /// Keys presented in turn; with 100 000 keys these spread over the whole table.
 const PRESENTED: usize = 1024;
@@ -74,21 +77,22 @@ fn bench(c: &mut Criterion) {
         .sample_size(20);
     let key = keys::generate().expect("the system random generator works");
     group.bench_function("KeyDigest::of", |b| {
-        b.iter(|| KeyDigest::of(black_box(&key)))
+        b.iter_custom(|iters| common::timed(iters, || KeyDigest::of(black_box(&key))))
     });
     for n in [10, 100_000] {
         let (snap, presented) = snapshot(n);
         let mut next = presented.iter().cycle();
         group.bench_function(format!("authenticate/{n} keys"), |b| {
-            b.iter_batched(
-                || next.next().expect("cycle over a non-empty list"),
-                |key| assert!(lookup(&snap, black_box(key))),
-                BatchSize::SmallInput,
-            )
+            b.iter_custom(|iters| {
+                common::timed(iters, || {
+                    let key = next.next().expect("cycle over a non-empty list");
+                    assert!(lookup(&snap, black_box(key)));
+                })
+            })
         });
         let unknown = keys::generate().expect("the system random generator works");
         group.bench_function(format!("unknown key/{n} keys"), |b| {
-            b.iter(|| lookup(&snap, black_box(&unknown)))
+            b.iter_custom(|iters| common::timed(iters, || lookup(&snap, black_box(&unknown))))
         });
     }
     group.finish();

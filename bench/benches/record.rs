@@ -1,12 +1,14 @@
 //! Micro-benchmark of usage-record encoding: `serde_json` of one `UsageRecord` into a reused
 //! buffer, as the sink's writer thread does per request; reports ns per record and prints the
-//! encoded size.
+//! encoded size. Times are thread CPU time (see `common::timed`).
 
 use std::hint::black_box;
 use std::time::Duration;
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use sluice_proxy::record::UsageRecord;
+
+mod common;
 
 /// A typical successful streamed chat record with caller tags. Built from JSON so the benchmark
 /// needs no UUID or wire-type constructors of its own.
@@ -39,14 +41,20 @@ fn bench(c: &mut Criterion) {
         .sample_size(20)
         .throughput(Throughput::Bytes(size as u64));
     group.bench_function("serde_json reused buffer", |b| {
-        b.iter(|| {
-            buf.clear();
-            serde_json::to_writer(&mut buf, black_box(&record)).expect("a record serialises");
-            buf.len()
+        b.iter_custom(|iters| {
+            common::timed(iters, || {
+                buf.clear();
+                serde_json::to_writer(&mut buf, black_box(&record)).expect("a record serialises");
+                buf.len()
+            })
         })
     });
     group.bench_function("serde_json::to_vec", |b| {
-        b.iter(|| serde_json::to_vec(black_box(&record)).expect("a record serialises"))
+        b.iter_custom(|iters| {
+            common::timed(iters, || {
+                serde_json::to_vec(black_box(&record)).expect("a record serialises")
+            })
+        })
     });
     group.finish();
 }

@@ -4,6 +4,7 @@
 //!
 //! One iteration is one whole response: a fresh scanner or observer fed every chunk and then the
 //! end of stream, so per-response setup is included, as every real response pays it.
+//! Times are thread CPU time (see `common::timed`; `SLUICE_BENCH_WALL=1` for wall-clock time).
 
 mod common;
 
@@ -58,11 +59,11 @@ fn bench(c: &mut Criterion) {
             // The scanner does not know about strip mode; it is measured once per stream.
             if !stream.strip {
                 group.bench_function(format!("scanner/{}/{}", stream.name, split.name()), |b| {
-                    b.iter(|| scan(black_box(&chunks)))
+                    b.iter_custom(|iters| common::timed(iters, || scan(black_box(&chunks))))
                 });
             }
             group.bench_function(format!("observer/{}/{}", stream.name, split.name()), |b| {
-                b.iter(|| observe(stream, black_box(&chunks)))
+                b.iter_custom(|iters| common::timed(iters, || observe(stream, black_box(&chunks))))
             });
         }
     }

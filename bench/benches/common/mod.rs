@@ -8,6 +8,10 @@
 // Each benchmark crate uses a different subset of these helpers.
 #![allow(dead_code)]
 
+use std::hint::black_box;
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
 use bytes::Bytes;
 use serde_json::{json, Value};
 use sluice_bench::mock::MockProvider;
@@ -177,4 +181,29 @@ pub fn streams(content_chunks: usize) -> Vec<Stream> {
             },
         ]
     })
+}
+
+/// Runs `f` `iters` times and returns the time taken: this thread's CPU time, so that the other
+/// builds and benchmarks sharing the two cores do not inflate the numbers (they still cost cache
+/// and memory bandwidth); wall-clock time when `SLUICE_BENCH_WALL` is set.
+pub fn timed<R>(iters: u64, mut f: impl FnMut() -> R) -> Duration {
+    static WALL: OnceLock<bool> = OnceLock::new();
+    let wall = *WALL.get_or_init(|| std::env::var_os("SLUICE_BENCH_WALL").is_some());
+    let (start, begun) = (thread_cpu(), Instant::now());
+    for _ in 0..iters {
+        black_box(f());
+    }
+    if wall {
+        begun.elapsed()
+    } else {
+        thread_cpu().saturating_sub(start)
+    }
+}
+
+/// CPU time consumed by the calling thread (`CLOCK_THREAD_CPUTIME_ID`).
+fn thread_cpu() -> Duration {
+    let t = rustix::time::clock_gettime(rustix::time::ClockId::ThreadCPUTime);
+    let secs = u64::try_from(t.tv_sec).unwrap_or(0);
+    let nanos = u32::try_from(t.tv_nsec).unwrap_or(0);
+    Duration::new(secs, nanos)
 }

@@ -99,19 +99,16 @@ impl Stripper {
             1 => self.out.pop(),
             _ => {
                 let total = self.out.iter().map(Bytes::len).sum();
-                let mut own;
-                let joined = if total <= MAX_REUSED_JOIN {
-                    &mut self.joined
+                if total <= MAX_REUSED_JOIN {
+                    // Reclaims the buffer when every piece split from it has been dropped.
+                    self.joined.reserve(total);
+                    append(&mut self.joined, &mut self.out);
+                    Some(self.joined.split().freeze())
                 } else {
-                    own = BytesMut::new();
-                    &mut own
-                };
-                // Reclaims the buffer when every piece split from it has been dropped.
-                joined.reserve(total);
-                for part in self.out.drain(..) {
-                    joined.extend_from_slice(&part);
+                    let mut own = BytesMut::with_capacity(total);
+                    append(&mut own, &mut self.out);
+                    Some(own.freeze())
                 }
-                Some(joined.split().freeze())
             }
         };
         self.out.clear();
@@ -136,6 +133,13 @@ impl Stripper {
         if let Some(part) = sub(piece, piece_start, cur, to) {
             self.out.push(part);
         }
+    }
+}
+
+/// Copies `parts` into `into`, emptying `parts`.
+fn append(into: &mut BytesMut, parts: &mut Vec<Bytes>) {
+    for part in parts.drain(..) {
+        into.extend_from_slice(&part);
     }
 }
 

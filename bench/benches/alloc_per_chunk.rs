@@ -9,6 +9,9 @@
 //! Reused buffers grow to the stream's largest carried line or event early on, so the table also
 //! shows the second half of each stream alone: the steady state. Streams are long (2048 content
 //! events) so that 1–4 KiB reads still give a few hundred chunks.
+//! Known remainder: a Responses stream's final event repeats the whole output and carries the
+//! usage, so when reads split it the scanner must buffer it, growing its buffers a few times at
+//! the end of the stream (never per content chunk).
 //! With `ALLOC_TRACE=1` the run writes `dhat-heap.json` (open it in dhat's viewer, or read the
 //! `fs`/`ftbl` frames) to find where any allocation comes from.
 //!

@@ -63,16 +63,21 @@ fn keep_only_wanted(event: &[u8]) -> bool {
 #[test]
 fn data_filter_keeps_a_prefix_of_rejected_events_however_they_are_chunked() {
     let big = "x".repeat(10_000);
-    let text = format!(
-        "event: skipped\ndata: {big}\n\nevent: wanted\ndata: {big}\n\ndata: {big}\n\n"
-    );
+    let text =
+        format!("event: skipped\ndata: {big}\n\nevent: wanted\ndata: {big}\n\ndata: {big}\n\n");
     let filtered = || SseScanner::new().with_data_filter(keep_only_wanted);
     let whole = scan_with(filtered(), &[text.as_bytes()]);
     assert_eq!(whole.len(), 3);
     assert_eq!(whole[0].data.len(), SKIPPED_DATA_BYTES);
     assert!(whole[0].truncated);
-    assert_eq!((whole[1].data.len(), whole[1].truncated), (big.len(), false));
-    assert_eq!((whole[2].data.len(), whole[2].truncated), (big.len(), false));
+    assert_eq!(
+        (whole[1].data.len(), whole[1].truncated),
+        (big.len(), false)
+    );
+    assert_eq!(
+        (whole[2].data.len(), whole[2].truncated),
+        (big.len(), false)
+    );
     for size in [1, 100, 4096] {
         let chunks: Vec<&[u8]> = text.as_bytes().chunks(size).collect();
         assert_eq!(scan_with(filtered(), &chunks), whole, "chunks of {size}");

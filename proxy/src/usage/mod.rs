@@ -25,6 +25,8 @@
 //!   merges `message_start` (input and cache counts) with the latest cumulative `message_delta`.
 //!   An event over the scanner's bound (1 MiB; 8 MiB for Responses, whose final event repeats
 //!   the whole output) is observed only partially: it still counts as a delta but yields no usage.
+//!   Responses events other than the final ones are counted by their `event:` type only, so the
+//!   scanner keeps just the start of their data (some repeat the whole output).
 //! - Non-streamed bodies go through an incremental `"usage": {...}` finder that never buffers
 //!   the body; the last object carrying counts wins. `count_tokens` bodies (a few bytes) are
 //!   buffered up to 4 KiB; they cost nothing, so usage stays zero and the count is reported
@@ -150,8 +152,12 @@ impl UsageObserver {
                 } else {
                     DEFAULT_MAX_EVENT_BYTES
                 };
+                let mut scanner = SseScanner::with_max_event_bytes(max);
+                if shape == Shape::OpenAiResponses {
+                    scanner = scanner.with_data_filter(stream::responses_data_wanted);
+                }
                 Body::Sse {
-                    scanner: SseScanner::with_max_event_bytes(max),
+                    scanner,
                     strip: (openai && strip_usage_chunk).then(|| Stripper::new(MAX_STRIP_HELD)),
                 }
             }

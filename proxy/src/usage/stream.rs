@@ -85,6 +85,15 @@ fn json_type(data: &[u8]) -> &[u8] {
         .unwrap_or_default()
 }
 
+/// The Responses events whose data is read: the final ones, which carry usage. The others are
+/// counted by type alone, so the scanner need not keep their data (some repeat the whole output).
+pub(crate) fn responses_data_wanted(event: &[u8]) -> bool {
+    matches!(
+        event,
+        b"response.completed" | b"response.incomplete" | b"response.failed"
+    )
+}
+
 fn parse<'d, T: Deserialize<'d> + Default>(data: &'d [u8]) -> T {
     serde_json::from_slice(data).unwrap_or_default()
 }
@@ -119,10 +128,7 @@ pub(crate) fn on_event(
             if kind.ends_with(b".delta") {
                 obs.delta_events = obs.delta_events.saturating_add(1);
             }
-            if matches!(
-                kind,
-                b"response.completed" | b"response.incomplete" | b"response.failed"
-            ) {
+            if responses_data_wanted(kind) {
                 let envelope: Envelope = parse(data);
                 if let Some(raw) = envelope
                     .response

@@ -6,6 +6,12 @@
 //! they are only copied when a piece to forward spans several chunks, since Pingora's body filter
 //! forwards one `Bytes` per call. A chunk that ends on an event boundary and holds nothing to cut
 //! is forwarded as the very same `Bytes`.
+//!
+//! Joined pieces are copied into one buffer that is reused from chunk to chunk: a piece handed to
+//! Pingora shares it, and once Pingora has written and dropped that piece (normally before the
+//! next chunk arrives) the buffer is ours alone again and `BytesMut::reserve` reclaims it, so a
+//! stream whose reads split events costs no allocation per chunk. A piece still held elsewhere is
+//! never overwritten: `reserve` then allocates a fresh buffer instead.
 
 use bytes::{Bytes, BytesMut};
 
@@ -22,10 +28,16 @@ pub(crate) struct Stripper {
     /// Scratch for the next `held`, kept to reuse its allocation.
     spare: Vec<Bytes>,
     /// Absolute ranges to drop, sorted and disjoint (events arrive in stream order).
-    cuts: Vec<(u64, u64)>,
+    cuts: Cuts,
     /// Scratch for the pieces to forward in one call.
     out: Vec<Bytes>,
+    /// The reusable buffer joined pieces are copied into (see the module documentation).
+    joined: BytesMut,
 }
+
+/// A joined piece larger than this gets a buffer of its own, so that one huge event does not pin
+/// its size in `joined` for the rest of the stream.
+const MAX_REUSED_JOIN: usize = 64 << 10;
 
 impl Stripper {
     pub(crate) fn new(max_held: u64) -> Self {
@@ -87,11 +99,16 @@ impl Stripper {
             1 => self.out.pop(),
             _ => {
                 let total = self.out.iter().map(Bytes::len).sum();
-                let mut joined = BytesMut::with_capacity(total);
-                for part in self.out.drain(..) {
-                    joined.extend_from_slice(&part);
+                if total <= MAX_REUSED_JOIN {
+                    // Reclaims the buffer when every piece split from it has been dropped.
+                    self.joined.reserve(total);
+                    append(&mut self.joined, &mut self.out);
+                    Some(self.joined.split().freeze())
+                } else {
+                    let mut own = BytesMut::with_capacity(total);
+                    append(&mut own, &mut self.out);
+                    Some(own.freeze())
                 }
-                Some(joined.freeze())
             }
         };
         self.out.clear();
@@ -101,7 +118,7 @@ impl Stripper {
     /// no cut covers.
     fn forward_uncut(&mut self, piece: &Bytes, piece_start: u64, from: u64, to: u64) {
         let mut cur = from;
-        for &(cut_start, cut_end) in &self.cuts {
+        for &(cut_start, cut_end) in self.cuts.iter() {
             if cur >= to {
                 break;
             }
@@ -119,10 +136,114 @@ impl Stripper {
     }
 }
 
+/// Copies `parts` into `into`, emptying `parts`.
+fn append(into: &mut BytesMut, parts: &mut Vec<Bytes>) {
+    for part in parts.drain(..) {
+        into.extend_from_slice(&part);
+    }
+}
+
+/// The cuts pending in one call: nearly always none or the one usage event, which is kept inline
+/// so that cutting it does not allocate on the chunk path; more spill into a vector.
+#[derive(Debug, Default)]
+struct Cuts {
+    first: Option<(u64, u64)>,
+    more: Vec<(u64, u64)>,
+}
+
+impl Cuts {
+    fn push(&mut self, cut: (u64, u64)) {
+        if self.first.is_none() {
+            self.first = Some(cut);
+        } else {
+            self.more.push(cut);
+        }
+    }
+
+    fn is_empty(&self) -> bool {
+        self.first.is_none()
+    }
+
+    fn clear(&mut self) {
+        self.first = None;
+        self.more.clear();
+    }
+
+    /// The cuts in the order they were pushed.
+    fn iter(&self) -> impl Iterator<Item = &(u64, u64)> {
+        self.first.iter().chain(self.more.iter())
+    }
+}
+
 /// The non-empty slice of `piece` (starting at absolute `piece_start`) covering absolute
 /// `[from, to)`, if that range lies inside the piece; never panics on a bad range.
 fn sub(piece: &Bytes, piece_start: u64, from: u64, to: u64) -> Option<Bytes> {
     let lo = usize::try_from(from.checked_sub(piece_start)?).ok()?;
     let hi = usize::try_from(to.checked_sub(piece_start)?).ok()?;
     (lo < hi && hi <= piece.len()).then(|| piece.slice(lo..hi))
+}
+
+#[cfg(test)]
+mod tests {
+    use bytes::Bytes;
+
+    use crate::usage::{Shape, UsageObserver};
+
+    const EVENT: &str = "data: {\"choices\":[{\"delta\":{\"content\":\"tok\"}}]}\n\n";
+
+    /// Feeds the next read, which ends halfway through an event, and returns what is forwarded.
+    fn feed(observer: &mut UsageObserver, read: &str) -> Bytes {
+        let mut body = Some(Bytes::copy_from_slice(read.as_bytes()));
+        observer.filter(&mut body, false);
+        body.expect("a chunk in yields a chunk out")
+    }
+
+    #[test]
+    fn joined_pieces_reuse_one_buffer_once_the_client_write_dropped_them() {
+        let (head, tail) = EVENT.split_at(EVENT.len() / 2);
+        let straddling = format!("{tail}{head}");
+        let mut observer = UsageObserver::new(Shape::OpenAiChat, true, true);
+        assert!(
+            feed(&mut observer, head).is_empty(),
+            "a partial event is held"
+        );
+
+        // Each read completes the held event with its first half: one piece over two reads.
+        let first = feed(&mut observer, &straddling);
+        assert_eq!(first, EVENT.as_bytes());
+        let buffer = first.as_ptr();
+        drop(first);
+        let second = feed(&mut observer, &straddling);
+        assert_eq!(second, EVENT.as_bytes());
+        assert_eq!(
+            second.as_ptr(),
+            buffer,
+            "the dropped piece's buffer is reused"
+        );
+
+        // A piece still queued for the client is never overwritten: a new buffer is used.
+        let third = feed(&mut observer, &straddling);
+        assert_eq!(third, EVENT.as_bytes());
+        assert_ne!(third.as_ptr(), second.as_ptr());
+        assert_eq!(second, EVENT.as_bytes(), "the queued piece is intact");
+        drop((second, third));
+
+        let mut body = Some(Bytes::from_static(b"\n\ndata: [DONE]\n\n"));
+        observer.filter(&mut body, true);
+        let last = body.expect("the end is forwarded");
+        assert_eq!(last, format!("{head}\n\ndata: [DONE]\n\n").as_bytes());
+    }
+
+    #[test]
+    fn every_usage_only_event_of_one_read_is_cut() {
+        let usage =
+            "data: {\"choices\":[],\"usage\":{\"prompt_tokens\":3,\"completion_tokens\":1}}\n\n";
+        let read = format!("{EVENT}{usage}{EVENT}{usage}{usage}data: [DONE]\n\n");
+        let mut observer = UsageObserver::new(Shape::OpenAiChat, true, true);
+        let mut body = Some(Bytes::from(read));
+        observer.filter(&mut body, true);
+        let expected = format!("{EVENT}{EVENT}data: [DONE]\n\n");
+        assert_eq!(body.as_deref(), Some(expected.as_bytes()));
+        assert!(observer.report().final_usage_seen);
+    }
 }

@@ -1,0 +1,102 @@
+//! Micro-benchmark of the authentication path: `KeyDigest::of` (SHA-256 of the presented key)
+//! and the digest lookup in a configuration snapshot holding 10 or 100 000 keys, nanoseconds per
+//! lookup.
+//!
+//! The snapshot is built by `config::parse` from generated `[[keys]]` entries, as a reload
+//! builds it. Lookups rotate over many different keys so that a large table is measured with the
+//! cache misses real traffic from many keys causes, not one hot entry. Times are thread CPU
+//! time (see `common::timed`).
+
+use std::hint::black_box;
+use std::time::Duration;
+
+use criterion::{criterion_group, criterion_main, Criterion};
+use sluice_proxy::config::{self, Env, Snapshot};
+use sluice_proxy::keys::{self, KeyDigest};
+
+mod common;
+
+/// Keys presented in turn; with 100 000 keys these spread over the whole table.
+const PRESENTED: usize = 1024;
+
+/// No environment: the benchmark configuration has no secrets to look up.
+struct NoEnv;
+
+impl Env for NoEnv {
+    fn var(&self, _: &str) -> Option<String> {
+        None
+    }
+}
+
+/// A snapshot with `n` virtual keys of one org, and (up to `PRESENTED` of) the keys themselves.
+fn snapshot(n: usize) -> (Snapshot, Vec<String>) {
+    let mut text = String::from(
+        r#"
+[[providers]]
+name = "p"
+kind = "openai"
+base_url = "http://127.0.0.1:9/v1"
+auth = "none"
+
+[[models]]
+name = "m"
+provider = "p"
+
+[[orgs]]
+id = "acme"
+"#,
+    );
+    let step = (n / PRESENTED).max(1);
+    let mut presented = Vec::new();
+    for i in 0..n {
+        let key = keys::generate().expect("the system random generator works");
+        let digest = KeyDigest::of(&key).to_config_string();
+        text.push_str(&format!(
+            "\n[[keys]]\ndigest = \"{digest}\"\norg = \"acme\"\n"
+        ));
+        if i % step == 0 && presented.len() < PRESENTED {
+            presented.push(key.to_string());
+        }
+    }
+    let snap = config::parse(&text, "bench.toml", &NoEnv).expect("the generated config is valid");
+    assert_eq!(snap.keys.len(), n, "every generated key is in the snapshot");
+    (snap, presented)
+}
+
+/// What `auth::authenticate` does after reading the header: the syntax check, the digest and
+/// the table lookup (expiry is a field comparison on the found key).
+fn lookup(snap: &Snapshot, presented: &str) -> bool {
+    keys::looks_like_virtual_key(presented) && snap.keys.contains_key(&KeyDigest::of(presented))
+}
+
+fn bench(c: &mut Criterion) {
+    let mut group = c.benchmark_group("keys");
+    group
+        .measurement_time(Duration::from_secs(2))
+        .warm_up_time(Duration::from_millis(500))
+        .sample_size(20);
+    let key = keys::generate().expect("the system random generator works");
+    group.bench_function("KeyDigest::of", |b| {
+        b.iter_custom(|iters| common::timed(iters, || KeyDigest::of(black_box(&key))))
+    });
+    for n in [10, 100_000] {
+        let (snap, presented) = snapshot(n);
+        let mut next = presented.iter().cycle();
+        group.bench_function(format!("authenticate/{n} keys"), |b| {
+            b.iter_custom(|iters| {
+                common::timed(iters, || {
+                    let key = next.next().expect("cycle over a non-empty list");
+                    assert!(lookup(&snap, black_box(key)));
+                })
+            })
+        });
+        let unknown = keys::generate().expect("the system random generator works");
+        group.bench_function(format!("unknown key/{n} keys"), |b| {
+            b.iter_custom(|iters| common::timed(iters, || lookup(&snap, black_box(&unknown))))
+        });
+    }
+    group.finish();
+}
+
+criterion_group!(benches, bench);
+criterion_main!(benches);

@@ -1,7 +1,7 @@
 """Turns the harness's results.json into BENCHMARKS.md (and a short console summary).
 
 Run on its own to regenerate the document from a finished run:
-    python3 bench/harness/report.py target/bench-results/<run>/results.json [BENCHMARKS.md]
+    python3 bench/harness/report.py target/bench-results/<run>/results.json [BENCHMARKS.md [NOTES.md]]
 
 Every latency is a sluice-load percentile of *successful* requests in microseconds, measured
 from the intended send time. "Added" latency is target minus direct at the same percentile,
@@ -126,9 +126,13 @@ def summary(res):
 
 if __name__ == "__main__":
     if len(sys.argv) < 2:
-        sys.exit("usage: report.py RESULTS.json [OUT.md]")
+        sys.exit("usage: report.py RESULTS.json [OUT.md [NOTES.md]]")
     with open(sys.argv[1]) as f:
         results = json.load(f)
+    if len(sys.argv) > 3:
+        # Replace the notes the run carried (e.g. after editing bench/harness/notes.md).
+        with open(sys.argv[3]) as f:
+            results["notes"] = f.read()
     text = render(results)
     if len(sys.argv) > 2:
         with open(sys.argv[2], "w") as f:

@@ -14,8 +14,8 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use clap::Parser;
-use pingora::prelude::{HttpPeer, Opt, ProxyHttp, Result, Server, Session};
 use pingora::listeners::ListenerConfig;
+use pingora::prelude::{HttpPeer, Opt, ProxyHttp, Result, Server, Session};
 use pingora::protocols::l4::stream::L4BufferSettings;
 use pingora::server::configuration::ServerConf;
 use pingora::server::RunArgs;
@@ -37,6 +37,10 @@ struct Args {
     /// tuning experiments (memory per open stream).
     #[arg(long)]
     read_buffer: Option<usize>,
+    /// Run each worker thread as its own single-threaded runtime (Pingora's `work_stealing =
+    /// false`) instead of one work-stealing runtime. For tuning experiments.
+    #[arg(long)]
+    no_work_stealing: bool,
 }
 
 /// Forwards every request unchanged to one upstream address.
@@ -76,6 +80,7 @@ fn main() -> ExitCode {
     };
     let conf = ServerConf {
         threads: args.threads.max(1),
+        work_stealing: !args.no_work_stealing,
         // Distinct from sluice's defaults so both can run side by side.
         pid_file: std::env::temp_dir()
             .join(format!("sluice-passthrough-{}.pid", std::process::id()))

@@ -41,6 +41,10 @@ struct Args {
     /// false`) instead of one work-stealing runtime. For tuning experiments.
     #[arg(long)]
     no_work_stealing: bool,
+    /// Idle upstream connections Pingora keeps for reuse (its `upstream_keepalive_pool_size`,
+    /// default 128). For tuning experiments.
+    #[arg(long)]
+    keepalive_pool: Option<usize>,
 }
 
 /// Forwards every request unchanged to one upstream address.
@@ -81,6 +85,7 @@ fn main() -> ExitCode {
     let conf = ServerConf {
         threads: args.threads.max(1),
         work_stealing: !args.no_work_stealing,
+        upstream_keepalive_pool_size: args.keepalive_pool.unwrap_or(128),
         // Distinct from sluice's defaults so both can run side by side.
         pid_file: std::env::temp_dir()
             .join(format!("sluice-passthrough-{}.pid", std::process::id()))

@@ -171,6 +171,17 @@ targets alike. Per run:
   open-files limit here is 20 000 and a proxy holds two sockets per stream. Run first, right after
   warm-up.
 """)
+    parts.append("\nThe exact load commands, as run against sluice (other targets differ only in `--url` and "
+                 "the key; every run's command is in results.json):\n\n```sh\n")
+    seen = set()
+    for r in res["runs"]:
+        if r["target"] == "sluice" and r["scenario"] not in seen and r["round"] == 0 and r.get("command"):
+            seen.add(r["scenario"])
+            parts.append(r["command"].replace(res["run_dir"] + "/", "") + "\n")
+    mem = [m for m in res.get("memory", []) if m["target"] == "sluice" and m.get("command")]
+    if mem:
+        parts.append(mem[0]["command"].replace(res["run_dir"] + "/", "") + "\n")
+    parts.append("```\n")
     parts.append("\n## Max throughput (closed loop, non-streaming)\n\n")
     parts.append(head(["target", "req/s", "× direct", "× nginx", "p50 µs", "p99 µs", "CPU µs/req", "errors"]) + "\n")
     c = t["closed"]

@@ -1,0 +1,141 @@
+"""Turns the harness's results.json into BENCHMARKS.md (and a short console summary).
+
+Run on its own to regenerate the document from a finished run:
+    python3 bench/harness/report.py target/bench-results/<run>/results.json [BENCHMARKS.md [NOTES.md]]
+
+Every latency is a sluice-load percentile of *successful* requests in microseconds, measured
+from the intended send time. "Added" latency is target minus direct at the same percentile,
+rate and round; values averaged over rounds are the mean of the per-round values.
+"""
+
+import json
+import sys
+
+import report_text
+
+ORDER = ["direct", "nginx", "litellm", "passthrough", "sluice"]
+
+
+def mean(xs):
+    xs = [x for x in xs if x is not None]
+    return sum(xs) / len(xs) if xs else None
+
+
+def runs_of(res, scenario, target=None, param=None):
+    return [
+        r for r in res["runs"]
+        if r["scenario"] == scenario and (target is None or r["target"] == target)
+        and (param is None or r["param"] == param)
+    ]
+
+
+def pct(run, metric, p):
+    s = run["report"]["latency_us"][metric]
+    return s[p] if s["count"] else None
+
+
+def added(res, scenario, target, param, metric, p):
+    """Mean over rounds of (target - direct) at percentile p."""
+    vals = []
+    for r in runs_of(res, scenario, target, param):
+        d = [x for x in runs_of(res, scenario, "direct", param) if x["round"] == r["round"]]
+        if d and pct(r, metric, p) is not None and pct(d[0], metric, p) is not None:
+            vals.append(pct(r, metric, p) - pct(d[0], metric, p))
+    return mean(vals)
+
+
+def avg(res, scenario, target, param, fn):
+    return mean([fn(r) for r in runs_of(res, scenario, target, param)])
+
+
+def cpu_us_per_req(r):
+    ok = r["report"]["ok"]
+    return r["cpu_s"] * 1e6 / ok if "cpu_s" in r and ok else None
+
+
+def targets(res):
+    names = [t["name"] for t in res["targets"]]
+    return [n for n in ORDER if n in names]
+
+
+def ratio(a, b):
+    return a / b if a is not None and b not in (None, 0) and b > 0 else None
+
+
+def tables(res):
+    """All numbers the document shows, computed once."""
+    ts = targets(res)
+    out = dict(targets=ts, rates=res["rates"] or [])
+    out["closed"] = {
+        t: dict(
+            rps=avg(res, "closed", t, None, lambda r: r["report"]["throughput"]["requests_per_s"]),
+            p50=avg(res, "closed", t, None, lambda r: pct(r, "total", "p50")),
+            p99=avg(res, "closed", t, None, lambda r: pct(r, "total", "p99")),
+            cpu=avg(res, "closed", t, None, cpu_us_per_req),
+            errors=sum(r["report"]["errors"]["total"] for r in runs_of(res, "closed", t)),
+        )
+        for t in ts
+    }
+    out["open"] = {}
+    for rate in out["rates"]:
+        for t in ts:
+            rs = runs_of(res, "open", t, rate)
+            out["open"][(rate, t)] = dict(
+                runs=len(rs),
+                ok=sum(r["report"]["ok"] for r in rs),
+                errors=sum(r["report"]["errors"]["total"] for r in rs),
+                dropped=sum(r["report"]["dropped"] for r in rs),
+                rps=avg(res, "open", t, rate, lambda r: r["report"]["throughput"]["requests_per_s"]),
+                p50=avg(res, "open", t, rate, lambda r: pct(r, "total", "p50")),
+                p99=avg(res, "open", t, rate, lambda r: pct(r, "total", "p99")),
+                p999=avg(res, "open", t, rate, lambda r: pct(r, "total", "p99_9")),
+                a50=added(res, "open", t, rate, "total", "p50"),
+                a99=added(res, "open", t, rate, "total", "p99"),
+                a999=added(res, "open", t, rate, "total", "p99_9"),
+                cpu=avg(res, "open", t, rate, cpu_us_per_req),
+            )
+    out["stream"] = {}
+    for t in ts:
+        rs = runs_of(res, "stream", t)
+        epr = [r["report"]["events_per_request"] for r in rs if r["report"]["events_per_request"]["count"]]
+        out["stream"][t] = dict(
+            ok=sum(r["report"]["ok"] for r in rs),
+            errors=sum(r["report"]["errors"]["total"] for r in rs),
+            cut=sum(r["report"]["errors"]["stream_cut"] for r in rs),
+            ttft50=avg(res, "stream", t, None, lambda r: pct(r, "first_event", "p50")),
+            ttft99=avg(res, "stream", t, None, lambda r: pct(r, "first_event", "p99")),
+            gap50=avg(res, "stream", t, None, lambda r: pct(r, "gap", "p50")),
+            gap99=avg(res, "stream", t, None, lambda r: pct(r, "gap", "p99")),
+            attft99=added(res, "stream", t, None, "first_event", "p99"),
+            agap99=added(res, "stream", t, None, "gap", "p99"),
+            ev_min=min((e["min"] for e in epr), default=None),
+            ev_max=max((e["max"] for e in epr), default=None),
+            cpu=avg(res, "stream", t, None, cpu_us_per_req),
+        )
+    out["memory"] = {m["target"]: m for m in res.get("memory", [])}
+    return out
+
+
+def render(res):
+    return report_text.document(res, tables(res))
+
+
+def summary(res):
+    return report_text.console(res, tables(res))
+
+
+if __name__ == "__main__":
+    if len(sys.argv) < 2:
+        sys.exit("usage: report.py RESULTS.json [OUT.md [NOTES.md]]")
+    with open(sys.argv[1]) as f:
+        results = json.load(f)
+    if len(sys.argv) > 3:
+        # Replace the notes the run carried (e.g. after editing bench/harness/notes.md).
+        with open(sys.argv[3]) as f:
+            results["notes"] = f.read()
+    text = render(results)
+    if len(sys.argv) > 2:
+        with open(sys.argv[2], "w") as f:
+            f.write(text)
+    else:
+        print(text)

@@ -1,0 +1,108 @@
+"""Tests of the report generator on a synthetic run: added latency, ratios, verdicts and the
+document's sections. Run with `python3 -m unittest discover -s bench/harness`. No timings are
+asserted; the numbers are made up."""
+
+import unittest
+
+import report
+import report_text
+
+
+def summary(p50, p99, p999, count=100):
+    return dict(count=count, min=p50, mean=p50, p50=p50, p90=p99, p99=p99, p99_9=p999, max=p999)
+
+
+EMPTY = summary(0, 0, 0, count=0)
+
+
+def run(target, scenario, rps, p50, p99, p999, rnd=0, param=None, cpu_s=None, events=None, cut=0):
+    lat = dict(ttfb=EMPTY, first_event=EMPTY, gap=EMPTY, total=summary(p50, p99, p999), send_lag=EMPTY)
+    if scenario == "stream":
+        lat["first_event"] = summary(p50, p99, p999)
+        lat["gap"] = summary(p50 // 10, p99 // 10, p999 // 10)
+    rep = dict(
+        ok=1000, dropped=0, errors=dict(total=cut, stream_cut=cut), throughput=dict(requests_per_s=rps),
+        latency_us=lat, events_per_request=summary(events, events, events) if events else EMPTY,
+    )
+    r = dict(target=target, scenario=scenario, param=param, round=rnd, report=rep, load1_before=1.0, load1_after=1.5)
+    if cpu_s is not None:
+        r["cpu_s"] = cpu_s
+    return r
+
+
+def results():
+    runs = []
+    for rnd in (0, 1):
+        runs += [
+            run("direct", "closed", 10000, 100, 1000, 2000, rnd),
+            run("nginx", "closed", 8000, 150, 1200, 2500, rnd, cpu_s=0.02),
+            run("passthrough", "closed", 5000, 200, 1500, 3000, rnd, cpu_s=0.05),
+            run("sluice", "closed", 4800, 210, 1600, 3100, rnd, cpu_s=0.06),
+        ]
+        for rate in (100.0, 200.0):
+            runs += [
+                run("direct", "open", rate, 100, 1000, 2000, rnd, rate),
+                run("nginx", "open", rate, 150, 1200, 2600, rnd, rate),
+                run("passthrough", "open", rate, 160, 1300 + 100 * rnd, 2700, rnd, rate),
+                run("sluice", "open", rate, 170, 1320 + 100 * rnd, 2800, rnd, rate),
+            ]
+        runs += [
+            run("direct", "stream", 50, 500, 900, 1000, rnd, 50, events=67),
+            run("nginx", "stream", 50, 600, 1100, 1200, rnd, 50, events=67),
+            run("passthrough", "stream", 50, 550, 1000, 1100, rnd, 50, events=67),
+            run("sluice", "stream", 50, 560, 1050, 1150, rnd, 50, events=67),
+        ]
+    return dict(
+        started="2026-01-01T00:00:00+00:00", finished="2026-01-01T00:10:00+00:00", quick=False,
+        profile=dict(rounds=2, duration="5s", mem_streams=9000, litellm_mem_streams=1000), closed_clients=32,
+        stream_rate=50, stream_headers=["x-mock-chunks: 64"], rates=[100.0, 200.0],
+        machine=dict(lscpu=["CPU(s): 2"], kernel="6.1", mem="MemTotal: 1 kB", nofile="20000", git="abc", rustc="rustc", python="3"),
+        skipped={"litellm": "not installed"}, run_dir="/tmp/x", command="bench/harness/run.sh",
+        targets=[dict(name=n, label=n, command="", note="") for n in ("direct", "nginx", "passthrough", "sluice")],
+        runs=runs, memory=[dict(target="sluice", streams=9000, held=9000, rss_kib_before=1000, rss_kib_held=1000 + 9000 * 20,
+                                bytes_per_stream=20 * 1024, rss_kib_after_release=1000)],
+        sluice_usage_records=123,
+    )
+
+
+class ReportTest(unittest.TestCase):
+    def test_added_latency_is_target_minus_direct_per_round_then_averaged(self):
+        t = report.tables(results())
+        # Round 0: 1320 - 1000, round 1: 1420 - 1000.
+        self.assertEqual(t["open"][(200.0, "sluice")]["a99"], 370)
+        self.assertEqual(t["open"][(200.0, "nginx")]["a99"], 200)
+        self.assertEqual(t["open"][(100.0, "direct")]["a50"], 0)
+
+    def test_cpu_per_request_and_throughput(self):
+        t = report.tables(results())
+        self.assertAlmostEqual(t["closed"]["sluice"]["cpu"], 60.0)
+        self.assertEqual(t["closed"]["nginx"]["rps"], 8000)
+
+    def test_verdicts(self):
+        v = {name: (value, verdict) for name, value, verdict in report_text.verdicts(report.tables(results()))}
+        self.assertEqual(v["governance cost, throughput: sluice ≥ 0.9 × pass-through"][1], "met")
+        # 370 µs against nginx's 200 µs is 1.85 ×, above 1.25 ×.
+        self.assertEqual(v["added p99 at 200/s: sluice ≤ 1.25 × nginx"][1], "**not met**")
+        self.assertEqual(v["max throughput: sluice ≥ 0.8 × nginx"][1], "**not met**")
+        self.assertEqual(v["streams: chunks out == chunks in"][1], "met")
+        self.assertEqual(v["≤ 16 KiB RSS per open idle stream"][1], "**not met**")
+
+    def test_negative_reference_gives_no_verdict(self):
+        res = results()
+        for r in res["runs"]:
+            if r["target"] == "nginx" and r["scenario"] == "open":
+                r["report"]["latency_us"]["total"]["p99"] = 900  # faster than direct: noise
+        v = {name: verdict for name, _, verdict in report_text.verdicts(report.tables(res))}
+        self.assertTrue(v["added p99 at 200/s: sluice ≤ 1.25 × nginx"].startswith("inconclusive"))
+
+    def test_document_has_every_section_and_the_skip_reason(self):
+        doc = report.render(results())
+        for heading in ("## Machine", "## Max throughput", "## Added latency", "### Ratios", "## Streaming",
+                        "## Memory per open idle stream", "## The issue's targets", "## What limits these numbers"):
+            self.assertIn(heading, doc)
+        self.assertIn("not installed", doc)
+        self.assertIn("123 records", doc)
+
+
+if __name__ == "__main__":
+    unittest.main()

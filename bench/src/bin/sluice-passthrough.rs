@@ -21,6 +21,10 @@ use pingora::server::configuration::ServerConf;
 use pingora::server::RunArgs;
 
 /// Bare Pingora pass-through to one plain-HTTP upstream; for benchmarks only.
+/// The same idle upstream pool as sluice (`UPSTREAM_KEEPALIVE_POOL` in its server module), so
+/// the comparison measures governance, not pool sizes.
+const KEEPALIVE_POOL: usize = 2048;
+
 #[derive(Debug, Parser)]
 #[command(name = "sluice-passthrough", version)]
 struct Args {
@@ -42,7 +46,7 @@ struct Args {
     #[arg(long)]
     no_work_stealing: bool,
     /// Idle upstream connections Pingora keeps for reuse (its `upstream_keepalive_pool_size`,
-    /// default 128). For tuning experiments.
+    /// default here: the same as sluice). For tuning experiments.
     #[arg(long)]
     keepalive_pool: Option<usize>,
 }
@@ -85,7 +89,7 @@ fn main() -> ExitCode {
     let conf = ServerConf {
         threads: args.threads.max(1),
         work_stealing: !args.no_work_stealing,
-        upstream_keepalive_pool_size: args.keepalive_pool.unwrap_or(128),
+        upstream_keepalive_pool_size: args.keepalive_pool.unwrap_or(KEEPALIVE_POOL),
         // Distinct from sluice's defaults so both can run side by side.
         pid_file: std::env::temp_dir()
             .join(format!("sluice-passthrough-{}.pid", std::process::id()))

@@ -220,13 +220,18 @@ impl Worker {
                 Ok(None) => {}
                 Err(e) => {
                     // The file changed under us since it was validated: never send what does
-                    // not check out. Skip the rest of that spool (kept on disk until cleared).
-                    tracing::error!("spool unreadable, its remaining entries are skipped: {e}");
+                    // not check out. The whole file is copied aside for an operator (entries
+                    // already acknowledged included) and the spool starts over.
+                    tracing::error!("spool unreadable, set aside and not replayed: {e}");
                     let replay = match which {
                         Some(i) => self.adopted.get_mut(i)?,
                         None => &mut self.own,
                     };
                     metrics::count_dropped("spool_error", replay.spool.records());
+                    match replay.spool.set_aside() {
+                        Ok(kept) => tracing::warn!(kept_at = %kept.display(), "spool set aside"),
+                        Err(e) => tracing::error!("cannot set the spool aside: {e}"),
+                    }
                     replay.pos = replay.spool.len();
                     self.clear_done(which);
                 }

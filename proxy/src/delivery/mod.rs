@@ -12,6 +12,7 @@ pub mod backoff;
 pub mod batcher;
 pub mod client;
 pub mod format;
+pub mod job;
 pub mod sender;
 pub mod spend;
 pub mod spool;

@@ -16,6 +16,7 @@
 use super::backoff::Backoff;
 use super::batcher::Batch;
 use super::client::{LedgerClient, Sent};
+use super::job::{Job, Replay};
 use super::spool::{self, Spool};
 use crate::metrics;
 use std::collections::VecDeque;
@@ -30,38 +31,6 @@ pub const MEMORY_BATCHES: usize = 8;
 const LIVE_ATTEMPTS: u32 = 3;
 /// How often other slots are checked for spools to adopt.
 const ADOPT_EVERY: Duration = Duration::from_secs(5);
-
-/// Where the next batch to send comes from.
-#[derive(Debug)]
-enum Job {
-    /// A batch taken from the front of the memory queue (put back if it fails).
-    Live(Batch),
-    /// An entry of a spool: `None` is ours, `Some(i)` the i-th adopted one.
-    Spooled {
-        spool: Option<usize>,
-        next: u64,
-        records: u32,
-        payload: Vec<u8>,
-    },
-}
-
-/// A spool being replayed, with the offset of its next unsent entry.
-#[derive(Debug)]
-struct Replay {
-    spool: Spool,
-    pos: u64,
-}
-
-impl Replay {
-    fn new(spool: Spool) -> Self {
-        let pos = spool.start();
-        Self { spool, pos }
-    }
-
-    fn pending(&self) -> bool {
-        self.pos < self.spool.len()
-    }
-}
 
 #[derive(Debug)]
 pub struct Worker {
@@ -119,6 +88,11 @@ impl Worker {
         loop {
             self.adopt_orphans();
             if self.drain_deadline.is_some_and(|d| Instant::now() >= d) {
+                break;
+            }
+            // Draining while the ledger fails: once everything is on disk, waiting on for the
+            // ledger only delays the exit; the next start replays the spool.
+            if self.drain_deadline.is_some() && !self.up && self.queue.is_empty() {
                 break;
             }
             let Some(job) = self.next_job() else {
@@ -246,13 +220,18 @@ impl Worker {
                 Ok(None) => {}
                 Err(e) => {
                     // The file changed under us since it was validated: never send what does
-                    // not check out. Skip the rest of that spool (kept on disk until cleared).
-                    tracing::error!("spool unreadable, its remaining entries are skipped: {e}");
+                    // not check out. The whole file is copied aside for an operator (entries
+                    // already acknowledged included) and the spool starts over.
+                    tracing::error!("spool unreadable, set aside and not replayed: {e}");
                     let replay = match which {
                         Some(i) => self.adopted.get_mut(i)?,
                         None => &mut self.own,
                     };
                     metrics::count_dropped("spool_error", replay.spool.records());
+                    match replay.spool.set_aside() {
+                        Ok(kept) => tracing::warn!(kept_at = %kept.display(), "spool set aside"),
+                        Err(e) => tracing::error!("cannot set the spool aside: {e}"),
+                    }
                     replay.pos = replay.spool.len();
                     self.clear_done(which);
                 }

@@ -330,6 +330,16 @@ impl Spool {
         }))
     }
 
+    /// Copies the whole file aside (`<name>.corrupt-<unix ms>`) and empties the spool: for a
+    /// spool whose content stopped checking out while it was open. Returns the copy's path.
+    pub fn set_aside(&mut self) -> Result<PathBuf, SpoolError> {
+        let name = self.path.display().to_string();
+        let bytes = std::fs::read(&self.path).map_err(|e| SpoolError::Io(name.clone(), e))?;
+        let kept = quarantine(&self.path, &bytes).map_err(|e| SpoolError::Io(name, e))?;
+        self.clear()?;
+        Ok(kept)
+    }
+
     /// Empties the spool; called only once the ledger acknowledged every entry in it.
     pub fn clear(&mut self) -> Result<(), SpoolError> {
         let start = self.start();

@@ -180,6 +180,10 @@ fn read_refuses_an_entry_changed_on_disk_after_opening() {
     bytes[last] ^= 1;
     std::fs::write(spool.path(), &bytes).unwrap();
     assert!(spool.read(spool.start()).is_err());
+    let kept = spool.set_aside().unwrap();
+    assert_eq!(std::fs::read(kept).unwrap(), bytes);
+    assert!(spool.is_empty());
+    assert_eq!(spool.read(spool.start()).unwrap(), None);
 }
 
 #[test]

@@ -8,6 +8,7 @@ use crate::config::{Org, Route, VirtualKey};
 use crate::errors::{GatewayError, LimitWhat};
 use crate::limits::{LimitKind, Limiter, Limits, RateInfo, Scope, Window};
 use crate::rate_headers::Shown;
+use smallvec::SmallVec;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -123,7 +124,8 @@ impl Governance {
                 });
             }
         }
-        let mut scopes: Vec<(Scope, &Limits)> = Vec::with_capacity(3);
+        // At most three scopes apply (org, org × model, key): kept inline, no allocation per request.
+        let mut scopes: SmallVec<[(Scope, &Limits); 3]> = SmallVec::new();
         if let Some(org) = req.org {
             if !org.limits.is_empty() {
                 scopes.push((Scope::Org(org_id.clone()), &org.limits));

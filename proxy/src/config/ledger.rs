@@ -3,6 +3,7 @@
 //! The ingest token may only come from the environment (`env:VAR`): a config file is read by
 //! more people and tools than a process environment, and a literal token in it would leak.
 
+use super::optional_duration;
 use super::{ConfigError, Env};
 use serde::Deserialize;
 use std::path::PathBuf;
@@ -68,21 +69,6 @@ pub struct LedgerSettings {
 /// The ledger refuses larger batches.
 pub const MAX_BATCH_RECORDS: usize = 10_000;
 
-fn duration(
-    value: &Option<String>,
-    default: Duration,
-    field: &str,
-) -> Result<Duration, ConfigError> {
-    match value {
-        None => Ok(default),
-        Some(text) => humantime::parse_duration(text).map_err(|e| {
-            ConfigError::invalid(format!(
-                "ledger.{field} {text:?} is not a duration (e.g. \"200ms\", \"5s\"): {e}"
-            ))
-        }),
-    }
-}
-
 /// Validates `[ledger]`; `None` when the table is absent.
 pub fn build(
     raw: Option<&LedgerSection>,
@@ -121,21 +107,22 @@ pub fn build(
             "ledger.batch_records {batch_records} must be between 1 and {MAX_BATCH_RECORDS}"
         )));
     }
-    let batch_interval = duration(
+    let batch_interval = optional_duration(
         &raw.batch_interval,
         Duration::from_millis(200),
-        "batch_interval",
+        "ledger.batch_interval",
     )?;
     if batch_interval.is_zero() {
         return Err(ConfigError::invalid(
             "ledger.batch_interval must be above 0",
         ));
     }
-    let spend_poll = duration(&raw.spend_poll, Duration::from_secs(5), "spend_poll")?;
-    let request_timeout = duration(
+    let spend_poll =
+        optional_duration(&raw.spend_poll, Duration::from_secs(5), "ledger.spend_poll")?;
+    let request_timeout = optional_duration(
         &raw.request_timeout,
         Duration::from_secs(5),
-        "request_timeout",
+        "ledger.request_timeout",
     )?;
     if request_timeout.is_zero() {
         return Err(ConfigError::invalid(
@@ -149,7 +136,11 @@ pub fn build(
         batch_records,
         batch_interval,
         spend_poll: (!spend_poll.is_zero()).then_some(spend_poll),
-        drain_timeout: duration(&raw.drain_timeout, Duration::from_secs(10), "drain_timeout")?,
+        drain_timeout: optional_duration(
+            &raw.drain_timeout,
+            Duration::from_secs(10),
+            "ledger.drain_timeout",
+        )?,
         request_timeout,
     }))
 }

@@ -39,6 +39,23 @@ impl ConfigError {
     }
 }
 
+/// An optional humantime duration (`"200ms"`, `"5m"`), `default` when absent; `field` is its full
+/// name in errors (`ledger.batch_interval`).
+pub(crate) fn optional_duration(
+    value: &Option<String>,
+    default: std::time::Duration,
+    field: &str,
+) -> Result<std::time::Duration, ConfigError> {
+    match value {
+        None => Ok(default),
+        Some(text) => humantime::parse_duration(text).map_err(|e| {
+            ConfigError::invalid(format!(
+                "{field} {text:?} is not a duration (e.g. \"200ms\", \"30s\", \"5m\"): {e}"
+            ))
+        }),
+    }
+}
+
 /// Where secrets come from: the environment of this process (`SLUICE_MASTER_KEY` and the
 /// `env:VAR` references), abstracted so tests can supply their own.
 pub trait Env {

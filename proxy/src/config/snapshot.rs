@@ -41,21 +41,6 @@ pub const DEFAULT_GRACE_PERIOD: Duration = Duration::from_secs(15 * 60);
 /// Pingora's own default.
 pub const DEFAULT_SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(5);
 
-fn server_duration(
-    value: &Option<String>,
-    default: Duration,
-    field: &str,
-) -> Result<Duration, ConfigError> {
-    match value {
-        None => Ok(default),
-        Some(text) => humantime::parse_duration(text).map_err(|e| {
-            ConfigError::invalid(format!(
-                "server.{field} {text:?} is not a duration (e.g. \"30s\", \"5m\"): {e}"
-            ))
-        }),
-    }
-}
-
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum SinkKind {
     Stdout,
@@ -167,15 +152,15 @@ pub(super) fn build(raw: FileConfig, env: &dyn Env) -> Result<Snapshot, ConfigEr
         admin_listen: raw.server.admin_listen.clone(),
         upgrade_sock: raw.server.upgrade_sock.clone(),
         pid_file: raw.server.pid_file.clone(),
-        grace_period: server_duration(
+        grace_period: super::optional_duration(
             &raw.server.grace_period,
             DEFAULT_GRACE_PERIOD,
-            "grace_period",
+            "server.grace_period",
         )?,
-        shutdown_timeout: server_duration(
+        shutdown_timeout: super::optional_duration(
             &raw.server.shutdown_timeout,
             DEFAULT_SHUTDOWN_TIMEOUT,
-            "shutdown_timeout",
+            "server.shutdown_timeout",
         )?,
         watch: raw.server.watch.unwrap_or(true),
         master_key_file: raw.server.master_key_file.clone(),

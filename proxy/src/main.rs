@@ -11,6 +11,13 @@ use std::io::Read;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
+/// mimalloc instead of glibc malloc: under load tokio frees buffers on another worker thread than
+/// the one that allocated them, and glibc's arena locks then made up most of the proxy's futex
+/// calls and ~10 % of its CPU (profile in BENCHMARKS.md). mimalloc's per-thread heaps free
+/// cross-thread without a lock.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Parser, Debug)]
 #[command(name = "sluice-proxy", version, about = "LLM API gateway data plane")]
 struct Cli {

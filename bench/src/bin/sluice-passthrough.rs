@@ -6,7 +6,7 @@
 //! `sluice-proxy` (they are workspace dependencies), runs the same number of worker threads
 //! by default as `conf/sluice.toml`, and configures its upstream peer the way sluice does
 //! (connect timeout, pooled idle connections for 60 s), so the only difference between the
-//! two is what sluice does per request.
+//! two is what sluice does per request. For the same reason it uses sluice's global allocator.
 
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::process::ExitCode;
@@ -21,9 +21,16 @@ use pingora::server::configuration::ServerConf;
 use pingora::server::RunArgs;
 
 /// Bare Pingora pass-through to one plain-HTTP upstream; for benchmarks only.
+/// The same global allocator as `sluice-proxy` (see proxy/src/main.rs for why).
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// The same idle upstream pool as sluice (`UPSTREAM_KEEPALIVE_POOL` in its server module), so
 /// the comparison measures governance, not pool sizes.
 const KEEPALIVE_POOL: usize = 2048;
+
+/// The same downstream read buffer as sluice (`DOWNSTREAM_READ_BUFFER` in its server module: none).
+const DOWNSTREAM_READ_BUFFER: usize = 0;
 
 #[derive(Debug, Parser)]
 #[command(name = "sluice-passthrough", version)]
@@ -37,8 +44,8 @@ struct Args {
     /// Pingora worker threads (sluice's default configuration uses 2).
     #[arg(long, default_value_t = 2)]
     threads: usize,
-    /// Read buffer of each downstream connection in bytes; Pingora's default is 64 KiB. For
-    /// tuning experiments (memory per open stream).
+    /// Read buffer of each downstream connection in bytes (default: none, as sluice; Pingora's
+    /// own default is 64 KiB). For tuning experiments (memory per open stream).
     #[arg(long)]
     read_buffer: Option<usize>,
     /// Run each worker thread as its own single-threaded runtime (Pingora's `work_stealing =
@@ -107,10 +114,9 @@ fn main() -> ExitCode {
     server.bootstrap();
     let mut service =
         pingora::proxy::http_proxy_service(&server.configuration, Passthrough { upstream });
-    let mut listener = ListenerConfig::tcp(args.listen.as_str());
-    if let Some(read) = args.read_buffer {
-        listener = listener.l4_buffer(L4BufferSettings::default().read(read));
-    }
+    let read = args.read_buffer.unwrap_or(DOWNSTREAM_READ_BUFFER);
+    let listener = ListenerConfig::tcp(args.listen.as_str())
+        .l4_buffer(L4BufferSettings::default().read(read));
     service.add_listener(listener);
     server.add_service(service);
     eprintln!("sluice-passthrough listening on http://{}", args.listen);

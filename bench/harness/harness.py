@@ -21,7 +21,7 @@ import procs
 import report
 import targets as tg
 
-FULL = dict(rounds=2, duration="5s", mem_streams=9000, litellm_mem_streams=1000)
+FULL = dict(rounds=3, duration="5s", mem_streams=9000, litellm_mem_streams=1000)
 QUICK = dict(rounds=1, duration="2s", mem_streams=500, litellm_mem_streams=200)
 CLOSED_CLIENTS = 32
 STREAM_RATE = 50

@@ -115,8 +115,8 @@ fn main() -> ExitCode {
     let mut service =
         pingora::proxy::http_proxy_service(&server.configuration, Passthrough { upstream });
     let read = args.read_buffer.unwrap_or(DOWNSTREAM_READ_BUFFER);
-    let listener = ListenerConfig::tcp(args.listen.as_str())
-        .l4_buffer(L4BufferSettings::default().read(read));
+    let listener =
+        ListenerConfig::tcp(args.listen.as_str()).l4_buffer(L4BufferSettings::default().read(read));
     service.add_listener(listener);
     server.add_service(service);
     eprintln!("sluice-passthrough listening on http://{}", args.listen);

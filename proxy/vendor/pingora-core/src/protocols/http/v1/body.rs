@@ -1323,6 +1323,47 @@ impl BodyWriter {
         self.body_mode = BM::ContentLength(cl, 0);
     }
 
+    // sluice patch: whether a Content-Length body of at least one byte is still to be written.
+    pub fn content_length_body_follows(&self) -> bool {
+        matches!(self.body_mode, BM::ContentLength(total, written) if written < total)
+    }
+
+    // sluice patch: like `write_body`, with `head` (the request header held back by the client
+    // session) written first. For a Content-Length body of up to `COALESCE_LIMIT` bytes both go
+    // out in one write; otherwise, or in any other body mode, one after the other.
+    pub async fn write_body_after<S>(
+        &mut self,
+        stream: &mut S,
+        head: &[u8],
+        buf: &[u8],
+    ) -> Result<Option<usize>>
+    where
+        S: AsyncWrite + Unpin + Send,
+    {
+        const COALESCE_LIMIT: usize = 16 * 1024;
+        if let BM::ContentLength(total, written) = self.body_mode {
+            let to_write = buf.len().min(total.saturating_sub(written));
+            if to_write > 0 && to_write <= COALESCE_LIMIT {
+                let mut joined = Vec::with_capacity(head.len() + to_write);
+                joined.extend_from_slice(head);
+                joined.extend_from_slice(&buf[..to_write]);
+                if let Err(e) = stream.write_all(&joined).await {
+                    return Error::e_because(WriteError, "while writing request headers", e);
+                }
+                if to_write < buf.len() {
+                    warn!("Trying to write data over content-length: {total}");
+                }
+                self.body_mode = BM::ContentLength(total, written + to_write);
+                stream.flush().await.or_err(WriteError, "flushing body")?;
+                return Ok(Some(to_write));
+            }
+        }
+        if let Err(e) = stream.write_all(head).await {
+            return Error::e_because(WriteError, "while writing request headers", e);
+        }
+        self.write_body(stream, buf).await
+    }
+
     pub fn convert_to_close_delimited(&mut self) {
         if matches!(self.body_mode, BodyMode::UntilClose(_)) {
             // nothing to do, already in close-delimited mode
@@ -2053,6 +2094,94 @@ impl BodyWriter {
 mod tests {
     use super::*;
     use tokio_test::io::Builder;
+
+    // sluice patch: a held-back request header and a small Content-Length body go out in one
+    // write; a large body follows the header in its own writes.
+    #[tokio::test]
+    async fn sluice_header_and_small_body_in_one_write() {
+        #[derive(Default)]
+        struct Writes(Vec<Vec<u8>>);
+        impl AsyncWrite for Writes {
+            fn poll_write(
+                self: std::pin::Pin<&mut Self>,
+                _cx: &mut Context<'_>,
+                buf: &[u8],
+            ) -> Poll<std::io::Result<usize>> {
+                self.get_mut().0.push(buf.to_vec());
+                Poll::Ready(Ok(buf.len()))
+            }
+            fn poll_flush(self: std::pin::Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+                Poll::Ready(Ok(()))
+            }
+            fn poll_shutdown(
+                self: std::pin::Pin<&mut Self>,
+                _cx: &mut Context<'_>,
+            ) -> Poll<std::io::Result<()>> {
+                Poll::Ready(Ok(()))
+            }
+        }
+        let head = b"POST / HTTP/1.1\r\nContent-Length: 3\r\n\r\n";
+
+        let mut out = Writes::default();
+        let mut writer = BodyWriter::new();
+        writer.init_content_length(3);
+        assert!(writer.content_length_body_follows());
+        let n = writer.write_body_after(&mut out, head, b"abcdef").await.unwrap();
+        assert_eq!(n, Some(3));
+        assert_eq!(out.0, vec![[&head[..], b"abc"].concat()]);
+        assert!(writer.finished());
+        assert!(!writer.content_length_body_follows());
+
+        let big = vec![b'x'; 20 * 1024];
+        let mut out = Writes::default();
+        let mut writer = BodyWriter::new();
+        writer.init_content_length(big.len());
+        writer.write_body_after(&mut out, head, &big).await.unwrap();
+        assert_eq!(out.0.len(), 2);
+        assert_eq!(out.0[0], head.to_vec());
+        assert_eq!(out.0[1], big);
+
+        let mut writer = BodyWriter::new();
+        writer.init_content_length(0);
+        assert!(!writer.content_length_body_follows());
+    }
+
+    // sluice patch: reads start at 4 KiB and double only while they fill the buffer.
+    #[tokio::test]
+    async fn sluice_body_buffer_starts_small_and_grows_while_full() {
+        let body = vec![b'x'; 40 * 1024];
+        let mut mock_io = Builder::new().read(&body[..]).build();
+        let mut body_reader = BodyReader::new(true);
+        body_reader.init_content_length(body.len(), b"");
+        let mut sizes = vec![];
+        let mut total = 0;
+        while let Some(res) = body_reader.read_body(&mut mock_io).await.unwrap() {
+            assert!(body_reader.get_body(&res).iter().all(|b| *b == b'x'));
+            sizes.push(res.1 - res.0);
+            total += res.1 - res.0;
+            if body_reader.body_done() {
+                break;
+            }
+        }
+        assert_eq!(total, body.len());
+        assert_eq!(sizes, vec![4096, 8192, 16384, 12288]);
+
+        // A stream of small events never grows the buffer.
+        let event = b"data: {}\n\n";
+        let mut builder = Builder::new();
+        for _ in 0..20 {
+            builder.read(&event[..]);
+        }
+        let mut mock_io = builder.build();
+        let mut body_reader = BodyReader::new(true);
+        body_reader.init_close_delimited(b"");
+        for _ in 0..20 {
+            let res = body_reader.read_body(&mut mock_io).await.unwrap().unwrap();
+            assert_eq!(body_reader.get_body(&res), &event[..]);
+        }
+        assert_eq!(body_reader.next_read_size(), BODY_BUFFER_INIT_SIZE);
+        assert!(body_reader.body_buf.as_ref().unwrap().capacity() < 8 * 1024);
+    }
 
     fn init_log() {
         let _ = env_logger::builder().is_test(true).try_init();
@@ -3222,6 +3351,9 @@ mod tests {
             .read(&trailer2[..])
             .build();
         let mut body_reader = BodyReader::new(false);
+        // sluice patch: this test reads each 60 KiB trailer piece in one read, so it starts at
+        // the largest read size instead of growing to it.
+        body_reader.read_size = BODY_BUFFER_SIZE;
         body_reader.init_chunked(b"");
         let res = body_reader.read_body(&mut mock_io).await.unwrap().unwrap();
         assert_eq!(res, BufRef::new(3, 1));

@@ -20,3 +20,5 @@ cargo fmt --all -- --check
 # One release build serves clippy, the tests, and later the load tests and benchmarks.
 cargo clippy --release --workspace --all-targets -- -D warnings
 cargo test --release --workspace
+# The benchmark harness's report generator (synthetic runs; no timings asserted).
+python3 -m unittest discover -s bench/harness -p 'test_*.py'

@@ -17,6 +17,7 @@ import subprocess
 import sys
 import time
 
+import micro
 import procs
 import report
 import targets as tg
@@ -185,6 +186,7 @@ def main():
     ap.add_argument("--targets", default="direct,nginx,litellm,passthrough,sluice")
     ap.add_argument("--rates", help="comma-separated open-loop rates (default: fractions of nginx's max)")
     ap.add_argument("--skip-memory", action="store_true")
+    ap.add_argument("--skip-micro", action="store_true", help="skip the criterion and allocation-count micro-benchmarks")
     ap.add_argument("--memory-only", action="store_true", help="only the memory-per-stream scenario")
     ap.add_argument("--mem-streams", type=int, help="streams for the memory scenario (default 9000, quick 500)")
     ap.add_argument("--passthrough-args", default="", help="extra sluice-passthrough flags (tuning experiments)")
@@ -202,37 +204,8 @@ def main():
 
     wanted = args.targets.split(",")
     bench = Bench(args, run_dir)
-    started_procs, skipped = [], {}
-    mock, mock_port = tg.start_mock(args.bin, run_dir)
-    started_procs.append(mock)
+    tlist, started_procs, skipped, mock_port = start_all(args, run_dir, bench, wanted)
     try:
-        tlist = [tg.Target("direct", "direct (no hop)", mock_port, None, "sluice-mock")]
-        starters = dict(
-            # sluice starts first: its virtual key's length sets every other target's key length.
-            sluice=lambda: tg.start_sluice(args.bin, run_dir, mock_port),
-            nginx=lambda: tg.start_nginx(run_dir, mock_port),
-            litellm=lambda: tg.start_litellm(args.venv, run_dir, mock_port, bench.key_len),
-            passthrough=lambda: tg.start_passthrough(args.bin, run_dir, mock_port, shlex.split(args.passthrough_args)),
-        )
-        for name in starters:
-            if name not in wanted:
-                continue
-            t, why = starters[name]()
-            if t:
-                tlist.append(t)
-                started_procs.append(t.proc)
-                if t.name == "sluice":
-                    bench.key_len = len(t.key)
-            else:
-                skipped[name] = why
-                log(f"{name} skipped: {why}")
-        order = {n: i for i, n in enumerate(["direct", "nginx", "litellm", "passthrough", "sluice"])}
-        tlist = sorted((t for t in tlist if t.name in wanted), key=lambda t: order[t.name])
-        for t in list(tlist):
-            if not bench.warm_up(t):
-                skipped[t.name] = "failed its warm-up (see its log)"
-                log(f"{t.name} skipped: failed warm-up")
-                tlist.remove(t)
         dur = prof["duration"]
         memory = []
         if not args.skip_memory:
@@ -240,6 +213,14 @@ def main():
                 if t.proc:
                     n = prof["litellm_mem_streams"] if t.name == "litellm" else prof["mem_streams"]
                     memory.append(bench.memory(t, n, mock_port))
+            if not args.memory_only:
+                # Thousands of streams opened and cut leave every process (the mock included)
+                # slower for minutes afterwards (measured: +10-35 % CPU per request for both
+                # Pingora builds), which would bias every later run. Start everything afresh.
+                log("restarting the mock and every target after the memory scenario")
+                stop_all(started_procs)
+                tlist, started_procs, more, mock_port = start_all(args, run_dir, bench, wanted)
+                skipped.update(more)
         rates = [float(r) for r in args.rates.split(",")] if args.rates else None
         for rnd in range(0 if args.memory_only else prof["rounds"]):
             order = tlist if rnd % 2 == 0 else list(reversed(tlist))
@@ -265,8 +246,9 @@ def main():
                 bench.run_load(t, "stream", extra, rnd, param=STREAM_RATE)
         usage_lines = count_lines(os.path.join(run_dir, "sluice", "usage.jsonl"))
     finally:
-        for p in reversed(started_procs):
-            p.stop()
+        stop_all(started_procs)
+    # After every target has stopped, so the micro-benchmarks have the cores to themselves.
+    micro_res = None if args.memory_only or args.skip_micro else micro.run(args.root, args.quick, log)
     finished = datetime.datetime.now(datetime.timezone.utc)
     results = dict(
         schema="sluice-harness/1", started=started.isoformat(timespec="seconds"),
@@ -274,7 +256,7 @@ def main():
         closed_clients=CLOSED_CLIENTS, stream_rate=STREAM_RATE, stream_headers=STREAM_HEADERS,
         rates=rates, machine=machine(), load_after=procs.loadavg(), skipped=skipped,
         targets=[dict(name=t.name, label=t.label, command=t.command, note=t.note) for t in tlist],
-        runs=bench.runs, memory=memory, sluice_usage_records=usage_lines, run_dir=run_dir,
+        runs=bench.runs, memory=memory, micro=micro_res, sluice_usage_records=usage_lines, run_dir=run_dir,
         command="bench/harness/run.sh" + (" --quick" if args.quick else ""),
     )
     with open(os.path.join(run_dir, "results.json"), "w") as f:
@@ -291,6 +273,51 @@ def main():
         f.write(text)
     print(report.summary(results))
     log(f"wrote {out} and {run_dir}/results.json in {(finished - started).total_seconds():.0f} s")
+
+
+def start_all(args, run_dir, bench, wanted):
+    """Starts the mock and the wanted targets and warms them up; returns (targets, processes,
+    skipped target -> why, mock port)."""
+    started_procs, skipped = [], {}
+    mock, mock_port = tg.start_mock(args.bin, run_dir)
+    started_procs.append(mock)
+    tlist = [tg.Target("direct", "direct (no hop)", mock_port, None, "sluice-mock")]
+    starters = dict(
+        # sluice starts first: its virtual key's length sets every other target's key length.
+        sluice=lambda: tg.start_sluice(args.bin, run_dir, mock_port),
+        nginx=lambda: tg.start_nginx(run_dir, mock_port),
+        litellm=lambda: tg.start_litellm(args.venv, run_dir, mock_port, bench.key_len),
+        passthrough=lambda: tg.start_passthrough(args.bin, run_dir, mock_port, shlex.split(args.passthrough_args)),
+    )
+    try:
+        for name in starters:
+            if name not in wanted:
+                continue
+            t, why = starters[name]()
+            if t:
+                tlist.append(t)
+                started_procs.append(t.proc)
+                if t.name == "sluice":
+                    bench.key_len = len(t.key)
+            else:
+                skipped[name] = why
+                log(f"{name} skipped: {why}")
+        order = {n: i for i, n in enumerate(["direct", "nginx", "litellm", "passthrough", "sluice"])}
+        tlist = sorted((t for t in tlist if t.name in wanted), key=lambda t: order[t.name])
+        for t in list(tlist):
+            if not bench.warm_up(t):
+                skipped[t.name] = "failed its warm-up (see its log)"
+                log(f"{t.name} skipped: failed warm-up")
+                tlist.remove(t)
+    except BaseException:
+        stop_all(started_procs)
+        raise
+    return tlist, started_procs, skipped, mock_port
+
+
+def stop_all(procs):
+    for p in reversed(procs):
+        p.stop()
 
 
 def reference_rates(runs):

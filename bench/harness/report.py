@@ -113,6 +113,7 @@ def tables(res):
             cpu=avg(res, "stream", t, None, cpu_us_per_req),
         )
     out["memory"] = {m["target"]: m for m in res.get("memory", [])}
+    out["micro"] = res.get("micro")
     return out
 
 

@@ -62,6 +62,14 @@ def results():
         runs=runs, memory=[dict(target="sluice", streams=9000, held=9000, rss_kib_before=1000, rss_kib_held=1000 + 9000 * 20,
                                 bytes_per_stream=20 * 1024, rss_kib_after_release=1000)],
         sluice_usage_records=123,
+        micro=dict(
+            command="cargo bench -p sluice-bench", benches=[
+                dict(group="sse", id="sse/scanner/chat/one event per chunk", mean_ns=1000.0, bytes=3000),
+                dict(group="sse", id="sse/scanner/chat/1-4 KiB reads", mean_ns=1000.0, bytes=2500),
+                dict(group="keys", id="keys/KeyDigest::of", mean_ns=250.0, bytes=None),
+            ],
+            alloc=dict(command="cargo bench -p sluice-bench --bench alloc_per_chunk", total=3, steady=0, table="stream ..."),
+        ),
     )
 
 
@@ -87,6 +95,21 @@ class ReportTest(unittest.TestCase):
         self.assertEqual(v["streams: chunks out == chunks in"][1], "met")
         self.assertEqual(v["≤ 16 KiB RSS per open idle stream"][1], "**not met**")
 
+    def test_micro_benchmark_verdicts_use_the_slowest_scanner_case(self):
+        v = {name: (value, verdict) for name, value, verdict in report_text.verdicts(report.tables(results()))}
+        # 2500 bytes in 1000 ns is 2.5 GB/s, the slower of the two scanner cases.
+        self.assertEqual(v["SSE scanner ≥ 2 GB/s"], ("2.5 GB/s, slowest stream shape and split", "met"))
+        self.assertEqual(v["0 heap allocations per forwarded chunk"][1], "met")
+        res = results()
+        res["micro"]["alloc"]["steady"] = 2
+        res["micro"]["benches"][1]["mean_ns"] = 2000.0
+        v = {name: verdict for name, _, verdict in report_text.verdicts(report.tables(res))}
+        self.assertEqual(v["0 heap allocations per forwarded chunk"], "**not met**")
+        self.assertEqual(v["SSE scanner ≥ 2 GB/s"], "**not met**")
+        res["micro"] = None
+        v = {name: verdict for name, _, verdict in report_text.verdicts(report.tables(res))}
+        self.assertEqual(v["SSE scanner ≥ 2 GB/s"], "–")
+
     def test_negative_reference_gives_no_verdict(self):
         res = results()
         for r in res["runs"]:
@@ -98,7 +121,7 @@ class ReportTest(unittest.TestCase):
     def test_document_has_every_section_and_the_skip_reason(self):
         doc = report.render(results())
         for heading in ("## Machine", "## Max throughput", "## Added latency", "### Ratios", "## Streaming",
-                        "## Memory per open idle stream", "## The issue's targets", "## What limits these numbers"):
+                        "## Memory per open idle stream", "## Micro-benchmarks", "## The issue's targets", "## What limits these numbers"):
             self.assertIn(heading, doc)
         self.assertIn("not installed", doc)
         self.assertIn("123 records", doc)

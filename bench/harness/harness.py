@@ -215,7 +215,7 @@ def main():
                     memory.append(bench.memory(t, n, mock_port))
             if not args.memory_only:
                 # Thousands of streams opened and cut leave every process (the mock included)
-                # slower for minutes afterwards (measured: +10-35 % CPU per request for both
+                # slower for minutes afterwards (measured: +12-58 % CPU per request for both
                 # Pingora builds), which would bias every later run. Start everything afresh.
                 log("restarting the mock and every target after the memory scenario")
                 stop_all(started_procs)

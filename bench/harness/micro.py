@@ -22,7 +22,7 @@ def run(root, quick, log):
     """Runs the benches; returns dict(benches=[...], alloc=...) or dict(error=...)."""
     crit_dir = os.path.join(root, "target", "criterion")
     shutil.rmtree(crit_dir, ignore_errors=True)
-    times = ["--warm-up-time", "0.2", "--measurement-time", "0.5"] if quick else ["--warm-up-time", "0.3", "--measurement-time", "1.0"]
+    times = ["--warm-up-time", "0.2", "--measurement-time", "0.5"] if quick else ["--warm-up-time", "1", "--measurement-time", "1.5"]
     cmd = ["cargo", "bench", "-q", "-p", "sluice-bench"]
     for b in CRITERION_BENCHES:
         cmd += ["--bench", b]

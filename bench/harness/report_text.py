@@ -108,7 +108,8 @@ def micro_section(mi):
     for b in mi["benches"]:
         ns = b["mean_ns"]
         mean = f"{ns:,.0f} ns" if ns < 10_000 else f"{ns / 1000:,.1f} µs"
-        tp = f"{b['bytes'] / ns:.2f} GB/s" if b.get("bytes") else "–"
+        gbps = micro.gb_per_s(b)
+        tp = "–" if gbps is None else f"{gbps:.2f} GB/s"
         parts.append(row([b["id"], mean, tp]) + "\n")
     alloc = mi["alloc"]
     if "table" in alloc:

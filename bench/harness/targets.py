@@ -25,7 +25,8 @@ class Proc:
         self.name = name
         self.argv = argv
         self.log_path = log_path
-        self.log = open(log_path, "wb")
+        # Appended to: a process restarted within a run (see harness.py) keeps its first log.
+        self.log = open(log_path, "ab")
         self.popen = subprocess.Popen(
             argv,
             stdout=self.log,
@@ -102,15 +103,27 @@ def wait_listening(proc, port, seconds):
     return False
 
 
+def launch(name, argv, log_path, port, timeout, env=None):
+    """Starts a process and waits (≤ timeout s) until it listens on port; returns (proc, "") or
+    (None, why-not), stopping a process that never listened."""
+    proc = Proc(name, argv, log_path, env=env)
+    if not wait_listening(proc, port, timeout):
+        proc.stop()
+        return None, f"{name} did not start within {timeout} s; see {log_path}"
+    return proc, ""
+
+
 def start_mock(bin_dir, run_dir):
     port = procs.free_port()
-    proc = Proc(
-        "mock",
+    proc, why = launch(
+        "sluice-mock",
         [f"{bin_dir}/sluice-mock", "--listen", f"127.0.0.1:{port}", "--max-records", "0"],
         os.path.join(run_dir, "mock.log"),
+        port,
+        15,
     )
-    if not wait_listening(proc, port, 15):
-        raise RuntimeError(f"sluice-mock did not start; see {proc.log_path}")
+    if not proc:
+        raise RuntimeError(why)
     return proc, port
 
 
@@ -132,10 +145,9 @@ def start_nginx(run_dir, mock_port):
             "MOCK": f"127.0.0.1:{mock_port}",
         },
     )
-    proc = Proc("nginx", [nginx, "-p", prefix, "-c", conf], os.path.join(run_dir, "nginx.log"))
-    if not wait_listening(proc, port, 15):
-        proc.stop()
-        return None, f"nginx did not start; see {proc.log_path}"
+    proc, why = launch("nginx", [nginx, "-p", prefix, "-c", conf], os.path.join(run_dir, "nginx.log"), port, 15)
+    if not proc:
+        return None, why
     version = subprocess.run([nginx, "-v"], capture_output=True, text=True).stderr.strip()
     return Target("nginx", "nginx", port, proc, version), ""
 
@@ -161,15 +173,16 @@ def start_litellm(venv, run_dir, mock_port, key_len):
         # sluice checks its key, but LiteLLM has no database here, so no limits or spend.
         LITELLM_MASTER_KEY=master,
     )
-    proc = Proc(
-        "litellm",
+    proc, why = launch(
+        "LiteLLM",
         [exe, "--config", conf, "--host", "127.0.0.1", "--port", str(port), "--num_workers", "1"],
         os.path.join(run_dir, "litellm.log"),
+        port,
+        120,
         env=env,
     )
-    if not wait_listening(proc, port, 120):
-        proc.stop()
-        return None, f"LiteLLM did not start within 120 s; see {proc.log_path}"
+    if not proc:
+        return None, why
     version = subprocess.run(
         [os.path.join(venv, "bin", "python"), "-c", "import importlib.metadata as m; print(m.version('litellm'))"],
         capture_output=True,
@@ -183,8 +196,8 @@ def start_litellm(venv, run_dir, mock_port, key_len):
 
 def start_passthrough(bin_dir, run_dir, mock_port, extra=()):
     port = procs.free_port()
-    proc = Proc(
-        "passthrough",
+    proc, why = launch(
+        "sluice-passthrough",
         [
             f"{bin_dir}/sluice-passthrough",
             "--listen",
@@ -196,10 +209,11 @@ def start_passthrough(bin_dir, run_dir, mock_port, extra=()):
             *extra,
         ],
         os.path.join(run_dir, "passthrough.log"),
+        port,
+        15,
     )
-    if not wait_listening(proc, port, 15):
-        proc.stop()
-        return None, f"sluice-passthrough did not start; see {proc.log_path}"
+    if not proc:
+        return None, why
     return Target("passthrough", "sluice-passthrough", port, proc, "bare Pingora 0.9, 2 threads"), ""
 
 
@@ -231,9 +245,8 @@ def start_sluice(bin_dir, run_dir, mock_port):
     )
     env = dict(os.environ)
     env.setdefault("RUST_LOG", "warn")
-    proc = Proc("sluice", [exe, "--config", conf], os.path.join(run_dir, "sluice.log"), env=env)
-    if not wait_listening(proc, port, 20):
-        proc.stop()
-        return None, f"sluice-proxy did not start; see {proc.log_path}"
+    proc, why = launch("sluice-proxy", [exe, "--config", conf], os.path.join(run_dir, "sluice.log"), port, 20, env=env)
+    if not proc:
+        return None, why
     note = "2 threads, auth + limits + metering to a file"
     return Target("sluice", "sluice (governance on)", port, proc, note, key), ""

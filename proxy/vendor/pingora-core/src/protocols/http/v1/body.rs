@@ -1329,12 +1329,14 @@ impl BodyWriter {
     }
 
     // sluice patch: like `write_body`, with `head` (the request header held back by the client
-    // session) written first. For a Content-Length body of up to `COALESCE_LIMIT` bytes both go
-    // out in one write; otherwise, or in any other body mode, one after the other.
+    // session) written first. A Content-Length body of up to `COALESCE_LIMIT` bytes is appended
+    // to the header's own buffer (which has room for a small one already) so both go out in one
+    // write, with the same bookkeeping as `do_write_body`; otherwise, or in any other body mode,
+    // they go one after the other.
     pub async fn write_body_after<S>(
         &mut self,
         stream: &mut S,
-        head: &[u8],
+        mut head: BytesMut,
         buf: &[u8],
     ) -> Result<Option<usize>>
     where
@@ -1344,21 +1346,21 @@ impl BodyWriter {
         if let BM::ContentLength(total, written) = self.body_mode {
             let to_write = buf.len().min(total.saturating_sub(written));
             if to_write > 0 && to_write <= COALESCE_LIMIT {
-                let mut joined = Vec::with_capacity(head.len() + to_write);
-                joined.extend_from_slice(head);
-                joined.extend_from_slice(&buf[..to_write]);
-                if let Err(e) = stream.write_all(&joined).await {
-                    return Error::e_because(WriteError, "while writing request headers", e);
-                }
                 if to_write < buf.len() {
                     warn!("Trying to write data over content-length: {total}");
                 }
+                head.extend_from_slice(&buf[..to_write]);
+                if let Err(e) = stream.write_all(&head).await {
+                    return Error::e_because(WriteError, "while writing request headers", e);
+                }
                 self.body_mode = BM::ContentLength(total, written + to_write);
-                stream.flush().await.or_err(WriteError, "flushing body")?;
+                if self.finished() {
+                    stream.flush().await.or_err(WriteError, "flushing body")?;
+                }
                 return Ok(Some(to_write));
             }
         }
-        if let Err(e) = stream.write_all(head).await {
+        if let Err(e) = stream.write_all(&head).await {
             return Error::e_because(WriteError, "while writing request headers", e);
         }
         self.write_body(stream, buf).await
@@ -2126,7 +2128,10 @@ mod tests {
         let mut writer = BodyWriter::new();
         writer.init_content_length(3);
         assert!(writer.content_length_body_follows());
-        let n = writer.write_body_after(&mut out, head, b"abcdef").await.unwrap();
+        let n = writer
+            .write_body_after(&mut out, BytesMut::from(&head[..]), b"abcdef")
+            .await
+            .unwrap();
         assert_eq!(n, Some(3));
         assert_eq!(out.0, vec![[&head[..], b"abc"].concat()]);
         assert!(writer.finished());
@@ -2136,7 +2141,10 @@ mod tests {
         let mut out = Writes::default();
         let mut writer = BodyWriter::new();
         writer.init_content_length(big.len());
-        writer.write_body_after(&mut out, head, &big).await.unwrap();
+        writer
+            .write_body_after(&mut out, BytesMut::from(&head[..]), &big)
+            .await
+            .unwrap();
         assert_eq!(out.0.len(), 2);
         assert_eq!(out.0[0], head.to_vec());
         assert_eq!(out.0[1], big);

@@ -178,7 +178,7 @@ impl HttpSession {
         let written = match self.pending_header.take() {
             Some(head) => {
                 self.body_writer
-                    .write_body_after(&mut self.underlying_stream, &head, buf)
+                    .write_body_after(&mut self.underlying_stream, head, buf)
                     .await
             }
             None => {

@@ -48,10 +48,6 @@ fn observe(stream: &Stream, chunks: &[Bytes]) -> u64 {
 fn bench(c: &mut Criterion) {
     let streams = common::streams(common::CONTENT_CHUNKS);
     let mut group = c.benchmark_group("sse");
-    group
-        .measurement_time(Duration::from_secs(2))
-        .warm_up_time(Duration::from_millis(500))
-        .sample_size(20);
     for stream in &streams {
         group.throughput(Throughput::Bytes(stream.body.len() as u64));
         for split in Split::ALL {
@@ -70,5 +66,14 @@ fn bench(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, bench);
+criterion_group! {
+    name = benches;
+    // The defaults of a standalone run; command-line flags (the harness's shorter times) override
+    // these, which per-group settings would not.
+    config = Criterion::default()
+        .measurement_time(Duration::from_secs(2))
+        .warm_up_time(Duration::from_millis(500))
+        .sample_size(20);
+    targets = bench
+}
 criterion_main!(benches);

@@ -22,8 +22,9 @@ import procs
 import report
 import targets as tg
 
-# Two rounds keep a full run within the 15 minutes from a fresh clone: the cold release
-# build took 5m08s here, a 3-round run 11m, and each round ~2.5 min of it.
+# Two rounds keep a full run within the 15 minutes from a fresh clone. Measured at 2 rounds
+# (2026-11-23): the cold release build 5m09s, the runs 6.4 min (memory, restart, 2 rounds), then
+# the micro-benchmarks; a separate `cargo bench` build had added 4-5 min, hence micro.build().
 FULL = dict(rounds=2, duration="5s", mem_streams=9000, litellm_mem_streams=1000)
 QUICK = dict(rounds=1, duration="2s", mem_streams=500, litellm_mem_streams=200)
 CLOSED_CLIENTS = 32

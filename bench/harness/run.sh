@@ -11,10 +11,19 @@ root="$(cd "$(dirname "$0")/../.." && pwd)"
 cd "$root"
 target_dir="${CARGO_TARGET_DIR:-$root/target}"
 
-# Build tools first (cmake and a C toolchain for Pingora), then the release binaries only.
+# Build tools first (cmake and a C toolchain for Pingora).
 .ci/deps.sh
-cargo build --release -p sluice-bench -p sluice-proxy \
-  --bin sluice-mock --bin sluice-load --bin sluice-passthrough --bin sluice-proxy
+
+# LiteLLM's proxy in its own venv, installed in the background while the build below runs (it is
+# mostly download time); a failed install is reported and the run goes on without LiteLLM.
+venv="$target_dir/bench-venv"
+pip_pid=""
+if [ ! -x "$venv/bin/litellm" ]; then
+  echo "harness: installing litellm[proxy] into $venv (pip, in the background)" >&2
+  (python3 -m venv "$venv" \
+    && "$venv/bin/pip" install -q --disable-pip-version-check 'litellm[proxy]' >&2) &
+  pip_pid=$!
+fi
 
 need=()
 command -v nginx >/dev/null 2>&1 || [ -x /usr/sbin/nginx ] || need+=(nginx)
@@ -30,12 +39,11 @@ fi
 # nginx's own service is not wanted: the harness runs its own instance with its own config.
 if command -v systemctl >/dev/null 2>&1; then systemctl stop nginx >/dev/null 2>&1 || true; fi
 
-# LiteLLM's proxy in its own venv; a failed install is reported and the run goes on without it.
-venv="$target_dir/bench-venv"
-if [ ! -x "$venv/bin/litellm" ]; then
-  echo "harness: installing litellm[proxy] into $venv (pip)" >&2
-  if python3 -m venv "$venv" \
-    && "$venv/bin/pip" install -q --disable-pip-version-check 'litellm[proxy]' >&2; then
+# The release binaries and the micro-benchmarks, in one cargo invocation (see micro.py).
+python3 "$root/bench/harness/micro.py" build "$root"
+
+if [ -n "$pip_pid" ]; then
+  if wait "$pip_pid"; then
     echo "harness: litellm installed" >&2
   else
     echo "harness: litellm[proxy] did not install; the harness goes on without LiteLLM" >&2

@@ -22,10 +22,12 @@ import procs
 import report
 import targets as tg
 
-# Two rounds keep a full run within the 15 minutes from a fresh clone. Measured at 2 rounds
-# (2026-11-23): the cold release build 5m09s, the runs 6.4 min (memory, restart, 2 rounds), then
-# the micro-benchmarks; a separate `cargo bench` build had added 4-5 min, hence micro.build().
-FULL = dict(rounds=2, duration="5s", mem_streams=9000, litellm_mem_streams=1000)
+# Two rounds of 4 s runs keep a full run within the 15 minutes from a fresh clone. Measured
+# there (2026-11-23, 5 s runs): 14m17s in all, of which the cold build of binaries and benches
+# 6m39s (pip overlapping it), the runs 6.5 min (memory, restart, 2 rounds) and the
+# micro-benchmarks 69 s. 4 s runs take about 50 s off. (A separate `cargo bench` build had added
+# 4-5 min, hence micro.build().)
+FULL = dict(rounds=2, duration="4s", mem_streams=9000, litellm_mem_streams=1000)
 QUICK = dict(rounds=1, duration="2s", mem_streams=500, litellm_mem_streams=200)
 CLOSED_CLIENTS = 32
 STREAM_RATE = 50

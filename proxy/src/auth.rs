@@ -20,7 +20,11 @@ pub fn presented_key(req: &RequestHeader) -> Option<&str> {
         })
         .map(str::trim);
     bearer
-        .or_else(|| req.headers.get("x-api-key").and_then(|v| v.to_str().ok()))
+        .or_else(|| {
+            req.headers
+                .get(crate::providers::X_API_KEY)
+                .and_then(|v| v.to_str().ok())
+        })
         .filter(|k| !k.is_empty())
 }
 

@@ -11,32 +11,38 @@ use http::header::{self, HeaderName, HeaderValue};
 use pingora::http::RequestHeader;
 use zeroize::Zeroizing;
 
-/// Headers that are the client's credentials, connection-level, or ours.
-const STRIP: &[&str] = &[
-    "authorization",
-    "x-api-key",
-    "api-key",
-    "proxy-authorization",
-    "cookie",
-    "openai-organization",
-    "openai-project",
-    "connection",
-    "keep-alive",
-    "proxy-connection",
-    "te",
-    "trailer",
-    "transfer-encoding",
-    "upgrade",
-    "host",
-    "content-length",
-    "accept-encoding",
-    "expect",
-    "forwarded",
-    "x-forwarded-for",
-    "x-forwarded-host",
-    "x-forwarded-proto",
-    "x-real-ip",
+/// Headers that are the client's credentials, connection-level, or ours. Parsed names (not
+/// strings) because a string is parsed into a name again on every lookup, 21 times per request.
+static STRIP: [HeaderName; 23] = [
+    header::AUTHORIZATION,
+    X_API_KEY,
+    HeaderName::from_static("api-key"),
+    header::PROXY_AUTHORIZATION,
+    header::COOKIE,
+    HeaderName::from_static("openai-organization"),
+    HeaderName::from_static("openai-project"),
+    header::CONNECTION,
+    HeaderName::from_static("keep-alive"),
+    HeaderName::from_static("proxy-connection"),
+    header::TE,
+    header::TRAILER,
+    header::TRANSFER_ENCODING,
+    header::UPGRADE,
+    header::HOST,
+    header::CONTENT_LENGTH,
+    header::ACCEPT_ENCODING,
+    header::EXPECT,
+    header::FORWARDED,
+    HeaderName::from_static("x-forwarded-for"),
+    HeaderName::from_static("x-forwarded-host"),
+    HeaderName::from_static("x-forwarded-proto"),
+    HeaderName::from_static("x-real-ip"),
 ];
+
+/// The Anthropic SDKs' key header (and Anthropic's).
+pub const X_API_KEY: HeaderName = HeaderName::from_static("x-api-key");
+/// Anthropic's API version header.
+pub const ANTHROPIC_VERSION: HeaderName = HeaderName::from_static("anthropic-version");
 
 /// Anthropic requires a version header; the SDKs send one, curl users often do not.
 const DEFAULT_ANTHROPIC_VERSION: &str = "2023-06-01";
@@ -84,12 +90,11 @@ pub fn prepare_request(
         .map(|s| s.trim().to_ascii_lowercase())
         .filter(|s| !s.is_empty())
         .collect();
-    for name in STRIP
-        .iter()
-        .copied()
-        .chain(named.iter().map(String::as_str))
-    {
+    for name in &STRIP {
         req.remove_header(name);
+    }
+    for name in &named {
+        req.remove_header(name.as_str());
     }
     let ours: Vec<HeaderName> = req
         .headers
@@ -113,17 +118,17 @@ pub fn prepare_request(
         header::ACCEPT_ENCODING,
         HeaderValue::from_static("identity"),
     )?;
-    if provider.kind == ProviderKind::Anthropic && !req.headers.contains_key("anthropic-version") {
+    if provider.kind == ProviderKind::Anthropic && !req.headers.contains_key(ANTHROPIC_VERSION) {
         set(
             req,
-            HeaderName::from_static("anthropic-version"),
+            ANTHROPIC_VERSION,
             HeaderValue::from_static(DEFAULT_ANTHROPIC_VERSION),
         )?;
     }
     if let Some(secret) = credential {
         let (name, prefix): (HeaderName, &[u8]) = match provider.auth {
             AuthStyle::Bearer => (header::AUTHORIZATION, b"Bearer "),
-            AuthStyle::XApiKey => (HeaderName::from_static("x-api-key"), b""),
+            AuthStyle::XApiKey => (X_API_KEY, b""),
             AuthStyle::ApiKey => (HeaderName::from_static("api-key"), b""),
             AuthStyle::None => return Ok(()),
         };

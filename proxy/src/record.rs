@@ -3,6 +3,7 @@
 //! definition the proxy and the ledger share; this module adds the caller tags read from headers.
 
 use crate::api::bounded;
+use http::header::HeaderName;
 use pingora::http::RequestHeader;
 use serde::Serialize;
 
@@ -29,7 +30,8 @@ pub const MAX_TAG_VALUE: usize = 256;
 
 impl Tags {
     pub fn from_headers(req: &RequestHeader) -> Self {
-        let value = |name: &str| {
+        // Parsed names: a string would be parsed into a name again on every lookup.
+        let value = |name: HeaderName| {
             req.headers
                 .get(name)
                 .and_then(|v| v.to_str().ok())
@@ -51,9 +53,9 @@ impl Tags {
             }
         }
         Self {
-            user: value("x-sluice-user"),
-            session: value("x-sluice-session"),
-            feature: value("x-sluice-feature"),
+            user: value(HeaderName::from_static("x-sluice-user")),
+            session: value(HeaderName::from_static("x-sluice-session")),
+            feature: value(HeaderName::from_static("x-sluice-feature")),
             meta,
         }
     }

@@ -70,7 +70,7 @@ pub async fn models(session: &mut Session, ctx: &mut Ctx) {
     let anthropic = session
         .req_header()
         .headers
-        .contains_key("anthropic-version");
+        .contains_key(crate::providers::ANTHROPIC_VERSION);
     let wanted = session
         .req_header()
         .uri

@@ -8,6 +8,7 @@
 //! keeps the last object that carries token counts, and providers put the real one last.
 
 use memchr::{memchr2, memchr3, memmem};
+use std::sync::OnceLock;
 
 const KEY: &[u8] = b"\"usage\"";
 
@@ -37,7 +38,13 @@ pub(crate) struct JsonUsage {
     tail: [u8; TAIL],
     tail_len: usize,
     object: Vec<u8>,
-    finder: memmem::Finder<'static>,
+}
+
+/// The key finder, built once per process: `memmem` setup cost about as much as scanning a whole
+/// small response (measured under load, 0.15 % of sluice's CPU when built per response).
+fn finder() -> &'static memmem::Finder<'static> {
+    static FINDER: OnceLock<memmem::Finder<'static>> = OnceLock::new();
+    FINDER.get_or_init(|| memmem::Finder::new(KEY))
 }
 
 impl JsonUsage {
@@ -47,7 +54,6 @@ impl JsonUsage {
             tail: [0; TAIL],
             tail_len: 0,
             object: Vec::new(),
-            finder: memmem::Finder::new(KEY),
         }
     }
 
@@ -116,7 +122,7 @@ impl JsonUsage {
                 .get_mut(carried..carried + take)?
                 .copy_from_slice(hay.get(..take)?);
             let window = window.get(..carried + take)?;
-            if let Some(m) = self.finder.find(window) {
+            if let Some(m) = finder().find(window) {
                 return Some(m + KEY.len() - carried);
             }
             if hay.len() < TAIL {
@@ -124,7 +130,7 @@ impl JsonUsage {
                 return None;
             }
         }
-        match self.finder.find(hay) {
+        match finder().find(hay) {
             Some(m) => Some(m + KEY.len()),
             None => {
                 self.keep_tail(hay);

@@ -118,6 +118,10 @@ const MAX_RESPONSES_EVENT_BYTES: usize = 8 << 20;
 const MAX_STRIP_HELD: u64 = DEFAULT_MAX_EVENT_BYTES as u64 + (64 << 10);
 
 #[derive(Debug)]
+#[allow(
+    clippy::large_enum_variant,
+    reason = "one per request, held in place for its whole life; boxing the SSE variant would add an allocation to every stream"
+)]
 enum Body {
     Sse {
         scanner: SseScanner,

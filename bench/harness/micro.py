@@ -112,4 +112,7 @@ if __name__ == "__main__":
     # `micro.py build ROOT`: the harness's up-front build (run.sh).
     if len(sys.argv) != 3 or sys.argv[1] != "build":
         sys.exit("usage: micro.py build ROOT")
-    build(sys.argv[2])
+    try:
+        build(sys.argv[2])
+    except subprocess.CalledProcessError as e:
+        sys.exit(f"harness: the build failed ({e.returncode}); see the compiler messages above")

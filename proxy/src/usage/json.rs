@@ -16,6 +16,9 @@ const KEY: &[u8] = b"\"usage\"";
 /// carry window always spans into the new chunk.
 const TAIL: usize = 6;
 
+/// Initial capture buffer: a usage object with every detail field is about 300 bytes.
+const OBJECT_CAPACITY: usize = 512;
+
 /// Real usage objects are a few hundred bytes; a bigger "usage" object is abandoned unparsed.
 const MAX_OBJECT: usize = 64 * 1024;
 
@@ -53,12 +56,15 @@ impl JsonUsage {
             state: State::Search,
             tail: [0; TAIL],
             tail_len: 0,
-            object: Vec::new(),
+            // Room for a usage object with its details, so capturing one does not grow the
+            // buffer piece by piece (at the end of a stream, where the allocation bench looks).
+            object: Vec::with_capacity(OBJECT_CAPACITY),
         }
     }
 
-    /// Feeds the next chunk; calls `on_object` with the raw bytes of each object completed in it.
-    pub(crate) fn feed(&mut self, chunk: &[u8], mut on_object: impl FnMut(&[u8])) {
+    /// Feeds the next chunk; calls `on_object` with the raw bytes of each object completed in it
+    /// and the index in `chunk` just past the object's closing brace.
+    pub(crate) fn feed(&mut self, chunk: &[u8], mut on_object: impl FnMut(&[u8], usize)) {
         let mut pos = 0;
         while pos < chunk.len() {
             let rest = chunk.get(pos..).unwrap_or_default();
@@ -101,7 +107,7 @@ impl JsonUsage {
                         }
                     }
                 }
-                State::Capture { .. } => self.capture(rest, &mut on_object),
+                State::Capture { .. } => self.capture(rest, pos, &mut on_object),
             };
         }
     }
@@ -148,8 +154,14 @@ impl JsonUsage {
         }
     }
 
-    /// Captures object bytes from `rest`; returns how many were consumed.
-    fn capture(&mut self, rest: &[u8], on_object: &mut impl FnMut(&[u8])) -> usize {
+    /// Captures object bytes from `rest`, which starts at index `at` of the chunk; returns how
+    /// many were consumed.
+    fn capture(
+        &mut self,
+        rest: &[u8],
+        at: usize,
+        on_object: &mut impl FnMut(&[u8], usize),
+    ) -> usize {
         let State::Capture {
             mut depth,
             mut in_str,
@@ -201,7 +213,7 @@ impl JsonUsage {
         }
         self.object.extend_from_slice(taken);
         if done {
-            on_object(&self.object);
+            on_object(&self.object, at + pos);
             self.object.clear();
             self.state = State::Search;
         } else {

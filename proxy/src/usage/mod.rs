@@ -21,12 +21,13 @@
 //!
 //! # Where usage is found
 //! - Streams are scanned with [`SseScanner`]: OpenAI chat/completions take the chunk whose
-//!   `usage` is an object; Responses take `response.completed|incomplete|failed`; Anthropic
-//!   merges `message_start` (input and cache counts) with the latest cumulative `message_delta`.
-//!   An event over the scanner's bound (1 MiB; 8 MiB for Responses, whose final event repeats
-//!   the whole output) is observed only partially: it still counts as a delta but yields no usage.
-//!   Responses events other than the final ones are counted by their `event:` type only, so the
-//!   scanner keeps just the start of their data (some repeat the whole output).
+//!   `usage` is an object; Responses take the usage object inside `response.completed|incomplete|
+//!   failed`, found in the raw stream by the same incremental finder as non-streamed bodies, so
+//!   the final event (which repeats the whole output) is never buffered (see [`responses`]);
+//!   Anthropic merges `message_start` (input and cache counts) with the latest cumulative
+//!   `message_delta`. An event over the scanner's bound (1 MiB) is observed only partially: it
+//!   still counts as a delta but yields no usage. Responses events are counted by type, so the
+//!   scanner keeps just the start of their data.
 //! - Non-streamed bodies go through an incremental `"usage": {...}` finder that never buffers
 //!   the body; the last object carrying counts wins. `count_tokens` bodies (a few bytes) are
 //!   buffered up to 4 KiB; they cost nothing, so usage stays zero and the count is reported
@@ -42,6 +43,7 @@
 
 mod counts;
 mod json;
+mod responses;
 mod stream;
 mod strip;
 
@@ -58,6 +60,7 @@ use serde::Deserialize;
 use crate::sse::{SseEvent, SseScanner, DEFAULT_MAX_EVENT_BYTES};
 use counts::{AnthropicAcc, Count, Family, RawUsage};
 use json::JsonUsage;
+use responses::ResponsesUsage;
 use strip::Stripper;
 
 /// Normalised token usage of one response (see the module documentation for the rules).
@@ -110,8 +113,10 @@ pub struct Observed {
 /// `count_tokens` answers are tiny; anything larger is not one and is ignored.
 const MAX_COUNT_TOKENS_BODY: usize = 4096;
 
-/// Responses' final event repeats the entire output, so it gets a larger bound than others.
-const MAX_RESPONSES_EVENT_BYTES: usize = 8 << 20;
+/// Data kept of each Responses event: the start, where the JSON `type` is (for streams without
+/// `event:` lines). Usage is found in the raw stream instead (see [`responses`]), so the final
+/// event, which repeats the whole output, is never buffered.
+const RESPONSES_EVENT_PREFIX: usize = crate::sse::SKIPPED_DATA_BYTES;
 
 /// Strip mode holds back an unfinished event; one this big (data bound plus room for comment
 /// lines) is no usage chunk, so it is forwarded instead of held.
@@ -126,6 +131,8 @@ enum Body {
     Sse {
         scanner: SseScanner,
         strip: Option<Stripper>,
+        /// Responses streams only.
+        responses: Option<ResponsesUsage>,
     },
     Json(JsonUsage),
     CountTokens(Vec<u8>),
@@ -151,18 +158,16 @@ impl UsageObserver {
             _ if !stream => Body::Json(JsonUsage::new()),
             _ => {
                 let openai = matches!(shape, Shape::OpenAiChat | Shape::OpenAiCompletions);
-                let max = if shape == Shape::OpenAiResponses {
-                    MAX_RESPONSES_EVENT_BYTES
+                let responses = shape == Shape::OpenAiResponses;
+                let max = if responses {
+                    RESPONSES_EVENT_PREFIX
                 } else {
                     DEFAULT_MAX_EVENT_BYTES
                 };
-                let mut scanner = SseScanner::with_max_event_bytes(max);
-                if shape == Shape::OpenAiResponses {
-                    scanner = scanner.with_data_filter(stream::responses_data_wanted);
-                }
                 Body::Sse {
-                    scanner,
+                    scanner: SseScanner::with_max_event_bytes(max),
                     strip: (openai && strip_usage_chunk).then(|| Stripper::new(MAX_STRIP_HELD)),
+                    responses: responses.then(ResponsesUsage::new),
                 }
             }
         };
@@ -187,9 +192,13 @@ impl UsageObserver {
             Body::Sse {
                 scanner,
                 strip: None,
+                responses,
             } => {
+                if let (Some(responses), Some(chunk)) = (responses.as_mut(), body.as_ref()) {
+                    responses.feed(chunk, scanner.offset());
+                }
                 let mut on_event = |ev: &SseEvent<'_>| {
-                    stream::on_event(shape, ev, observed, anthropic);
+                    stream::on_event(shape, ev, observed, anthropic, responses.as_mut());
                 };
                 if let Some(chunk) = body.as_ref() {
                     scanner.feed(chunk, &mut on_event);
@@ -201,11 +210,13 @@ impl UsageObserver {
             Body::Sse {
                 scanner,
                 strip: Some(stripper),
+                responses: _,
             } => {
                 let chunk = body.take();
                 let base = scanner.offset();
                 let mut on_event = |ev: &SseEvent<'_>| {
-                    if stream::on_event(shape, ev, observed, anthropic) {
+                    // Strip mode is for chat and completions only, never Responses.
+                    if stream::on_event(shape, ev, observed, anthropic, None) {
                         stripper.cut(ev.start, ev.end);
                     }
                 };
@@ -224,7 +235,7 @@ impl UsageObserver {
             }
             Body::Json(json) => {
                 if let Some(chunk) = body.as_ref() {
-                    json.feed(chunk, |object| {
+                    json.feed(chunk, |object, _| {
                         let raw: RawUsage = serde_json::from_slice(object).unwrap_or_default();
                         if raw.has_counts() {
                             observed.usage = raw.normalise(shape.family());

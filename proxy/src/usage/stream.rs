@@ -11,11 +11,12 @@ use memchr::memmem::Finder;
 use serde::Deserialize;
 
 use super::counts::{AnthropicAcc, Family, Lenient, RawUsage, SeqLen};
+use super::responses::ResponsesUsage;
 use super::{Observed, Shape};
 use crate::sse::SseEvent;
 
-/// Any object with a `usage` member: an OpenAI chunk, a Responses `response`, an Anthropic
-/// `message` or `message_delta`. `choices` is only present in OpenAI chunks.
+/// Any object with a `usage` member: an OpenAI chunk, an Anthropic `message` or
+/// `message_delta`. `choices` is only present in OpenAI chunks.
 #[derive(Debug, Default, Deserialize)]
 #[serde(default)]
 struct WithUsage {
@@ -23,11 +24,10 @@ struct WithUsage {
     choices: SeqLen,
 }
 
-/// The envelope of Responses (`response`) and Anthropic `message_start` (`message`) events.
+/// The envelope of Anthropic `message_start` (`message`) events.
 #[derive(Debug, Default, Deserialize)]
 #[serde(default)]
 struct Envelope {
-    response: Lenient<WithUsage>,
     message: Lenient<WithUsage>,
 }
 
@@ -85,9 +85,8 @@ fn json_type(data: &[u8]) -> &[u8] {
         .unwrap_or_default()
 }
 
-/// The Responses events whose data is read: the final ones, which carry usage. The others are
-/// counted by type alone, so the scanner need not keep their data (some repeat the whole output).
-pub(crate) fn responses_data_wanted(event: &[u8]) -> bool {
+/// The final Responses events, which carry usage.
+fn responses_final(event: &[u8]) -> bool {
     matches!(
         event,
         b"response.completed" | b"response.incomplete" | b"response.failed"
@@ -105,6 +104,7 @@ pub(crate) fn on_event(
     ev: &SseEvent<'_>,
     obs: &mut Observed,
     anthropic: &mut AnthropicAcc,
+    responses: Option<&mut ResponsesUsage>,
 ) -> bool {
     // A truncated event's JSON is cut short and cannot parse; it still counts as a delta below.
     let data = if ev.truncated {
@@ -128,18 +128,11 @@ pub(crate) fn on_event(
             if kind.ends_with(b".delta") {
                 obs.delta_events = obs.delta_events.saturating_add(1);
             }
-            if responses_data_wanted(kind) {
-                let envelope: Envelope = parse(data);
-                if let Some(raw) = envelope
-                    .response
-                    .0
-                    .and_then(|r| r.usage.0)
-                    .filter(RawUsage::has_counts)
-                {
-                    obs.usage = raw.normalise(Family::Responses);
-                    obs.final_usage_seen = true;
-                    obs.input_known = true;
-                }
+            let is_final = responses_final(kind);
+            if let Some(usage) = responses.and_then(|r| r.on_event(ev.start, ev.end, is_final)) {
+                obs.usage = usage;
+                obs.final_usage_seen = true;
+                obs.input_known = true;
             }
             false
         }

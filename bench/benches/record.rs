@@ -3,7 +3,6 @@
 //! encoded size. Times are thread CPU time (see `common::timed`).
 
 use std::hint::black_box;
-use std::time::Duration;
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use sluice_proxy::record::UsageRecord;
@@ -57,12 +56,7 @@ fn bench(c: &mut Criterion) {
 
 criterion_group! {
     name = benches;
-    // The defaults of a standalone run; command-line flags (the harness's shorter times) override
-    // these, which per-group settings would not.
-    config = Criterion::default()
-        .measurement_time(Duration::from_secs(2))
-        .warm_up_time(Duration::from_millis(500))
-        .sample_size(20);
+    config = common::criterion();
     targets = bench
 }
 criterion_main!(benches);

@@ -30,7 +30,10 @@ pub const MAX_TAG_VALUE: usize = 256;
 
 impl Tags {
     pub fn from_headers(req: &RequestHeader) -> Self {
-        // Parsed names: a string would be parsed into a name again on every lookup.
+        // Names parsed at compile time: a string would be parsed into a name on every lookup.
+        const USER: HeaderName = HeaderName::from_static("x-sluice-user");
+        const SESSION: HeaderName = HeaderName::from_static("x-sluice-session");
+        const FEATURE: HeaderName = HeaderName::from_static("x-sluice-feature");
         let value = |name: HeaderName| {
             req.headers
                 .get(name)
@@ -53,9 +56,9 @@ impl Tags {
             }
         }
         Self {
-            user: value(HeaderName::from_static("x-sluice-user")),
-            session: value(HeaderName::from_static("x-sluice-session")),
-            feature: value(HeaderName::from_static("x-sluice-feature")),
+            user: value(USER),
+            session: value(SESSION),
+            feature: value(FEATURE),
             meta,
         }
     }

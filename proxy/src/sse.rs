@@ -18,8 +18,6 @@
 //! line, or the data of an unfinished event) are copied, into buffers that are reused. Those
 //! buffers are bounded: data beyond `max_event_bytes` (1 MiB by default) is dropped and the event
 //! is reported with `truncated` set, so a hostile upstream cannot grow memory without limit.
-//! A caller that reads the data of only some event types can say so
-//! ([`SseScanner::with_data_filter`]); the others then keep only a short prefix.
 
 use memchr::{memchr, memchr2};
 
@@ -28,10 +26,6 @@ pub const DEFAULT_MAX_EVENT_BYTES: usize = 1 << 20;
 
 /// Event types are short protocol names; anything longer is garbage and is cut to this length.
 const MAX_EVENT_TYPE: usize = 256;
-
-/// Data bytes kept of an event whose type a data filter rejects (see
-/// [`SseScanner::with_data_filter`]): enough to show what the event is, and no more.
-pub const SKIPPED_DATA_BYTES: usize = 256;
 
 /// Room for a field name, colon and space ahead of the value in a carried line.
 const LINE_SLACK: usize = 16;
@@ -91,8 +85,6 @@ pub struct SseScanner {
     /// The `event` value otherwise (empty: none, or an empty value; both mean `message`).
     event_type: Vec<u8>,
     truncated: bool,
-    /// Which event types need their data (see [`SseScanner::with_data_filter`]).
-    data_wanted: Option<fn(&[u8]) -> bool>,
 }
 
 impl Default for SseScanner {
@@ -124,17 +116,7 @@ impl SseScanner {
             event_in_chunk: None,
             event_type: Vec::new(),
             truncated: false,
-            data_wanted: None,
         }
-    }
-
-    /// Keeps only [`SKIPPED_DATA_BYTES`] of the data of events whose `event:` type `wanted`
-    /// rejects, reporting them `truncated`. A caller that needs only some events' data (usage is
-    /// in a few of them) thereby spares copying, and buffering, large events it would ignore
-    /// when they span chunks. Events without an `event:` line keep their data.
-    pub fn with_data_filter(mut self, wanted: fn(&[u8]) -> bool) -> Self {
-        self.data_wanted = Some(wanted);
-        self
     }
 
     /// Total bytes fed so far.
@@ -170,10 +152,10 @@ impl SseScanner {
         if self.in_line {
             let rest = chunk.get(pos..).unwrap_or_default();
             let Some(i) = memchr2(b'\n', b'\r', rest) else {
-                self.push_line(chunk, rest);
+                self.push_line(rest);
                 return;
             };
-            self.push_line(chunk, rest.get(..i).unwrap_or_default());
+            self.push_line(rest.get(..i).unwrap_or_default());
             self.in_line = false;
             let (next, cr_at_end) = after_terminator(chunk, pos + i);
             let mut line = std::mem::take(&mut self.line);
@@ -191,7 +173,7 @@ impl SseScanner {
                 self.line.clear();
                 self.line_truncated = false;
                 self.in_line = true;
-                self.push_line(chunk, rest);
+                self.push_line(rest);
                 break;
             };
             let (next, cr_at_end) = after_terminator(chunk, pos + i);
@@ -273,53 +255,30 @@ impl SseScanner {
 
     /// Appends one `data` value, borrowing it from the chunk when it is the event's first.
     fn push_data(&mut self, chunk: &[u8], value: &[u8], at: Option<usize>) {
-        let bound = self.data_bound(chunk);
         match (self.data, at) {
             (Data::None, Some(a)) => self.data = Data::Chunk(a, a + value.len()),
             (Data::None, None) => {
                 self.data_buf.clear();
-                self.append_data(value, bound);
+                self.append_data(value);
                 self.data = Data::Owned;
             }
             (Data::Chunk(s, e), _) => {
                 self.data_buf.clear();
-                self.append_data(chunk.get(s..e).unwrap_or_default(), bound);
-                self.append_data(b"\n", bound);
-                self.append_data(value, bound);
+                self.append_data(chunk.get(s..e).unwrap_or_default());
+                self.append_data(b"\n");
+                self.append_data(value);
                 self.data = Data::Owned;
             }
             (Data::Owned, _) => {
-                self.append_data(b"\n", bound);
-                self.append_data(value, bound);
+                self.append_data(b"\n");
+                self.append_data(value);
             }
         }
     }
 
-    /// Whether a data filter rejects the current event's type; `chunk` is the one being fed
-    /// (the type may be borrowed from it).
-    fn skips_data(&self, chunk: &[u8]) -> bool {
-        let Some(wanted) = self.data_wanted else {
-            return false;
-        };
-        let event = match self.event_in_chunk {
-            Some((s, e)) => chunk.get(s..e).unwrap_or_default(),
-            None => self.event_type.as_slice(),
-        };
-        !event.is_empty() && !wanted(event)
-    }
-
-    /// The most data bytes the current event keeps.
-    fn data_bound(&self, chunk: &[u8]) -> usize {
-        if self.skips_data(chunk) {
-            SKIPPED_DATA_BYTES.min(self.max_event)
-        } else {
-            self.max_event
-        }
-    }
-
-    /// Copies into the data buffer up to `bound`, marking the event truncated past it.
-    fn append_data(&mut self, bytes: &[u8], bound: usize) {
-        let room = bound.saturating_sub(self.data_buf.len());
+    /// Copies into the data buffer up to the bound, marking the event truncated past it.
+    fn append_data(&mut self, bytes: &[u8]) {
+        let room = self.max_event.saturating_sub(self.data_buf.len());
         if bytes.len() > room {
             self.truncated = true;
         }
@@ -330,17 +289,12 @@ impl SseScanner {
     }
 
     /// Carries part of a line that continues in the next chunk, up to the bound.
-    fn push_line(&mut self, chunk: &[u8], bytes: &[u8]) {
+    fn push_line(&mut self, bytes: &[u8]) {
         // Long enough that a carried line keeps whatever an in-chunk line would: the data bound
-        // or a whole event type, plus the field name (and a BOM) ahead of it. A data line of an
-        // event whose data is skipped needs only the skipped event's share.
-        let is_data = self.line.iter().chain(bytes).take(4).eq(b"data".iter());
-        let bound = if is_data && self.skips_data(chunk) {
-            self.data_bound(chunk)
-        } else {
-            self.max_event.max(MAX_EVENT_TYPE)
-        };
-        let room = bound
+        // or a whole event type, plus the field name (and a BOM) ahead of it.
+        let room = self
+            .max_event
+            .max(MAX_EVENT_TYPE)
             .saturating_add(LINE_SLACK)
             .saturating_sub(self.line.len());
         if bytes.len() > room {
@@ -360,7 +314,7 @@ impl SseScanner {
             Data::Owned => Some(self.data_buf.as_slice()),
         };
         if let Some(data) = data {
-            let keep = data.len().min(self.data_bound(chunk));
+            let keep = data.len().min(self.max_event);
             let event = match self.event_in_chunk {
                 Some((s, e)) => chunk.get(s..e).unwrap_or_default(),
                 None => self.event_type.as_slice(),
@@ -398,8 +352,7 @@ impl SseScanner {
         }
         if let Data::Chunk(s, e) = self.data {
             self.data_buf.clear();
-            let bound = self.data_bound(chunk);
-            self.append_data(chunk.get(s..e).unwrap_or_default(), bound);
+            self.append_data(chunk.get(s..e).unwrap_or_default());
             self.data = Data::Owned;
         }
     }

@@ -13,6 +13,7 @@ use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
+use criterion::Criterion;
 use serde_json::{json, Value};
 use sluice_bench::mock::MockProvider;
 use sluice_proxy::usage::Shape;
@@ -206,4 +207,14 @@ fn thread_cpu() -> Duration {
     let secs = u64::try_from(t.tv_sec).unwrap_or(0);
     let nanos = u32::try_from(t.tv_nsec).unwrap_or(0);
     Duration::new(secs, nanos)
+}
+
+/// Criterion's settings for the benches that share these fixtures, as their defaults when run
+/// alone. Command-line flags (the harness's shorter times) override them, which per-group
+/// settings would not.
+pub fn criterion() -> Criterion {
+    Criterion::default()
+        .measurement_time(Duration::from_secs(2))
+        .warm_up_time(Duration::from_millis(500))
+        .sample_size(20)
 }

@@ -56,43 +56,6 @@ fn carry_buffers_grow_once_for_typical_lines() {
     assert_eq!(events, 64);
 }
 
-fn keep_only_wanted(event: &[u8]) -> bool {
-    event == b"wanted"
-}
-
-#[test]
-fn data_filter_keeps_a_prefix_of_rejected_events_however_they_are_chunked() {
-    let big = "x".repeat(10_000);
-    let text =
-        format!("event: skipped\ndata: {big}\n\nevent: wanted\ndata: {big}\n\ndata: {big}\n\n");
-    let filtered = || SseScanner::new().with_data_filter(keep_only_wanted);
-    let whole = scan_with(filtered(), &[text.as_bytes()]);
-    assert_eq!(whole.len(), 3);
-    assert_eq!(whole[0].data.len(), SKIPPED_DATA_BYTES);
-    assert!(whole[0].truncated);
-    assert_eq!(
-        (whole[1].data.len(), whole[1].truncated),
-        (big.len(), false)
-    );
-    assert_eq!(
-        (whole[2].data.len(), whole[2].truncated),
-        (big.len(), false)
-    );
-    for size in [1, 100, 4096] {
-        let chunks: Vec<&[u8]> = text.as_bytes().chunks(size).collect();
-        assert_eq!(scan_with(filtered(), &chunks), whole, "chunks of {size}");
-    }
-
-    // A rejected event spanning many reads is not buffered.
-    let mut scanner = filtered();
-    let skipped = format!("event: skipped\ndata: {big}\n\n");
-    for chunk in skipped.as_bytes().chunks(1000) {
-        scanner.feed(chunk, |e| assert!(e.truncated));
-    }
-    assert!(scanner.line.capacity() <= 2 * MIN_CARRY);
-    assert!(scanner.data_buf.capacity() <= 2 * MIN_CARRY);
-}
-
 fn ev(event: &str, data: &str, start: u64, end: u64) -> Ev {
     Ev {
         event: event.into(),

@@ -207,6 +207,13 @@ pub(crate) struct RawUsage {
 }
 
 impl RawUsage {
+    /// The usage a captured `"usage"` object reports, normalised, if it is a usage report at all
+    /// (unparseable, or without any count, gives `None`).
+    pub(crate) fn parse_counted(object: &[u8], family: Family) -> Option<Usage> {
+        let raw: RawUsage = serde_json::from_slice(object).unwrap_or_default();
+        raw.has_counts().then(|| raw.normalise(family))
+    }
+
     /// Whether this object carries any top-level count; a `"usage"` key holding something else
     /// (a JSON schema property, say) is not a usage report.
     pub(crate) fn has_counts(&self) -> bool {

@@ -116,7 +116,7 @@ const MAX_COUNT_TOKENS_BODY: usize = 4096;
 /// Data kept of each Responses event: the start, where the JSON `type` is (for streams without
 /// `event:` lines). Usage is found in the raw stream instead (see [`responses`]), so the final
 /// event, which repeats the whole output, is never buffered.
-const RESPONSES_EVENT_PREFIX: usize = crate::sse::SKIPPED_DATA_BYTES;
+const RESPONSES_EVENT_PREFIX: usize = 256;
 
 /// Strip mode holds back an unfinished event; one this big (data bound plus room for comment
 /// lines) is no usage chunk, so it is forwarded instead of held.
@@ -236,9 +236,8 @@ impl UsageObserver {
             Body::Json(json) => {
                 if let Some(chunk) = body.as_ref() {
                     json.feed(chunk, |object, _| {
-                        let raw: RawUsage = serde_json::from_slice(object).unwrap_or_default();
-                        if raw.has_counts() {
-                            observed.usage = raw.normalise(shape.family());
+                        if let Some(usage) = RawUsage::parse_counted(object, shape.family()) {
+                            observed.usage = usage;
                             observed.final_usage_seen = true;
                             observed.input_known = true;
                         }

@@ -38,10 +38,8 @@ impl ResponsesUsage {
     pub(crate) fn feed(&mut self, chunk: &[u8], base: u64) {
         let pending = &mut self.pending;
         self.json.feed(chunk, |object, end| {
-            let raw: RawUsage = serde_json::from_slice(object).unwrap_or_default();
-            if raw.has_counts() {
-                let at = base.saturating_add(end as u64);
-                *pending = Some((raw.normalise(Family::Responses), at));
+            if let Some(usage) = RawUsage::parse_counted(object, Family::Responses) {
+                *pending = Some((usage, base.saturating_add(end as u64)));
             }
         });
     }

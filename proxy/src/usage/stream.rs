@@ -33,7 +33,6 @@ struct Envelope {
 
 /// Key finders built once per process; `memmem` setup is not free and events are many.
 struct Keys {
-    usage: Finder<'static>,
     delta: Finder<'static>,
     content: Finder<'static>,
     text: Finder<'static>,
@@ -43,7 +42,6 @@ struct Keys {
 fn keys() -> &'static Keys {
     static KEYS: OnceLock<Keys> = OnceLock::new();
     KEYS.get_or_init(|| Keys {
-        usage: Finder::new(b"\"usage\""),
         delta: Finder::new(b"\"delta\""),
         content: Finder::new(b"\"content\""),
         text: Finder::new(b"\"text\""),
@@ -70,7 +68,7 @@ fn values<'d>(key: &'d Finder<'static>, data: &'d [u8]) -> impl Iterator<Item = 
 
 /// Whether `data` has a `"usage"` key holding an object (as opposed to `null` on every chunk).
 fn has_usage_object(data: &[u8]) -> bool {
-    values(&keys().usage, data).any(|v| v.first() == Some(&b'{'))
+    values(super::json::finder(), data).any(|v| v.first() == Some(&b'{'))
 }
 
 /// The first `"type"` string of the data, used when the SSE `event:` line is missing.

@@ -18,6 +18,9 @@ pub enum Admission {
     Proxy,
     /// Sluice answers itself (`GET /v1/models`).
     ListModels,
+    /// A CORS preflight from an allowed origin, answered by sluice before any authentication
+    /// (browsers send no credentials with it).
+    Preflight,
 }
 
 pub async fn admit(
@@ -26,8 +29,12 @@ pub async fn admit(
     now: SystemTime,
     gov: &Governance,
 ) -> Result<Admission, GatewayError> {
+    ctx.cors_origin = crate::cors::allowed_origin(session, ctx);
     let req = session.req_header();
     ctx.family = Family::of_path(req.uri.path());
+    if ctx.cors_origin.is_some() && crate::cors::is_preflight(req) {
+        return Ok(Admission::Preflight);
+    }
     let api = Api::classify(&req.method, req.uri.path())?;
     ctx.api = Some(api);
     ctx.family = api.family();
@@ -65,6 +72,17 @@ pub async fn admit(
             },
         });
     }
+    let generates = !matches!(api, Api::Embeddings | Api::CountTokens);
+    if let Some(asked) = fields
+        .max_output()
+        .filter(|n| generates && *n > route.output_ceiling)
+    {
+        return Err(GatewayError::OutputTooLarge {
+            model: shown,
+            asked,
+            max: route.output_ceiling,
+        });
+    }
     if ctx.tags.user.is_none() {
         ctx.tags.user = fields
             .user
@@ -84,7 +102,7 @@ pub async fn admit(
                 govern::estimate_input(ctx.bytes_in)
             },
             max_output: fields.max_output(),
-            generates: !matches!(api, Api::Embeddings | Api::CountTokens),
+            generates,
         },
         &mut ctx.rate,
     )?;

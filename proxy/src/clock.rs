@@ -44,6 +44,9 @@ pub struct FakeClock {
     mono_nanos: AtomicU64,
     /// Nanoseconds since the Unix epoch (u64 nanoseconds last until the year 2554).
     wall_nanos: AtomicU64,
+    /// Nanoseconds every monotonic reading moves the clock on (0: it stands still), to mimic a
+    /// real clock that never reads the same twice.
+    tick_nanos: AtomicU64,
 }
 
 /// 2026-01-01T00:00:00Z in seconds since the Unix epoch.
@@ -54,6 +57,7 @@ impl FakeClock {
         Self {
             mono_nanos: AtomicU64::new(0),
             wall_nanos: AtomicU64::new(FAKE_WALL_START_SECS * 1_000_000_000),
+            tick_nanos: AtomicU64::new(0),
         }
     }
 
@@ -74,6 +78,12 @@ impl FakeClock {
         let _ = self
             .wall_nanos
             .fetch_update(Ordering::AcqRel, Ordering::Acquire, add);
+    }
+
+    /// Makes every later monotonic reading advance the clock by `by` first, as time passes
+    /// between two readings of a real clock.
+    pub fn set_tick(&self, by: Duration) {
+        self.tick_nanos.store(duration_nanos(by), Ordering::Release);
     }
 
     /// Sets the wall-clock reading; the monotonic reading is untouched (a wall clock may jump).
@@ -99,7 +109,12 @@ impl Clock for FakeClock {
     }
 
     fn monotonic(&self) -> Duration {
-        Duration::from_nanos(self.mono_nanos.load(Ordering::Acquire))
+        let tick = self.tick_nanos.load(Ordering::Acquire);
+        if tick == 0 {
+            return Duration::from_nanos(self.mono_nanos.load(Ordering::Acquire));
+        }
+        let before = self.mono_nanos.fetch_add(tick, Ordering::AcqRel);
+        Duration::from_nanos(before.saturating_add(tick))
     }
 }
 

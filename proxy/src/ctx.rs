@@ -44,6 +44,8 @@ pub struct Ctx {
     pub upstream_started: Option<Instant>,
     pub first_chunk_at: Option<Instant>,
     pub bytes_out: u64,
+    /// The request's `Origin`, when the CORS policy allows it (echoed on the answer).
+    pub cors_origin: Option<http::HeaderValue>,
 }
 
 impl Ctx {
@@ -73,6 +75,7 @@ impl Ctx {
             upstream_started: None,
             first_chunk_at: None,
             bytes_out: 0,
+            cors_origin: None,
         }
     }
 }

@@ -69,6 +69,9 @@ pub enum GatewayError {
     MethodNotAllowed { method: String, path: String },
     #[error("request body is larger than the limit of {0} bytes")]
     BodyTooLarge(usize),
+    /// The request asks for more output than its model allows (`max_tokens` and its aliases).
+    #[error("max_tokens is too large: {asked}. The model `{model}` supports at most {max} output tokens")]
+    OutputTooLarge { model: String, asked: u64, max: u64 },
     /// A rate or concurrency limit refused the request; `scope` and `limit` are for people
     /// (`org acme`, `600/min`), `retry_after` becomes the retry headers.
     #[error("rate limit reached for {what} ({scope}: limit {limit}); please retry after {}", RetryText(*retry_after))]
@@ -98,7 +101,7 @@ pub enum GatewayError {
 impl GatewayError {
     pub fn status(&self) -> u16 {
         match self {
-            Self::InvalidBody(_) | Self::WrongSurface { .. } => 400,
+            Self::InvalidBody(_) | Self::WrongSurface { .. } | Self::OutputTooLarge { .. } => 400,
             Self::MissingKey | Self::InvalidKey => 401,
             Self::KeyExpired | Self::ModelNotAllowed(_) => 403,
             Self::UnknownModel(_) | Self::UnknownPath(_) => 404,
@@ -115,6 +118,7 @@ impl GatewayError {
     fn openai_kind(&self) -> (&'static str, Option<&'static str>) {
         match self {
             Self::InvalidBody(_) | Self::WrongSurface { .. } => ("invalid_request_error", None),
+            Self::OutputTooLarge { .. } => ("invalid_request_error", Some("invalid_value")),
             Self::MissingKey => ("invalid_request_error", Some("missing_api_key")),
             Self::InvalidKey => ("invalid_request_error", Some("invalid_api_key")),
             Self::KeyExpired => ("invalid_request_error", Some("api_key_expired")),
@@ -161,6 +165,7 @@ impl GatewayError {
             Self::UnknownModel(_) | Self::ModelNotAllowed(_) | Self::WrongSurface { .. } => {
                 Some("model")
             }
+            Self::OutputTooLarge { .. } => Some("max_tokens"),
             _ => None,
         }
     }

@@ -152,7 +152,15 @@ impl Governance {
         if scopes.is_empty() {
             return Ok(held);
         }
-        let reserve = req.input_estimate.saturating_add(max_output);
+        // A reservation never exceeds the smallest token bucket it is charged to: a bigger one
+        // would only push the buckets into debt before anything was used (settlement charges
+        // what the request really used, debt included).
+        let capacity = scopes
+            .iter()
+            .filter_map(|(_, l)| l.tokens.map(|q| q.amount))
+            .min()
+            .unwrap_or(u64::MAX);
+        let reserve = req.input_estimate.saturating_add(max_output).min(capacity);
         match self.limiter.admit(&scopes, reserve) {
             Ok(admitted) => {
                 *shown = RateShown::from_info(&admitted.info);
@@ -213,6 +221,14 @@ fn refused(
         Scope::Key(_) => format!("key {}", key.id),
         Scope::OrgModel(org, model) => format!("org {org} on {model}"),
     };
+    // A bucket deep in debt (real usage far above its quota) could name a wait of many periods;
+    // the hint is capped at one period, after which the client asks again and is told anew.
+    let period = match kind {
+        LimitKind::Requests => limits.and_then(|l| l.requests).map(|q| q.period),
+        LimitKind::Tokens => limits.and_then(|l| l.tokens).map(|q| q.period),
+        LimitKind::Concurrency => None,
+    };
+    let retry_after = period.map_or(retry_after, |p| retry_after.min(p));
     let (what, limit) = match kind {
         LimitKind::Requests => (
             LimitWhat::Requests,
@@ -234,5 +250,74 @@ fn refused(
         scope: scope_text,
         limit: limit.unwrap_or_default(),
         retry_after,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::clock::FakeClock;
+    use crate::config::{self, Env, Snapshot};
+
+    struct NoEnv;
+    impl Env for NoEnv {
+        fn var(&self, _: &str) -> Option<String> {
+            None
+        }
+    }
+
+    /// One org with a 1000-tokens-a-day limit and one key.
+    fn snapshot() -> Snapshot {
+        let text = format!(
+            "[[providers]]\nname = \"p\"\nkind = \"openai\"\nbase_url = \"http://127.0.0.1:9/v1\"\n\
+             auth = \"none\"\n[[models]]\nname = \"m\"\nprovider = \"p\"\n\
+             [[orgs]]\nid = \"acme\"\nlimits = {{ tokens = \"1000/day\" }}\n\
+             [[keys]]\ndigest = \"sha256:{}\"\norg = \"acme\"\n",
+            "ab".repeat(32)
+        );
+        config::parse(&text, "t.toml", &NoEnv).unwrap()
+    }
+
+    fn admit(gov: &Governance, snap: &Snapshot, max_output: u64) -> Result<Held, GatewayError> {
+        let key = snap.keys.values().next().unwrap();
+        gov.admit(
+            &Request {
+                key,
+                org: snap.org("acme").map(|o| &**o),
+                model: "m",
+                route: snap.route("m").unwrap(),
+                input_estimate: 10,
+                max_output: Some(max_output),
+                generates: true,
+            },
+            &mut RateShown::default(),
+        )
+    }
+
+    #[test]
+    fn a_reservation_is_capped_at_the_bucket_and_a_retry_hint_at_the_period() {
+        let clock = FakeClock::shared();
+        let gov = Governance::new(clock.clone());
+        let snap = snapshot();
+        let org: Arc<str> = "acme".into();
+        // Asking for 100 000 output tokens of a 1000-token bucket takes the bucket, not 100 times it.
+        let mut held = admit(&gov, &snap, 100_000).unwrap();
+        let scope = Scope::Org(org.clone());
+        let limits = &snap.org("acme").unwrap().limits;
+        let level = |gov: &Governance| gov.limiter.peek(&[(scope.clone(), limits)]).tokens;
+        assert_eq!(level(&gov).map(|w| w.remaining), Some(0));
+        assert!(level(&gov).unwrap().reset <= Duration::from_secs(86_400));
+        // Real usage far above the quota leaves the bucket days in debt; the hint stays one day.
+        gov.finish(&mut held, &org, 5_000, 0);
+        drop(held);
+        let Err(GatewayError::RateLimited { retry_after, .. }) = admit(&gov, &snap, 10) else {
+            panic!("a bucket in debt refuses");
+        };
+        assert_eq!(retry_after, Duration::from_secs(86_400));
+        clock.advance(Duration::from_secs(5 * 86_400));
+        assert!(
+            admit(&gov, &snap, 10).is_ok(),
+            "the debt was real and is paid off"
+        );
     }
 }

@@ -160,18 +160,40 @@ fn upstream_uri(
         provider.base_path.clone()
     };
     let mut target = format!("{base}{rest}");
-    let queries: Vec<&str> = [req.uri.query(), provider.query.as_deref()]
+    let presented = crate::auth::presented_key(req);
+    let client = req
+        .uri
+        .query()
         .into_iter()
-        .flatten()
-        .filter(|q| !q.is_empty())
-        .collect();
-    if !queries.is_empty() {
-        target.push('?');
-        target.push_str(&queries.join("&"));
+        .flat_map(|q| q.split('&'))
+        .filter(|pair| !pair.is_empty() && !is_credential(pair, presented));
+    let ours = provider.query.as_deref().filter(|q| !q.is_empty());
+    for (i, pair) in client.chain(ours).enumerate() {
+        target.push(if i == 0 { '?' } else { '&' });
+        target.push_str(pair);
     }
     target.parse().map_err(|_| {
         GatewayError::InvalidBody("the model name cannot be used in the provider URL".into())
     })
+}
+
+/// Query parameter names that carry an API key by some client's or provider's convention
+/// (Google-style `key`, Azure-style `api-key`), compared without regard to case.
+const CREDENTIAL_PARAMS: [&str; 5] = ["key", "api-key", "api_key", "x-api-key", "access_token"];
+
+/// Whether one `name=value` query pair carries a credential: a credential parameter name, the
+/// key the client presented, or anything that looks like a virtual key. Both halves are
+/// compared percent-decoded, so an encoded key is caught too.
+fn is_credential(pair: &str, presented: Option<&str>) -> bool {
+    let Some((name, value)) = form_urlencoded::parse(pair.as_bytes()).next() else {
+        return false;
+    };
+    CREDENTIAL_PARAMS
+        .iter()
+        .any(|c| name.eq_ignore_ascii_case(c))
+        || presented.is_some_and(|k| value == k || name == k)
+        || value.contains(crate::keys::KEY_PREFIX)
+        || name.contains(crate::keys::KEY_PREFIX)
 }
 
 /// Percent-encodes everything outside RFC 3986's unreserved set.

@@ -66,8 +66,12 @@ impl ProxyHttp for Gateway {
     async fn request_filter(&self, session: &mut Session, ctx: &mut Ctx) -> Result<bool> {
         match admit::admit(session, ctx, self.clock.now(), &self.gov).await {
             Ok(Admission::Proxy) => Ok(false),
+            Ok(Admission::Preflight) => {
+                crate::cors::answer_preflight(session, ctx).await;
+                Ok(true)
+            }
             Ok(Admission::ListModels) => {
-                respond::models(session, ctx).await;
+                crate::models::answer(session, ctx).await;
                 Ok(true)
             }
             Err(e) => {
@@ -154,6 +158,7 @@ impl ProxyHttp for Gateway {
             ctx.observer = Some(UsageObserver::new(shape, sse, strip));
         }
         respond::add_rate_headers(upstream, ctx);
+        crate::cors::replace_upstream_headers(upstream, ctx);
         if let Some(theirs) = upstream.remove_header(REQUEST_ID) {
             let _ = upstream.insert_header("x-upstream-request-id", theirs);
         }
@@ -208,6 +213,14 @@ impl ProxyHttp for Gateway {
             error_code: code,
             can_reuse_downstream: false,
         }
+    }
+
+    /// What Pingora's own error lines say about a request. Its default prints the whole URI, and
+    /// a client may put its key in the query string; the path and the request id identify the
+    /// request without it.
+    fn request_summary(&self, session: &Session, ctx: &Ctx) -> String {
+        let req = session.req_header();
+        format!("{} {} (request {})", req.method, req.uri.path(), ctx.id)
     }
 
     async fn logging(&self, session: &mut Session, e: Option<&Error>, ctx: &mut Ctx) {

@@ -186,7 +186,7 @@ async fn token_reservations_settle_to_real_usage() {
 }
 
 /// An admitted request that asks for more than the quota holds is let in from a full bucket,
-/// which then goes into debt until settlement refunds what was not used.
+/// reserving at most the whole bucket, until settlement refunds what was not used.
 #[tokio::test]
 async fn a_reservation_beyond_the_quota_goes_into_debt_then_refunds() {
     let mut s =
@@ -195,7 +195,11 @@ async fn a_reservation_beyond_the_quota_goes_into_debt_then_refunds() {
     body["max_tokens"] = 5000.into();
     let r = chat_as(&s, &s.cfg.keys.acme, &body).await;
     assert_eq!(r.status(), 200, "a full bucket admits any single request");
-    assert_eq!(header_num(&r, "x-ratelimit-remaining-tokens"), 0, "in debt");
+    assert_eq!(
+        header_num(&r, "x-ratelimit-remaining-tokens"),
+        0,
+        "all reserved"
+    );
     let _ = r.bytes().await.unwrap();
     let rec = s.next_record().await;
     let used = rec["input_tokens"].as_u64().unwrap() + rec["output_tokens"].as_u64().unwrap();
@@ -480,4 +484,60 @@ async fn reloaded_limits_apply_at_once_without_refilling() {
             "the streams ran to their end ({events} events)"
         );
     }
+}
+
+/// A `max_tokens` far beyond any model is a 400 in the caller's shape (as the providers answer),
+/// and reserves nothing: the org's next ordinary request is admitted.
+#[tokio::test]
+async fn an_absurd_max_tokens_is_refused_and_reserves_nothing() {
+    let mut s = Sluice::start_with(|c| {
+        c.acme_org = r#"limits = { tokens = "1000/day" }"#.into();
+        c.extra = "[[models]]\nname = \"capped-gpt\"\nprovider = \"mock-openai\"\n\
+                   upstream_model = \"mock-gpt\"\nmax_output_tokens = 100\n"
+            .into();
+    })
+    .await;
+    let mut body = chat("mock-gpt", false);
+    body["max_tokens"] = u64::MAX.into();
+    let r = chat_as(&s, &s.cfg.keys.acme, &body).await;
+    assert_eq!(r.status(), 400);
+    let v: Value = r.json().await.unwrap();
+    assert_eq!(v["error"]["type"], "invalid_request_error", "{v}");
+    assert_eq!(v["error"]["param"], "max_tokens", "{v}");
+    assert!(
+        v["error"]["message"].as_str().unwrap().contains("131072"),
+        "{v}"
+    );
+    let rec = s.next_record().await;
+    assert_eq!(rec["status"], 400);
+
+    let r = s
+        .client()
+        .post(s.url("/v1/messages"))
+        .header("x-api-key", &s.cfg.keys.acme)
+        .json(
+            &serde_json::json!({"model": "mock-claude", "max_tokens": 10_000_000u64,
+            "messages": [{"role": "user", "content": "x"}]}),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 400);
+    let v: Value = r.json().await.unwrap();
+    assert_eq!(v["type"], "error", "Anthropic shape: {v}");
+    assert_eq!(v["error"]["type"], "invalid_request_error", "{v}");
+    let _ = s.next_record().await;
+
+    // A model's own max_output_tokens is its ceiling.
+    let mut capped = chat("capped-gpt", false);
+    capped["max_completion_tokens"] = 101.into();
+    assert_eq!(chat_as(&s, &s.cfg.keys.acme, &capped).await.status(), 400);
+    let _ = s.next_record().await;
+    capped["max_completion_tokens"] = 100.into();
+    let r = chat_as(&s, &s.cfg.keys.acme, &capped).await;
+    assert_eq!(r.status(), 200, "at the ceiling is fine");
+    assert!(
+        header_num(&r, "x-ratelimit-remaining-tokens") > 0,
+        "nothing was left reserved"
+    );
 }

@@ -134,6 +134,20 @@ async fn swap_keys_then_refuse_bad_files(s: &mut Sluice, removed: &str, added: &
     for secret in [removed, added, MASTER_KEY] {
         assert!(!log.contains(secret), "a secret reached the log");
     }
+
+    // An emptied file (a truncated write, a botched template) would answer 401 to everyone: it
+    // is refused and counted like any bad file, and the running keys keep working.
+    s.write_config("");
+    trigger(s);
+    let log = s
+        .proc
+        .wait_stderr("an empty file refused", |t| {
+            count(t, "failed, keeping generation 2") == 3
+        })
+        .await;
+    assert!(log.contains("no [[providers]]"), "{log}");
+    assert_eq!(s.proc.metric(errors).await, 3.0);
+    assert_eq!(status(s, added).await, 200);
 }
 
 #[tokio::test]
@@ -200,10 +214,28 @@ fn check(text: &str) -> (bool, String, String) {
 
 #[test]
 fn check_accepts_a_good_file_and_explains_a_bad_one() {
-    let good = "[server]\nlisten = [\"127.0.0.1:8080\"]\ngrace_period = \"30s\"\n";
-    let (ok, out, _) = check(good);
-    assert!(ok);
+    let serves = "[[providers]]\nname = \"p\"\nkind = \"openai\"\nbase_url = \"http://127.0.0.1:9/v1\"\n\
+                  auth = \"none\"\n[[models]]\nname = \"m\"\nprovider = \"p\"\n[[orgs]]\nid = \"o\"\n";
+    let key = format!(
+        "[[keys]]\ndigest = \"sha256:{}\"\norg = \"o\"\n",
+        "ab".repeat(32)
+    );
+    let good =
+        format!("[server]\nlisten = [\"127.0.0.1:8080\"]\ngrace_period = \"30s\"\n{serves}{key}");
+    let (ok, out, err) = check(&good);
+    assert!(ok, "{err}");
     assert!(out.contains(": ok"), "{out}");
+
+    let (ok, _, err) = check("");
+    assert!(!ok, "an empty file is not a configuration");
+    assert!(err.contains("no [[providers]]"), "{err}");
+    let (ok, _, err) = check(serves);
+    assert!(!ok, "no key at all needs saying so");
+    assert!(err.contains("allow_no_keys"), "{err}");
+    assert!(check(&format!("allow_no_keys = true\n{serves}")).0);
+    let (ok, _, err) = check(&good.replace("org = \"o\"", "org = \"ghost\""));
+    assert!(!ok, "a key of an undefined org");
+    assert!(err.contains("ghost"), "{err}");
 
     let (ok, _, err) = check("[server\n");
     assert!(!ok);

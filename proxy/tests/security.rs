@@ -117,7 +117,10 @@ fn check(config: &str, master: &str) -> (bool, String) {
 fn org_config(org: &str, sealed: &str) -> String {
     format!(
         "[[providers]]\nname = \"p\"\nkind = \"openai\"\nbase_url = \"http://127.0.0.1:9/v1\"\n\n\
-         [[orgs]]\nid = \"{org}\"\nprovider_keys = {{ p = \"{sealed}\" }}\n"
+         [[models]]\nname = \"m\"\nprovider = \"p\"\n\n\
+         [[orgs]]\nid = \"{org}\"\nprovider_keys = {{ p = \"{sealed}\" }}\n\n\
+         [[keys]]\ndigest = \"sha256:{digest}\"\norg = \"{org}\"\n",
+        digest = "ab".repeat(32)
     )
 }
 
@@ -186,4 +189,60 @@ async fn seal_cli_round_trips_through_a_running_gateway() {
         .open("acme", "mock-openai", &sealed)
         .unwrap();
     assert_eq!(opened.expose(), b"sk-from-the-cli");
+}
+
+/// A key in the query string (`?key=…`, `?api_key=…`, or any parameter whose value is the key)
+/// never reaches the provider nor any log line at any level, also when the upstream fails and
+/// Pingora logs the request; other parameters (Azure's `api-version`) still pass.
+#[tokio::test]
+async fn a_key_in_the_query_string_is_never_forwarded_nor_logged() {
+    let mut s = Sluice::start_logging(|_| {}, &[], "trace").await;
+    let acme = s.cfg.keys.acme.clone();
+    let encoded = acme.replace('-', "%2D");
+    let query = format!(
+        "?api-version=2024-06-01&key={acme}&API_KEY={acme}&api-key=x&access_token=y&x={encoded}&ok=1"
+    );
+    let send = |model: &str| {
+        s.client()
+            .post(s.url(&format!("/v1/chat/completions{query}")))
+            .bearer_auth(&acme)
+            .json(&chat(model, false))
+            .send()
+    };
+    assert_eq!(send("mock-gpt").await.unwrap().status(), 200);
+    assert_eq!(send("dead-gpt").await.unwrap().status(), 502);
+    let reqs = s.mock.requests();
+    assert_eq!(reqs.len(), 1);
+    assert_eq!(
+        reqs[0].path, "/v1/chat/completions?api-version=2024-06-01&ok=1",
+        "only the harmless parameters pass"
+    );
+    let _ = s.next_record().await;
+    let _ = s.next_record().await;
+    let logs = s.stderr();
+    assert!(logs.contains("TRACE"), "ran at trace level");
+    assert!(
+        logs.contains("/v1/chat/completions"),
+        "the failure was logged"
+    );
+    for secret in [
+        acme.as_str(),
+        encoded.as_str(),
+        ACME_OPENAI_KEY,
+        SHARED_PROVIDER_KEY,
+        MASTER_KEY.split(':').nth(1).unwrap(),
+    ] {
+        let leak = logs.lines().find(|l| l.contains(secret));
+        assert!(
+            leak.is_none(),
+            "a secret in the trace log: {}",
+            leak.unwrap_or_default().replace(secret, "<SECRET>")
+        );
+    }
+    // The client's query string is never logged (the filtered upstream URI may be, at debug).
+    let query = logs.lines().find(|l| l.contains("access_token=y"));
+    assert!(
+        query.is_none(),
+        "the client's query string in the log: {query:?}"
+    );
 }

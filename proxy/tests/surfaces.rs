@@ -240,8 +240,20 @@ async fn split_events_and_line_endings_keep_usage_exact() {
     }
 }
 
+/// The ids of a model list.
+fn ids(list: &Value) -> Vec<&str> {
+    list["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["id"].as_str().unwrap())
+        .collect()
+}
+
+/// Each caller shape lists only the models its API reaches (an Anthropic SDK never sees OpenAI
+/// models, nor the reverse), glob routes included by their pattern.
 #[tokio::test]
-async fn models_list_shows_what_the_key_may_use() {
+async fn models_list_shows_what_the_key_may_use_in_the_callers_shape() {
     let s = Sluice::start().await;
     let list = |key: String, anthropic: bool| {
         let mut r = s.client().get(s.url("/v1/models")).bearer_auth(key);
@@ -250,37 +262,56 @@ async fn models_list_shows_what_the_key_may_use() {
         }
         async move { r.send().await.unwrap().json::<Value>().await.unwrap() }
     };
-    let all = list(s.cfg.keys.acme.clone(), false).await;
-    assert_eq!(all["object"], "list");
-    let ids: Vec<&str> = all["data"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|m| m["id"].as_str().unwrap())
-        .collect();
-    assert!(
-        ids.contains(&"mock-gpt") && ids.contains(&"mock-claude") && ids.contains(&"fast"),
-        "{ids:?}"
+    let openai = list(s.cfg.keys.acme.clone(), false).await;
+    assert_eq!(openai["object"], "list");
+    assert_eq!(
+        ids(&openai),
+        ["mock-gpt", "fast", "slow-gpt", "dead-gpt"],
+        "OpenAI models only: {openai}"
     );
+    assert!(
+        openai["data"][0]["created"].as_u64().unwrap() > 1_700_000_000,
+        "{openai}"
+    );
+    let anthropic = list(s.cfg.keys.acme.clone(), true).await;
+    assert_eq!(ids(&anthropic), ["mock-claude", "claude-*"], "{anthropic}");
+    assert_eq!(
+        anthropic["data"][1]["display_name"],
+        "any model matching claude-*"
+    );
+    assert!(
+        !anthropic["data"][0]["created_at"]
+            .as_str()
+            .unwrap()
+            .starts_with("1970"),
+        "{anthropic}"
+    );
+    assert_eq!(anthropic["first_id"], "mock-claude");
+    assert_eq!(anthropic["last_id"], "claude-*");
     let scoped = list(s.cfg.keys.acme_claude_only.clone(), true).await;
-    assert_eq!(scoped["data"].as_array().unwrap().len(), 1, "{scoped}");
+    assert_eq!(ids(&scoped), ["mock-claude"], "{scoped}");
     assert_eq!(scoped["data"][0]["type"], "model");
-    let one = s
-        .client()
-        .get(s.url("/v1/models/mock-gpt"))
-        .bearer_auth(&s.cfg.keys.acme)
-        .send()
-        .await
-        .unwrap();
+    assert!(ids(&list(s.cfg.keys.acme_claude_only.clone(), false).await).is_empty());
+
+    let get = |path: &str, anthropic: bool| {
+        let mut r = s.client().get(s.url(path)).bearer_auth(&s.cfg.keys.acme);
+        if anthropic {
+            r = r.header("anthropic-version", "2023-06-01");
+        }
+        r.send()
+    };
+    let one = get("/v1/models/mock-gpt", false).await.unwrap();
     assert_eq!(one.json::<Value>().await.unwrap()["id"], "mock-gpt");
-    let none = s
-        .client()
-        .get(s.url("/v1/models/nope"))
-        .bearer_auth(&s.cfg.keys.acme)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(none.status(), 404);
+    let by_glob = get("/v1/models/claude-3-opus", true).await.unwrap();
+    assert_eq!(by_glob.status(), 200, "a name a glob route serves");
+    assert_eq!(
+        by_glob.json::<Value>().await.unwrap()["id"],
+        "claude-3-opus"
+    );
+    let wrong_shape = get("/v1/models/mock-gpt", true).await.unwrap();
+    assert_eq!(wrong_shape.status(), 404);
+    assert_eq!(wrong_shape.json::<Value>().await.unwrap()["type"], "error");
+    assert_eq!(get("/v1/models/nope", false).await.unwrap().status(), 404);
 }
 
 #[tokio::test]
@@ -295,4 +326,104 @@ async fn alias_route_rewrites_only_the_model() {
     let rec = s.next_record().await;
     assert_eq!(rec["model"], "fast");
     assert_eq!(rec["upstream_model"], "mock-gpt-4");
+}
+
+/// CORS is off by default: a preflight is a 405 and no answer grants an origin. With `[cors]`,
+/// sluice answers an allowed origin's preflight itself and grants that origin on every answer,
+/// its own errors included; other origins and other listeners get nothing.
+#[tokio::test]
+async fn cors_is_off_by_default_and_grants_only_allowed_origins() {
+    let app = "https://app.example.com";
+    let preflight = |s: &Sluice, origin: &str| {
+        s.client()
+            .request(reqwest::Method::OPTIONS, s.url("/v1/chat/completions"))
+            .header("origin", origin)
+            .header("access-control-request-method", "POST")
+            .header(
+                "access-control-request-headers",
+                "authorization, content-type, x-stainless-os",
+            )
+            .send()
+    };
+    let acao = |r: &reqwest::Response| {
+        r.headers()
+            .get("access-control-allow-origin")
+            .map(|v| v.to_str().unwrap().to_string())
+    };
+    let off = Sluice::start().await;
+    let r = preflight(&off, app).await.unwrap();
+    assert_eq!(r.status(), 405);
+    assert_eq!(acao(&r), None);
+    let r = off
+        .client()
+        .post(off.url("/v1/chat/completions"))
+        .bearer_auth(&off.cfg.keys.acme)
+        .header("origin", app)
+        .json(&chat("mock-gpt", false))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(acao(&r), None, "no grant without [cors]");
+    drop(off);
+
+    let s = Sluice::start_with(|c| {
+        c.extra = format!("[cors]\norigins = [\"{app}\"]\nmax_age = \"1h\"\n");
+    })
+    .await;
+    let r = preflight(&s, app).await.unwrap();
+    assert_eq!(r.status(), 204);
+    assert_eq!(acao(&r).as_deref(), Some(app));
+    let h = |name: &str| r.headers().get(name).unwrap().to_str().unwrap().to_string();
+    assert_eq!(
+        h("access-control-allow-headers"),
+        "authorization, content-type, x-stainless-os"
+    );
+    assert!(h("access-control-allow-methods").contains("POST"));
+    assert_eq!(h("access-control-max-age"), "3600");
+    assert_eq!(
+        s.mock.requests().len(),
+        0,
+        "the preflight never goes upstream"
+    );
+    let r = preflight(&s, "https://evil.example").await.unwrap();
+    assert_eq!(r.status(), 405);
+    assert_eq!(acao(&r), None);
+
+    let call = |origin: &str, key: &str| {
+        s.client()
+            .post(s.url("/v1/chat/completions"))
+            .bearer_auth(key)
+            .header("origin", origin)
+            .json(&chat("mock-gpt", false))
+            .send()
+    };
+    let r = call(app, &s.cfg.keys.acme).await.unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(acao(&r).as_deref(), Some(app));
+    assert!(r.headers()["access-control-expose-headers"]
+        .to_str()
+        .unwrap()
+        .contains("x-request-id"));
+    assert_eq!(r.headers()["vary"], "Origin");
+    let r = call(app, "sk-sluice-wrong").await.unwrap();
+    assert_eq!(r.status(), 401);
+    assert_eq!(
+        acao(&r).as_deref(),
+        Some(app),
+        "the browser may read the error"
+    );
+    let r = call("https://evil.example", &s.cfg.keys.acme)
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(acao(&r), None);
+    drop(s);
+
+    // Restricted to a listener this request did not come in on: nothing is granted.
+    let s = Sluice::start_with(|c| {
+        c.extra = "[cors]\norigins = [\"*\"]\nlisteners = [\"127.0.0.1:1\"]\n".to_string();
+    })
+    .await;
+    assert_eq!(preflight(&s, app).await.unwrap().status(), 405);
 }

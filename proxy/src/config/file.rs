@@ -10,6 +10,11 @@ use std::path::PathBuf;
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct FileConfig {
+    /// Serve with no `[[keys]]` at all (every request then gets 401). Without it, a config with
+    /// no key is refused, so an emptied or truncated file cannot lock every client out; an
+    /// operator revoking every key on purpose says so here.
+    #[serde(default)]
+    pub allow_no_keys: bool,
     #[serde(default)]
     pub server: ServerSection,
     #[serde(default)]
@@ -26,6 +31,20 @@ pub struct FileConfig {
     pub keys: Vec<KeySection>,
     /// Usage delivery to the ledger (absent: the local sink only).
     pub ledger: Option<super::ledger::LedgerSection>,
+    /// Browser access (absent: none; `OPTIONS` is a 405 and no CORS header is sent).
+    pub cors: Option<CorsSection>,
+}
+
+/// `[cors]`: which web origins may call sluice from a browser, on which listeners.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CorsSection {
+    /// `https://app.example.com` (scheme and host, as browsers send `Origin`), or `"*"`.
+    pub origins: Vec<String>,
+    /// Proxy listen addresses (with their port) this applies to; absent: every listener.
+    pub listeners: Option<Vec<String>>,
+    /// How long a browser may cache a preflight answer (humantime, default 10m).
+    pub max_age: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]

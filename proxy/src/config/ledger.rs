@@ -161,7 +161,7 @@ mod tests {
         spool_dir = \"/tmp/s\"\nbatch_records = 500\nbatch_interval = \"200ms\"\nspend_poll = \"5s\"\n";
 
     fn parse(text: &str) -> Result<config::Snapshot, config::ConfigError> {
-        config::parse(text, "t", &Vars)
+        config::parse(&config::serving(text), "t", &Vars)
     }
 
     #[test]

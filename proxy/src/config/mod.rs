@@ -8,6 +8,7 @@ pub mod file;
 mod governance;
 pub mod ledger;
 mod providers;
+mod references;
 mod snapshot;
 #[cfg(test)]
 mod tests;
@@ -70,6 +71,17 @@ impl Env for ProcessEnv {
     fn var(&self, name: &str) -> Option<String> {
         std::env::var(name).ok().filter(|v| !v.is_empty())
     }
+}
+
+/// For unit tests of one section: `text` with one provider and one model added, and keys not
+/// required, so that the rest of the file passes the "can serve" rule.
+#[cfg(test)]
+pub(crate) fn serving(text: &str) -> String {
+    format!(
+        "allow_no_keys = true\n{text}\n[[providers]]\nname = \"p\"\nkind = \"openai\"\n\
+         base_url = \"http://127.0.0.1:9/v1\"\nauth = \"none\"\n\
+         [[models]]\nname = \"m\"\nprovider = \"p\"\n"
+    )
 }
 
 /// Reads and validates a configuration file.

@@ -51,11 +51,19 @@ impl Default for Timeouts {
 
 impl Timeouts {
     pub(crate) fn overlay(self, section: &TimeoutSection, ctx: &str) -> Result<Self, ConfigError> {
+        // A zero deadline would fail every request at once (Pingora treats it as "already
+        // expired"), so it is refused here rather than discovered in production.
         let get = |v: &Option<String>, d: Duration, field: &str| match v {
             None => Ok(d),
-            Some(text) => humantime::parse_duration(text).map_err(|e| {
-                ConfigError::invalid(format!("{ctx}: timeouts.{field} = {text:?}: {e}"))
-            }),
+            Some(text) => match humantime::parse_duration(text) {
+                Ok(d) if d.is_zero() => Err(ConfigError::invalid(format!(
+                    "{ctx}: timeouts.{field} = {text:?} must be above 0"
+                ))),
+                Ok(d) => Ok(d),
+                Err(e) => Err(ConfigError::invalid(format!(
+                    "{ctx}: timeouts.{field} = {text:?}: {e}"
+                ))),
+            },
         };
         Ok(Self {
             connect: get(&section.connect, self.connect, "connect")?,

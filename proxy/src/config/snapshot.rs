@@ -64,6 +64,9 @@ pub struct Route {
     pub upstream_model: Option<Arc<str>>,
     /// Output tokens reserved when a request does not cap its output.
     pub max_output_tokens: u64,
+    /// The most output a request may ask for (more is answered 400): the model's configured
+    /// `max_output_tokens`, else [`DEFAULT_OUTPUT_CEILING`].
+    pub output_ceiling: u64,
     /// `None`: no price configured, so requests cost 0.
     pub price: Option<Price>,
 }
@@ -109,6 +112,11 @@ pub struct Snapshot {
     pub orgs: HashMap<Arc<str>, Arc<Org>>,
     pub keys: HashMap<KeyDigest, Arc<VirtualKey>>,
     pub master: Option<Arc<MasterKeys>>,
+    /// Browser access (`[cors]`), if enabled.
+    pub cors: Option<crate::cors::CorsPolicy>,
+    /// When this snapshot was loaded: the `created` date the model list shows (sluice cannot
+    /// know a model's release date).
+    pub loaded_at: SystemTime,
 }
 
 impl Snapshot {
@@ -120,6 +128,11 @@ impl Snapshot {
                 .find(|(p, _)| p.matches(model))
                 .map(|(_, r)| r)
         })
+    }
+
+    /// The glob routes (`claude-*`), in config order, with their patterns as written.
+    pub fn glob_routes(&self) -> impl Iterator<Item = (&str, &Arc<Route>)> + '_ {
+        self.globs.iter().map(|(p, r)| (p.as_str(), r))
     }
 
     pub fn org(&self, id: &str) -> Option<&Arc<Org>> {
@@ -139,6 +152,10 @@ impl Snapshot {
 const DEFAULT_MAX_BODY: usize = 16 * 1024 * 1024;
 /// Reserved output when neither the request nor the model entry caps it.
 const DEFAULT_MAX_OUTPUT: u64 = 4096;
+/// The most output a request may ask for when its model entry sets no `max_output_tokens`:
+/// 128 Ki tokens, above every current model's documented output limit, so no real request is
+/// refused, while `max_tokens: 18446744073709551615` is.
+pub const DEFAULT_OUTPUT_CEILING: u64 = 131_072;
 
 pub(super) fn build(raw: FileConfig, env: &dyn Env) -> Result<Snapshot, ConfigError> {
     let server = ServerSettings {
@@ -213,6 +230,7 @@ pub(super) fn build(raw: FileConfig, env: &dyn Env) -> Result<Snapshot, ConfigEr
             provider: provider.clone(),
             upstream_model: m.upstream_model.as_deref().map(Arc::from),
             max_output_tokens: m.max_output_tokens.unwrap_or(DEFAULT_MAX_OUTPUT),
+            output_ceiling: m.max_output_tokens.unwrap_or(DEFAULT_OUTPUT_CEILING),
             price: governance::price(m.price.as_ref(), &m.name)?,
         });
         if m.name.contains(['*', '?', '[']) {
@@ -280,6 +298,9 @@ pub(super) fn build(raw: FileConfig, env: &dyn Env) -> Result<Snapshot, ConfigEr
         }
     }
 
+    // Last, so an entry's own error (a bad duration, an unknown field's neighbour) is named
+    // first and the cross-references are judged between entries that are valid.
+    super::references::check(&raw)?;
     Ok(Snapshot {
         server,
         usage,
@@ -289,6 +310,12 @@ pub(super) fn build(raw: FileConfig, env: &dyn Env) -> Result<Snapshot, ConfigEr
         orgs,
         keys,
         master: master.map(Arc::new),
+        cors: raw
+            .cors
+            .as_ref()
+            .map(crate::cors::CorsPolicy::build)
+            .transpose()?,
+        loaded_at: SystemTime::now(),
     })
 }
 

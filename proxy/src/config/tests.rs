@@ -12,7 +12,10 @@ impl Env for Empty {
     }
 }
 
+/// One provider and one model; `allow_no_keys` lets the governance tests below leave keys out.
 const BASE: &str = r#"
+allow_no_keys = true
+
 [[providers]]
 name = "p"
 kind = "openai"
@@ -34,8 +37,13 @@ fn error(extra: &str) -> String {
 
 #[test]
 fn the_shipped_default_configuration_is_valid() {
-    let text = include_str!("../../../conf/sluice.toml");
-    let snap = parse(text, "conf/sluice.toml", &Empty).unwrap();
+    // The shipped file has no key (run.sh appends the quick start's own); with one it is valid.
+    let text = format!(
+        "{}\n[[keys]]\ndigest = \"sha256:{}\"\norg = \"demo\"\n",
+        include_str!("../../../conf/sluice.toml"),
+        "ab".repeat(32)
+    );
+    let snap = parse(&text, "conf/sluice.toml", &Empty).unwrap();
     let demo = snap.org("demo").expect("the quick start's org");
     assert_eq!(demo.limits.concurrent, Some(64));
     assert!(demo.budget.daily.is_some());
@@ -100,4 +108,73 @@ fn bad_governance_settings_name_the_entry() {
     );
     let e = error("[[orgs]]\nid = \"acme\"\nmodel_limits = { \"[\" = { requests = \"1/s\" } }");
     assert!(e.contains("model_limits"), "{e}");
+}
+
+const KEY: &str =
+    "digest = \"sha256:abababababababababababababababababababababababababababababababab\"";
+
+/// A config with every table as given, and nothing else.
+fn bare(text: &str) -> String {
+    parse(text, "test.toml", &Empty)
+        .map(|_| ())
+        .unwrap_err()
+        .to_string()
+}
+
+#[test]
+fn an_empty_or_keyless_configuration_is_refused() {
+    let e = bare("");
+    assert!(e.contains("no [[providers]]"), "{e}");
+    let e = bare(
+        "[[providers]]\nname = \"p\"\nkind = \"openai\"\nbase_url = \"http://127.0.0.1:9/v1\"\n",
+    );
+    assert!(e.contains("no [[models]]"), "{e}");
+    let no_keys = BASE.replace("allow_no_keys = true", "");
+    let e = bare(&no_keys);
+    assert!(
+        e.contains("no [[keys]]") && e.contains("allow_no_keys"),
+        "{e}"
+    );
+    // Said on purpose, it loads (and serves nobody).
+    let snap = load("").unwrap();
+    assert!(snap.keys.is_empty());
+}
+
+#[test]
+fn references_to_undefined_orgs_and_models_are_refused() {
+    let e = error(&format!("[[keys]]\n{KEY}\norg = \"ghost\"\n"));
+    assert!(e.contains("\"ghost\"") && e.contains("[[orgs]]"), "{e}");
+    let org = "[[orgs]]\nid = \"acme\"\n";
+    let e = error(&format!(
+        "{org}[[keys]]\n{KEY}\norg = \"acme\"\nmodels = [\"m\", \"gtp-*\"]\n"
+    ));
+    assert!(e.contains("gtp-*"), "{e}");
+    let e = error(&format!(
+        "{org}[[keys]]\n{KEY}\norg = \"acme\"\nmodels = [\"nope\"]\n"
+    ));
+    assert!(e.contains("\"nope\""), "{e}");
+    let e = error("[[orgs]]\nid = \"acme\"\nmodel_limits = { \"mm\" = { requests = \"1/s\" } }\n");
+    assert!(e.contains("model_limits \"mm\""), "{e}");
+    let e = error("[[models]]\nname = \"x\"\nprovider = \"nowhere\"\n");
+    assert!(e.contains("unknown provider"), "{e}");
+    // Globs that can reach a routed model are fine: an exact match, or an overlapping glob route.
+    load(&format!(
+        "[[models]]\nname = \"claude-*\"\nprovider = \"p\"\n\n{org}\
+         model_limits = {{ \"claude-3-*\" = {{ requests = \"1/s\" }}, \"claude-x\" = {{ requests = \"1/s\" }} }}\n\
+         [[keys]]\n{KEY}\norg = \"acme\"\nmodels = [\"m*\", \"*\", \"claude-*\", \"claude-3-opus\"]\n"
+    ))
+    .unwrap();
+}
+
+#[test]
+fn zero_deadlines_are_refused() {
+    for field in ["connect", "first_byte", "idle", "total"] {
+        let e = error(&format!("[timeouts]\n{field} = \"0s\"\n"));
+        assert!(e.contains(field) && e.contains("above 0"), "{field}: {e}");
+    }
+    let e = error(
+        "[[providers]]\nname = \"q\"\nkind = \"openai\"\nbase_url = \"http://127.0.0.1:9/v1\"\n\
+         auth = \"none\"\ntimeouts = { idle = \"0ms\" }\n",
+    );
+    assert!(e.contains("provider \"q\"") && e.contains("idle"), "{e}");
 }

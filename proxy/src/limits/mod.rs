@@ -184,16 +184,19 @@ impl Limiter {
                 let Some(quota) = limits.requests else {
                     continue;
                 };
+                // The window is read after governor took the cell, on a clock reading at least
+                // as late as governor's own: the admission-time `now` is earlier, and a window
+                // read with it under-reported the remaining requests by one.
                 let checked = entry.with_requests(quota, |b| match b.check() {
-                    Ok(remaining) => Some(Ok((remaining, b.window(now)))),
+                    Ok(remaining) => Some(Ok((remaining, b.window(entry.now_ns())))),
                     Err(Refused::Wait(wait)) => Some(Err(wait)),
                     Err(Refused::Retired) => None,
                 });
                 match checked {
                     Ok((remaining, window)) => {
                         if let Some(mut window) = window {
-                            // governor's own count for the cell just taken.
-                            window.remaining = remaining.min(window.remaining);
+                            // governor's own count, measured at the instant it took the cell.
+                            window.remaining = remaining;
                             info.merge_requests(window);
                         }
                         taken_requests = i + 1;

@@ -382,3 +382,29 @@ fn rate_info_reports_limit_remaining_and_reset() {
     assert_eq!(fresh.requests.unwrap().remaining, 100);
     assert_eq!(fresh.tokens.unwrap().reset, Duration::ZERO);
 }
+
+/// On a clock that moves between readings (as a real one does), the first request of a full
+/// 10/min bucket leaves 9 and the next 8. Reading the window with the admission's earlier
+/// instant once reported 8 and then 8.
+#[test]
+fn remaining_requests_are_exact_on_a_moving_clock() {
+    let (clock, limiter) = setup();
+    clock.set_tick(Duration::from_micros(1));
+    let l = limits(Some("10/min"), None, None);
+    let s = [(org("a"), &l)];
+    let first = limiter.admit(&s, 0).unwrap();
+    assert_eq!(first.info.requests.unwrap().remaining, 9);
+    let second = limiter.admit(&s, 0).unwrap();
+    assert_eq!(second.info.requests.unwrap().remaining, 8);
+    // A large quota: no drift either (one emission interval is 60 µs here, the tick 1 µs).
+    let big = limits(Some("1_000_000/min"), None, None);
+    let s = [(org("b"), &big)];
+    for taken in 1..=50u64 {
+        let a = limiter.admit(&s, 0).unwrap();
+        let remaining = a.info.requests.unwrap().remaining;
+        assert!(
+            (1_000_000 - taken..=1_000_000).contains(&remaining),
+            "after {taken}: {remaining}"
+        );
+    }
+}

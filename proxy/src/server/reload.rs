@@ -108,6 +108,10 @@ mod tests {
         format!(
             "[server]\nlisten = [\"127.0.0.1:1\"]\n{extra_server}\n\
              [usage]\nsink = \"none\"\n\
+             [[providers]]\nname = \"p\"\nkind = \"openai\"\nbase_url = \"http://127.0.0.1:9/v1\"\n\
+             auth = \"none\"\n\
+             [[models]]\nname = \"m\"\nprovider = \"p\"\n\
+             [[orgs]]\nid = \"o\"\n\
              [[keys]]\ndigest = \"{digest}\"\norg = \"o\"\n"
         )
     }

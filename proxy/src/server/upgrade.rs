@@ -111,7 +111,7 @@ mod tests {
     }
 
     fn settings(extra: &str) -> ServerSettings {
-        config::parse(&format!("[server]\n{extra}"), "t", &NoEnv)
+        config::parse(&config::serving(&format!("[server]\n{extra}")), "t", &NoEnv)
             .unwrap()
             .server
     }
@@ -150,7 +150,8 @@ mod tests {
 
     #[test]
     fn bad_durations_are_refused() {
-        let e = config::parse("[server]\ngrace_period = \"soon\"", "t", &NoEnv).unwrap_err();
+        let text = config::serving("[server]\ngrace_period = \"soon\"");
+        let e = config::parse(&text, "t", &NoEnv).unwrap_err();
         assert!(e.to_string().contains("server.grace_period"), "{e}");
     }
 

@@ -136,6 +136,9 @@ id = "acme"
 provider_keys = {{ mock-openai = "{acme_openai}", mock-anthropic = "{acme_anthropic}" }}
 {acme_org}
 
+[[orgs]]
+id = "beta"
+
 {keys}
 {extra}
 "#,

@@ -45,13 +45,18 @@ impl Proc {
     /// Starts the process without waiting for it to listen (an upgrade first waits for the old
     /// process's sockets); call [`Proc::wait_listening`] later.
     pub fn spawn(config: &Path, args: &[&str]) -> Self {
+        Self::spawn_logging(config, args, "info")
+    }
+
+    /// [`Proc::spawn`] with `RUST_LOG` set to `log` (e.g. `trace`, to scan every log level).
+    pub fn spawn_logging(config: &Path, args: &[&str], log: &str) -> Self {
         let mut child = Command::new(env!("CARGO_BIN_EXE_sluice-proxy"))
             .arg("--config")
             .arg(config)
             .args(args)
             .env("SLUICE_MASTER_KEY", MASTER_KEY)
             .env("MOCK_SHARED_KEY", config::SHARED_PROVIDER_KEY)
-            .env("RUST_LOG", "info")
+            .env("RUST_LOG", log)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -238,6 +243,15 @@ impl Sluice {
     /// Mock + sluice on `127.0.0.1:0`, with `edit` applied to the configuration and `args`
     /// added to the command line.
     pub async fn start_with_args(edit: impl FnOnce(&mut TestConfig), args: &[&str]) -> Self {
+        Self::start_logging(edit, args, "info").await
+    }
+
+    /// [`Sluice::start_with_args`] logging at `log` (`RUST_LOG`).
+    pub async fn start_logging(
+        edit: impl FnOnce(&mut TestConfig),
+        args: &[&str],
+        log: &str,
+    ) -> Self {
         let mock = MockProvider::start("127.0.0.1:0")
             .await
             .expect("mock starts");
@@ -248,7 +262,8 @@ impl Sluice {
         std::fs::write(&path, cfg.render()).expect("write config");
         let mut all = vec!["--listen", "127.0.0.1:0"];
         all.extend_from_slice(args);
-        let proc = Proc::start(&path, &all).await;
+        let mut proc = Proc::spawn_logging(&path, &all, log);
+        proc.wait_listening().await;
         Self {
             addr: proc.addr,
             mock,

@@ -369,9 +369,12 @@ where
                 return None;
             }
         }
+        // sluice patch: the whole header would print the client's credentials (and any key in
+        // the query string) at trace level; method and path identify the request.
         trace!(
-            "Request header: {:?}",
-            downstream_session.req_header().as_ref()
+            "Request header: {} {}",
+            downstream_session.req_header().method,
+            downstream_session.req_header().uri.path()
         );
         // CONNECT method proxying is not default supported by the proxy http logic itself,
         // since the tunneling process changes the request-response flow.

@@ -132,7 +132,9 @@ impl HttpSession {
                 "request-line contains forbidden delimiter bytes or unsupported HTTP version",
             )
         })?;
-        trace!("Writing request header: {to_wire:?}");
+        // sluice patch: the wire bytes hold the provider credential in clear (a header value's
+        // "sensitive" mark does not survive serialisation), so only their length is traced.
+        trace!("Writing request header: {} bytes", to_wire.len());
 
         // sluice patch: when a Content-Length body follows, hold the header back so that the
         // first body write sends header and body in one write (one syscall and one TCP segment

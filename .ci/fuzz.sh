@@ -47,9 +47,10 @@ for src in "$fuzz"/fuzz_targets/*.rs; do
     cov=$(grep -Eo 'cov: [0-9]+' "$log" | tail -1)
     echo "fuzz $target: ${done_line#Done }, ${cov:-cov: ?}, $(ls "$corpus" | wc -l) inputs in its corpus"
   else
-    echo "fuzz $target: FAILED; last lines of $log:"
-    tail -n 40 "$log"
-    echo "reproduce: cd $fuzz && RUSTC_BOOTSTRAP=1 cargo fuzz run $target artifacts/$target/<crash file>"
+    # The panic message, then cargo-fuzz's own lines on the saved input and how to reproduce it.
+    echo "fuzz $target: FAILED (full output in $log)"
+    grep -m1 -A3 'panicked at' "$log" || true
+    grep -E -A2 '^(Reproduce|Minimize) |SUMMARY: ' "$log" || tail -n 40 "$log"
     failed+=("$target")
   fi
 done

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Runs every check and test: formatting, clippy, unit and property tests, integration tests
-# against a real sluice process and the mock provider over TCP, the official SDKs, and the ledger
-# against SQLite and Postgres.
+# against a real sluice process and the mock provider over TCP, the official SDKs, the ledger
+# against SQLite and Postgres, the vendored Pingora's own tests of our patches, and a short run of
+# every fuzz target.
 set -euo pipefail
 cd "$(dirname "$0")"
 .ci/deps.sh --test
@@ -22,3 +23,10 @@ cargo clippy --release --workspace --all-targets -- -D warnings
 cargo test --release --workspace
 # The benchmark harness's report generator (synthetic runs; no timings asserted).
 python3 -m unittest discover -s bench/harness -p 'test_*.py'
+
+# The vendored pingora-core's HTTP/1 suite with the tests of our patches (`sluice_*`), from a copy
+# outside the workspace with pinned versions and its own target directory (see the script).
+.ci/vendor-tests.sh
+# Every fuzz target for FUZZ_SECONDS (20 by default) from its committed seeds: a parser regression
+# the fuzzers find in seconds fails here. Installs a pinned cargo-fuzz when missing.
+.ci/fuzz.sh

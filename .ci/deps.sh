@@ -1,13 +1,14 @@
 #!/usr/bin/env bash
 # Installs the system packages sluice needs, when missing, on Debian/Ubuntu. Nothing is installed
 # by hand: the quick start and the tests call this first.
-#   .ci/deps.sh          build deps (cmake and a C toolchain for Pingora's zlib-ng)
+#   .ci/deps.sh          build deps (cmake and a C/C++ toolchain for Pingora's zlib-ng and libFuzzer)
 #   .ci/deps.sh --test   also what the tests need (python3 with venv for the official SDKs, and a
 #                        PostgreSQL server for the ledger's Postgres suite)
 set -euo pipefail
 need=()
 command -v cmake >/dev/null 2>&1 || need+=(cmake)
-command -v cc >/dev/null 2>&1 || need+=(build-essential)
+# C for zlib-ng, C++ for libFuzzer (proxy/fuzz, run by .ci/fuzz.sh).
+{ command -v cc && command -v c++; } >/dev/null 2>&1 || need+=(build-essential)
 command -v curl >/dev/null 2>&1 || need+=(curl)
 [ -e /etc/ssl/certs/ca-certificates.crt ] || need+=(ca-certificates)
 if [ "${1:-}" = "--test" ]; then

@@ -33,7 +33,6 @@ pub enum Split {
 }
 
 /// A body to replay, as a request asked for it.
-#[derive(Debug)]
 pub struct Replay {
     pub status: StatusCode,
     pub content_type: &'static str,

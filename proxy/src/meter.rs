@@ -40,7 +40,9 @@ pub fn outcome(ctx: &Ctx, error: Option<&Error>) -> Outcome {
 /// The failure a provider reported inside a successful stream, if any.
 fn stream_error(ctx: &Ctx) -> Option<ReportedError> {
     let seen = ctx.observer.as_ref()?.report();
-    (200..=299).contains(&ctx.status).then_some(seen.stream_error)?
+    (200..=299)
+        .contains(&ctx.status)
+        .then_some(seen.stream_error)?
 }
 
 /// Whether the request was sent to the provider and failed before any answer: it timed out,

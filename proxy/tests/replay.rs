@@ -64,7 +64,11 @@ fn expected(entry: &Value) -> Expected {
             .map(str::to_string)
             .or_else(|| (t["terminal"] == "response.failed").then(|| "insufficient_quota".into()));
         return Expected {
-            outcome: if error.is_some() { "stream_error" } else { "ok" },
+            outcome: if error.is_some() {
+                "stream_error"
+            } else {
+                "ok"
+            },
             error_type: error,
             exact: None,
         };
@@ -85,7 +89,13 @@ fn expected(entry: &Value) -> Expected {
                 n(&t["cache_creation"]),
             )
         };
-        [input + read + write, output, read, write, n(&t["reasoning"])]
+        [
+            input + read + write,
+            output,
+            read,
+            write,
+            n(&t["reasoning"]),
+        ]
     } else {
         let write = cache_write_tokens(entry);
         [

@@ -124,8 +124,7 @@ fn boundaries(data: &[u8], split: Split) -> Vec<usize> {
         Split::Whole => {}
         Split::Events => {
             let mut at = 0;
-            while let Some(i) = memchr::memmem::find(data.get(at..).unwrap_or_default(), b"\n\n")
-            {
+            while let Some(i) = memchr::memmem::find(data.get(at..).unwrap_or_default(), b"\n\n") {
                 at += i + 2;
                 ends.push(at);
             }

@@ -21,8 +21,8 @@ use tokio::task::JoinHandle;
 use super::control::Controls;
 use super::faults::{Flavor, MockError};
 use super::record::{Outcome, RecordHandle, RecordedRequest, Recorder};
-use super::reply::{wants_stream, Ctx, HandlerResult, Reply};
 use super::replay::{self, Replay};
+use super::reply::{wants_stream, Ctx, HandlerResult, Reply};
 use super::stream::{MockBody, Playback, Rendered};
 use super::{anthropic, embeddings, openai, responses};
 

@@ -317,7 +317,10 @@ impl AnthropicAcc {
             self.cache_read = raw.cache_read_input_tokens.0.or(self.cache_read);
             self.output = raw.output_tokens.0.or(self.output);
         }
-        let thinking = raw.output_tokens_details.0.and_then(|d| d.thinking_tokens.0);
+        let thinking = raw
+            .output_tokens_details
+            .0
+            .and_then(|d| d.thinking_tokens.0);
         self.thinking = thinking.or(self.thinking);
         self
     }

@@ -129,7 +129,10 @@ mod tests {
     #[test]
     fn names_are_bounded_and_sanitised() {
         let long = "a".repeat(200);
-        assert_eq!(ReportedError::new(long.as_bytes()).as_str().len(), MAX_ERROR_NAME);
+        assert_eq!(
+            ReportedError::new(long.as_bytes()).as_str().len(),
+            MAX_ERROR_NAME
+        );
         assert_eq!(ReportedError::new(b"bad\x00<x>").as_str(), "bad__x_");
     }
 }

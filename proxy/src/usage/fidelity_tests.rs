@@ -43,7 +43,11 @@ fn compaction_bills_the_sum_of_the_iterations() {
     for split in [1, 7, 100, COMPACTION.len()] {
         let seen = split_run(Shape::AnthropicMessages, true, COMPACTION.as_bytes(), split);
         // input 100 + 181, cache read 55096, output 83 + 8.
-        assert_eq!(seen.usage, usage(281 + 55096, 91, 55096, 0, 0), "split {split}");
+        assert_eq!(
+            seen.usage,
+            usage(281 + 55096, 91, 55096, 0, 0),
+            "split {split}"
+        );
         assert!(seen.final_usage_seen);
     }
 }
@@ -177,7 +181,11 @@ fn gzip_stream_usage_is_read_and_bytes_are_untouched() {
         let out = run_gzip(&mut observer, &wire, split);
         assert_eq!(out, wire, "split {split}");
         let seen = observer.report();
-        assert_eq!(seen.usage, usage(281 + 55096, 91, 55096, 0, 0), "split {split}");
+        assert_eq!(
+            seen.usage,
+            usage(281 + 55096, 91, 55096, 0, 0),
+            "split {split}"
+        );
         assert!(seen.final_usage_seen);
     }
 }

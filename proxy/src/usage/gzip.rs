@@ -31,7 +31,9 @@ impl Write for Decoded {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
         self.total = self.total.saturating_add(buf.len() as u64);
         if self.total > self.cap {
-            return Err(io::Error::other("decoded response exceeds the observation cap"));
+            return Err(io::Error::other(
+                "decoded response exceeds the observation cap",
+            ));
         }
         let mut piece = Some(Bytes::copy_from_slice(buf));
         self.inner.filter(&mut piece, false);

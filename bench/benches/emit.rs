@@ -51,6 +51,7 @@ fn record() -> UsageRecord {
         feature: Some("chat".into()),
         meta: Default::default(),
         client_ip: None,
+        error_type: None,
     }
 }
 

@@ -1,11 +1,12 @@
 //! Turning a finished request's context into its usage record: outcome, and exact or estimated
 //! token counts.
 
+use crate::api::Api;
 use crate::ctx::Ctx;
 use crate::errors::GatewayError;
 use crate::record::{Outcome, UsageRecord, RECORD_VERSION};
-use crate::usage::Usage;
-use pingora::{Error, ErrorSource};
+use crate::usage::{ReportedError, Usage};
+use pingora::{Error, ErrorSource, ErrorType};
 use std::borrow::Cow;
 use std::time::{Instant, UNIX_EPOCH};
 
@@ -13,6 +14,10 @@ use std::time::{Instant, UNIX_EPOCH};
 pub fn outcome(ctx: &Ctx, error: Option<&Error>) -> Outcome {
     if ctx.rejected.is_some() {
         return Outcome::Rejected;
+    }
+    // The provider's own report of a failure names the cause better than whatever followed.
+    if stream_error(ctx).is_some() {
+        return Outcome::StreamError;
     }
     if let Some(e) = error {
         // The error kinds are classified once, by the same mapping that picks the error status.
@@ -32,12 +37,62 @@ pub fn outcome(ctx: &Ctx, error: Option<&Error>) -> Outcome {
     }
 }
 
+/// The failure a provider reported inside a successful stream, if any.
+fn stream_error(ctx: &Ctx) -> Option<ReportedError> {
+    let seen = ctx.observer.as_ref()?.report();
+    (200..=299)
+        .contains(&ctx.status)
+        .then_some(seen.stream_error)?
+}
+
+/// Whether the request was sent to the provider and failed before any answer: it timed out,
+/// the connection broke, or the client left while the provider was working. A connect-phase
+/// failure never reached it.
+fn failed_at_provider(ctx: &Ctx, error: Option<&Error>) -> bool {
+    let Some(e) = error else { return false };
+    ctx.upstream_started.is_some()
+        && ctx.observer.is_none()
+        && ctx.rejected.is_none()
+        && !matches!(
+            e.etype(),
+            ErrorType::ConnectTimedout
+                | ErrorType::ConnectRefused
+                | ErrorType::ConnectNoRoute
+                | ErrorType::ConnectError
+                | ErrorType::BindError
+                | ErrorType::SocketError
+                | ErrorType::ConnectProxyFailure
+                | ErrorType::TLSHandshakeFailure
+                | ErrorType::TLSHandshakeTimedout
+                | ErrorType::InvalidCert
+                | ErrorType::HandshakeError
+        )
+}
+
 /// Exact counts when the provider reported them; otherwise what is known plus estimates.
-fn counts(ctx: &Ctx) -> (Usage, bool) {
+fn counts(ctx: &Ctx, error: Option<&Error>) -> (Usage, bool) {
     let Some(observer) = &ctx.observer else {
+        // No answer to read, but the provider may well have processed (and billed) the prompt:
+        // its input is estimated as at admission, its output (never seen) as zero, and the
+        // record says it is an estimate. `count_tokens` is never billed, so it stays exact zero.
+        if failed_at_provider(ctx, error) && ctx.api != Some(Api::CountTokens) {
+            let usage = Usage {
+                input_tokens: crate::govern::estimate_input(ctx.bytes_in),
+                ..Usage::default()
+            };
+            return (usage, true);
+        }
         return (Usage::default(), false);
     };
     let seen = observer.report();
+    if let Some(counted) = seen.counted_input_tokens {
+        // The size of the prompt the provider counted; the call itself costs nothing.
+        let usage = Usage {
+            input_tokens: counted,
+            ..Usage::default()
+        };
+        return (usage, false);
+    }
     if seen.final_usage_seen {
         return (seen.usage, false);
     }
@@ -50,17 +105,28 @@ fn counts(ctx: &Ctx) -> (Usage, bool) {
     (usage, true)
 }
 
+/// Tokens a finished request charges to token rate limits: `count_tokens` records the size of
+/// the prompt it counted, but it generates nothing and the provider does not bill it.
+pub fn charged_tokens(ctx: &Ctx, record: &UsageRecord) -> u64 {
+    if ctx.api == Some(Api::CountTokens) {
+        return 0;
+    }
+    record.input_tokens.saturating_add(record.output_tokens)
+}
+
 /// Builds the record at the end of the request; the request's own strings move into it (this is
 /// the last phase), so nothing is copied.
 pub fn record(ctx: &mut Ctx, error: Option<&Error>, status: u16) -> UsageRecord {
     let now = Instant::now();
     let ms = |from: Instant, to: Instant| to.saturating_duration_since(from).as_secs_f64() * 1e3;
-    let (usage, estimated) = counts(ctx);
+    let (usage, estimated) = counts(ctx, error);
     let outcome = outcome(ctx, error);
+    let error_type = stream_error(ctx).map(|e| e.as_str().to_string());
     let cost_micro_usd = ctx
         .route
         .as_ref()
         .and_then(|r| r.price)
+        .filter(|_| ctx.api != Some(Api::CountTokens))
         .map_or(0, |p| p.cost(&usage));
     let tags = std::mem::take(&mut ctx.tags);
     UsageRecord {
@@ -96,5 +162,6 @@ pub fn record(ctx: &mut Ctx, error: Option<&Error>, status: u16) -> UsageRecord 
         feature: tags.feature,
         meta: tags.meta,
         client_ip: None,
+        error_type,
     }
 }

@@ -11,7 +11,7 @@ use crate::meter;
 use crate::providers;
 use crate::respond::{self, REQUEST_ID};
 use crate::sink::UsageSink;
-use crate::usage::UsageObserver;
+use crate::usage::{self, UsageObserver};
 use arc_swap::ArcSwap;
 use async_trait::async_trait;
 use bytes::Bytes;
@@ -150,12 +150,21 @@ impl ProxyHttp for Gateway {
                 .get(http::header::CONTENT_TYPE)
                 .and_then(|v| v.to_str().ok())
                 .is_some_and(|v| v.starts_with("text/event-stream"));
-            let strip = sse && ctx.strip_usage_chunk;
+            // A provider that ignores `accept-encoding: identity` is still metered, on the side.
+            let gzip = upstream
+                .headers
+                .get(http::header::CONTENT_ENCODING)
+                .is_some_and(|v| usage::is_gzip(v.as_bytes()));
+            let strip = sse && ctx.strip_usage_chunk && !gzip;
             if strip {
                 // One event will be cut out, so the provider's length (if any) would be wrong.
                 upstream.remove_header(&http::header::CONTENT_LENGTH);
             }
-            ctx.observer = Some(UsageObserver::new(shape, sse, strip));
+            ctx.observer = Some(if gzip {
+                UsageObserver::gzip(shape, sse)
+            } else {
+                UsageObserver::new(shape, sse, strip)
+            });
         }
         respond::add_rate_headers(upstream, ctx);
         crate::cors::replace_upstream_headers(upstream, ctx);
@@ -228,8 +237,8 @@ impl ProxyHttp for Gateway {
             .response_written()
             .map_or(ctx.status, |r| r.status.as_u16());
         let record = meter::record(ctx, e, status);
+        let used = meter::charged_tokens(ctx, &record);
         if let (Some(held), Some(org)) = (ctx.held.as_mut(), &record.org) {
-            let used = record.input_tokens.saturating_add(record.output_tokens);
             self.gov.finish(held, org, used, record.cost_micro_usd);
         }
         // Concurrency slots are released here, before the record is queued.

@@ -52,6 +52,7 @@
 //! | `x-mock-header-delay-ms: N` | wait before sending response headers |
 //! | `x-mock-cached-tokens`, `x-mock-reasoning-tokens`, `x-mock-cache-write-tokens` | see above |
 //! | `x-mock-dims: N` | embedding width (else the body's `dimensions`, else 8) |
+//! | `x-mock-replay: NAME` | replay a recorded body byte for byte, when enabled (see [`replay`]) |
 //!
 //! Events are counted over the whole SSE stream (role chunk, finish chunk and `[DONE]`
 //! included). On non-stream replies any drop or stall count cuts the body after its first
@@ -71,6 +72,7 @@ mod embeddings;
 mod faults;
 mod openai;
 mod record;
+mod replay;
 mod reply;
 mod responses;
 mod server;

@@ -3,12 +3,13 @@
 
 use std::io;
 use std::net::SocketAddr;
-use std::sync::Arc;
+use std::path::PathBuf;
+use std::sync::{Arc, RwLock};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use axum::body::{to_bytes, Body};
 use axum::extract::{Request, State};
-use axum::http::header::{CACHE_CONTROL, CONTENT_TYPE};
+use axum::http::header::{CACHE_CONTROL, CONTENT_ENCODING, CONTENT_TYPE};
 use axum::http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -20,6 +21,7 @@ use tokio::task::JoinHandle;
 use super::control::Controls;
 use super::faults::{Flavor, MockError};
 use super::record::{Outcome, RecordHandle, RecordedRequest, Recorder};
+use super::replay::{self, Replay};
 use super::reply::{wants_stream, Ctx, HandlerResult, Reply};
 use super::stream::{MockBody, Playback, Rendered};
 use super::{anthropic, embeddings, openai, responses};
@@ -27,10 +29,18 @@ use super::{anthropic, embeddings, openai, responses};
 /// Request bodies above this are refused; benchmarks with long prompts stay far below it.
 const MAX_BODY: usize = 64 << 20;
 
+/// What every request handler shares: the records, and where replayed bodies come from.
+struct Shared {
+    recorder: Arc<Recorder>,
+    /// Set only by an embedding test ([`MockProvider::set_replay_dir`]); `None` refuses replay.
+    replay_dir: RwLock<Option<PathBuf>>,
+}
+
 /// A running mock provider. Dropping it stops accepting new connections.
 pub struct MockProvider {
     addr: SocketAddr,
     recorder: Arc<Recorder>,
+    shared: Arc<Shared>,
     task: JoinHandle<()>,
 }
 
@@ -54,11 +64,15 @@ impl MockProvider {
 
         let addr = listener.local_addr()?;
         let recorder = Recorder::new();
+        let shared = Arc::new(Shared {
+            recorder: Arc::clone(&recorder),
+            replay_dir: RwLock::new(None),
+        });
         let app = Router::new()
             .route("/mock/requests", get(list_requests))
             .route("/mock/reset", post(reset_requests))
             .fallback(handle)
-            .with_state(Arc::clone(&recorder));
+            .with_state(Arc::clone(&shared));
         // Nagle's algorithm would hold back small SSE events and distort latency numbers.
         let listener = listener.tap_io(|tcp| {
             if let Err(err) = tcp.set_nodelay(true) {
@@ -73,8 +87,17 @@ impl MockProvider {
         Ok(Self {
             addr,
             recorder,
+            shared,
             task,
         })
+    }
+
+    /// Enables `x-mock-replay`: plain file names are served from `dir` (see the `replay`
+    /// module). Only tests embedding the mock call this; the binary never replays.
+    pub fn set_replay_dir(&self, dir: impl Into<PathBuf>) {
+        if let Ok(mut slot) = self.shared.replay_dir.write() {
+            *slot = Some(dir.into());
+        }
     }
 
     /// The bound address.
@@ -130,12 +153,12 @@ impl Drop for MockProvider {
     }
 }
 
-async fn list_requests(State(recorder): State<Arc<Recorder>>) -> Json<Vec<RecordedRequest>> {
-    Json(recorder.snapshot())
+async fn list_requests(State(shared): State<Arc<Shared>>) -> Json<Vec<RecordedRequest>> {
+    Json(shared.recorder.snapshot())
 }
 
-async fn reset_requests(State(recorder): State<Arc<Recorder>>) -> StatusCode {
-    recorder.reset();
+async fn reset_requests(State(shared): State<Arc<Shared>>) -> StatusCode {
+    shared.recorder.reset();
     StatusCode::NO_CONTENT
 }
 
@@ -197,7 +220,8 @@ fn unix_now() -> u64 {
         .map_or(0, |d| d.as_secs())
 }
 
-async fn handle(State(recorder): State<Arc<Recorder>>, req: Request) -> Response {
+async fn handle(State(shared): State<Arc<Shared>>, req: Request) -> Response {
+    let recorder = &shared.recorder;
     let (parts, body) = req.into_parts();
     let path = parts
         .uri
@@ -251,6 +275,16 @@ async fn handle(State(recorder): State<Arc<Recorder>>, req: Request) -> Response
         let mut guard = PendingGuard(Some(record.clone()));
         tokio::time::sleep(delay).await;
         guard.0 = None;
+    }
+    if replay::requested(&parts.headers) {
+        let dir = shared.replay_dir.read().ok().and_then(|d| d.clone());
+        return match replay::load(&parts.headers, dir.as_deref()) {
+            Ok(r) => replay_response(flavor, &request_id, record, r),
+            Err(e) => {
+                let err = MockError::bad_request(e.0, None);
+                error_response(flavor, &request_id, &record, &err)
+            }
+        };
     }
     let ctx = Ctx {
         controls,
@@ -357,6 +391,7 @@ fn reply_response(
                     fragment: c.fragment,
                     drop_after: c.drop_after.map(|_| 1),
                     stall_after: c.stall_after.map(|_| 1),
+                    flush_each: false,
                 };
                 let body = MockBody::new(Rendered::halves(bytes), playback, record);
                 (json_type, Body::from_stream(body)).into_response()
@@ -368,6 +403,7 @@ fn reply_response(
                 fragment: c.fragment,
                 drop_after: c.drop_after,
                 stall_after: c.stall_after,
+                flush_each: false,
             };
             let body = MockBody::new(rendered, playback, record);
             let headers = [
@@ -380,5 +416,21 @@ fn reply_response(
             (headers, Body::from_stream(body)).into_response()
         }
     };
+    with_request_id(response, flavor, request_id)
+}
+
+/// A recorded body played back byte for byte with the requested write boundaries.
+fn replay_response(flavor: Flavor, request_id: &str, record: RecordHandle, r: Replay) -> Response {
+    let playback = Playback {
+        flush_each: true,
+        ..Playback::default()
+    };
+    let body = MockBody::new(r.rendered, playback, record);
+    let mut response = (r.status, Body::from_stream(body)).into_response();
+    let headers = response.headers_mut();
+    headers.insert(CONTENT_TYPE, HeaderValue::from_static(r.content_type));
+    if r.gzip {
+        headers.insert(CONTENT_ENCODING, replay::GZIP);
+    }
     with_request_id(response, flavor, request_id)
 }

@@ -128,12 +128,26 @@ impl Rendered {
     }
 }
 
+impl Rendered {
+    /// A recorded body played as writes ending at each of `ends` (ascending, the last one the
+    /// body's length).
+    pub fn from_ends(data: Bytes, ends: Vec<usize>) -> Self {
+        let spans = ends
+            .into_iter()
+            .map(|end| Span { end, delay: None })
+            .collect();
+        Self { data, spans }
+    }
+}
+
 /// Faults and framing applied while the body plays.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Playback {
     pub fragment: Option<usize>,
     pub drop_after: Option<usize>,
     pub stall_after: Option<usize>,
+    /// Yield once between writes, so hyper flushes each one as its own socket write (replay).
+    pub flush_each: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -158,6 +172,8 @@ pub struct MockBody {
     slept_for: Option<usize>,
     state: State,
     record: RecordHandle,
+    /// A write went out since the last yield (only with `flush_each`).
+    wrote: bool,
 }
 
 impl MockBody {
@@ -173,6 +189,7 @@ impl MockBody {
             slept_for: None,
             state: State::Running,
             record,
+            wrote: false,
         }
     }
 
@@ -261,6 +278,13 @@ impl Stream for MockBody {
             this.record.finish(Outcome::Completed, this.next);
             return Poll::Ready(None);
         };
+        if this.playback.flush_each && this.wrote {
+            // Returning Pending makes hyper flush what it holds before asking again.
+            this.wrote = false;
+            cx.waker().wake_by_ref();
+            return Poll::Pending;
+        }
+        this.wrote = true;
         let end = match this.playback.fragment {
             Some(f) => this.offset.saturating_add(f).min(span.end),
             None => span.end,

@@ -68,6 +68,7 @@ fn record(i: usize, now_ms: u64) -> UsageRecord {
         feature: Some("chat".into()),
         meta: Default::default(),
         client_ip: None,
+        error_type: None,
     }
 }
 

@@ -199,7 +199,8 @@ impl Store {
                     .bind(r.feature.as_deref())
                     .bind(meta.as_deref())
                     .bind(r.client_ip.as_deref())
-                    .bind(to_i64(received_ms));
+                    .bind(to_i64(received_ms))
+                    .bind(r.error_type.as_deref());
             }
             for row in q.fetch_all(&mut *tx).await? {
                 inserted.insert(row.try_get::<String, _>(0)?);

@@ -60,13 +60,22 @@ impl std::fmt::Debug for Store {
 /// The embedded migrations, applied in order at start.
 fn migrator() -> Migrator {
     Migrator {
-        migrations: Cow::Owned(vec![Migration::new(
-            1,
-            Cow::Borrowed("ledger"),
-            MigrationType::Simple,
-            Cow::Borrowed(include_str!("../../migrations/0001_ledger.sql")),
-            false,
-        )]),
+        migrations: Cow::Owned(vec![
+            Migration::new(
+                1,
+                Cow::Borrowed("ledger"),
+                MigrationType::Simple,
+                Cow::Borrowed(include_str!("../../migrations/0001_ledger.sql")),
+                false,
+            ),
+            Migration::new(
+                2,
+                Cow::Borrowed("error_type"),
+                MigrationType::Simple,
+                Cow::Borrowed(include_str!("../../migrations/0002_error_type.sql")),
+                false,
+            ),
+        ]),
         ..Migrator::DEFAULT
     }
 }

@@ -9,7 +9,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 /// Column order of inserts and of export selects.
-pub(super) const RECORD_COLUMNS: [&str; 30] = [
+pub(super) const RECORD_COLUMNS: [&str; 31] = [
     "id",
     "v",
     "time_ms",
@@ -40,6 +40,7 @@ pub(super) const RECORD_COLUMNS: [&str; 30] = [
     "meta",
     "client_ip",
     "received_ms",
+    "error_type",
 ];
 
 fn corrupt(what: &str, e: impl std::fmt::Display) -> DbError {
@@ -87,5 +88,6 @@ pub(super) fn record_from_row(row: &AnyRow) -> Result<UsageRecord, DbError> {
         feature: text(26)?,
         meta,
         client_ip: text(28)?,
+        error_type: text(30)?,
     })
 }

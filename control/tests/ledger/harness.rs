@@ -263,6 +263,7 @@ pub fn record(org: &str, time_ms: u64, input: u64, output: u64, cost: u64) -> Us
         feature: None,
         meta: Default::default(),
         client_ip: None,
+        error_type: None,
     }
 }
 

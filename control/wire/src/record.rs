@@ -36,11 +36,14 @@ pub enum Outcome {
     UpstreamUnreachable,
     /// Anything else that went wrong inside sluice.
     Error,
+    /// The provider answered 2xx, then reported a failure inside the stream (an Anthropic
+    /// `error` event, a Responses `error` or `response.failed` event); `error_type` says which.
+    StreamError,
 }
 
 impl Outcome {
     /// Every outcome, in declaration order.
-    pub const ALL: [Outcome; 8] = [
+    pub const ALL: [Outcome; 9] = [
         Outcome::Ok,
         Outcome::Rejected,
         Outcome::ProviderError,
@@ -49,6 +52,7 @@ impl Outcome {
         Outcome::UpstreamTimeout,
         Outcome::UpstreamUnreachable,
         Outcome::Error,
+        Outcome::StreamError,
     ];
 
     /// The wire spelling (the same as the serde one), used as the stored value too.
@@ -62,6 +66,7 @@ impl Outcome {
             Outcome::UpstreamTimeout => "upstream_timeout",
             Outcome::UpstreamUnreachable => "upstream_unreachable",
             Outcome::Error => "error",
+            Outcome::StreamError => "stream_error",
         }
     }
 }
@@ -144,6 +149,11 @@ pub struct UsageRecord {
     /// after a shorter retention than the rest of the record.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub client_ip: Option<String>,
+    /// What the provider reported when it failed inside a successful stream (outcome
+    /// `stream_error`): its error type or code, e.g. `overloaded_error`; at most 48 characters of
+    /// `[A-Za-z0-9_.:-]`. Absent otherwise.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error_type: Option<String>,
 }
 
 /// Why a well-formed JSON record is still not acceptable.

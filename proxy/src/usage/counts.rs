@@ -11,6 +11,7 @@ use serde::de::value::MapAccessDeserializer;
 use serde::de::{Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
 use serde::Deserialize;
 
+use super::iterations::{IterationSums, Iterations};
 use super::Usage;
 
 /// Which naming scheme a usage object follows, which decides the normalisation.
@@ -55,7 +56,7 @@ fn drain_seq<'de, A: SeqAccess<'de>>(mut seq: A) -> Result<usize, A::Error> {
 }
 
 /// Drains a map nobody needs so that parsing can go on after it.
-fn drain_map<'de, A: MapAccess<'de>>(mut map: A) -> Result<(), A::Error> {
+pub(crate) fn drain_map<'de, A: MapAccess<'de>>(mut map: A) -> Result<(), A::Error> {
     while map.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
     Ok(())
 }
@@ -182,12 +183,15 @@ impl<'de> Visitor<'de> for SeqLenVisitor {
     absent_otherwise!();
 }
 
-/// The `*_tokens_details` objects; only the two counts we bill on are read.
+/// The `*_tokens_details` objects; only the counts we bill on are read: cache reads and (Responses)
+/// writes on the input side, reasoning (OpenAI) or thinking (Anthropic) on the output side.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
 #[serde(default)]
 pub(crate) struct Details {
     cached_tokens: Count,
+    cache_write_tokens: Count,
     reasoning_tokens: Count,
+    thinking_tokens: Count,
 }
 
 /// Every usage field any supported shape sends; the shape decides which ones count.
@@ -204,6 +208,8 @@ pub(crate) struct RawUsage {
     completion_tokens_details: Lenient<Details>,
     input_tokens_details: Lenient<Details>,
     output_tokens_details: Lenient<Details>,
+    /// Anthropic compaction and other multi-pass requests: the billed breakdown.
+    iterations: Iterations,
 }
 
 impl RawUsage {
@@ -266,7 +272,7 @@ impl RawUsage {
                         .0
                         .or(input.cached_tokens.0)
                         .unwrap_or(0),
-                    cache_write_tokens: 0,
+                    cache_write_tokens: input.cache_write_tokens.0.unwrap_or(0),
                     reasoning_tokens: completion
                         .reasoning_tokens
                         .0
@@ -280,21 +286,42 @@ impl RawUsage {
 }
 
 /// Anthropic streams report usage in pieces (`message_start`, then cumulative `message_delta`s
-/// that may repeat or revise input counts); the latest value of each field wins.
+/// that may repeat or revise input counts); the latest value of each field wins. A report with
+/// `iterations[]` replaces all four counts by the iteration sums, because its top-level counts
+/// cover only the last iteration while the provider bills every one of them.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub(crate) struct AnthropicAcc {
     input: Option<u64>,
     cache_write: Option<u64>,
     cache_read: Option<u64>,
     output: Option<u64>,
+    thinking: Option<u64>,
 }
 
 impl AnthropicAcc {
     pub(crate) fn merged(mut self, raw: &RawUsage) -> Self {
-        self.input = raw.input_tokens.0.or(self.input);
-        self.cache_write = raw.cache_creation_input_tokens.0.or(self.cache_write);
-        self.cache_read = raw.cache_read_input_tokens.0.or(self.cache_read);
-        self.output = raw.output_tokens.0.or(self.output);
+        if let Some(IterationSums {
+            input,
+            output,
+            cache_write,
+            cache_read,
+        }) = raw.iterations.0
+        {
+            self.input = Some(input);
+            self.output = Some(output);
+            self.cache_write = Some(cache_write);
+            self.cache_read = Some(cache_read);
+        } else {
+            self.input = raw.input_tokens.0.or(self.input);
+            self.cache_write = raw.cache_creation_input_tokens.0.or(self.cache_write);
+            self.cache_read = raw.cache_read_input_tokens.0.or(self.cache_read);
+            self.output = raw.output_tokens.0.or(self.output);
+        }
+        let thinking = raw
+            .output_tokens_details
+            .0
+            .and_then(|d| d.thinking_tokens.0);
+        self.thinking = thinking.or(self.thinking);
         self
     }
 
@@ -313,7 +340,7 @@ impl AnthropicAcc {
             output_tokens: self.output.unwrap_or(0),
             cached_tokens: read,
             cache_write_tokens: write,
-            reasoning_tokens: 0,
+            reasoning_tokens: self.thinking.unwrap_or(0),
         }
     }
 }

@@ -8,11 +8,16 @@
 //!   `input_tokens + cache_creation_input_tokens + cache_read_input_tokens`.
 //! - `cached_tokens`: cache reads: `prompt_tokens_details.cached_tokens` (chat, completions),
 //!   `input_tokens_details.cached_tokens` (Responses), `cache_read_input_tokens` (Anthropic).
-//! - `cache_write_tokens`: Anthropic `cache_creation_input_tokens`; zero elsewhere.
+//! - `cache_write_tokens`: Anthropic `cache_creation_input_tokens`, Responses
+//!   `input_tokens_details.cache_write_tokens` (part of its `input_tokens`); zero elsewhere.
 //! - `output_tokens`: all generated tokens, reasoning included (`completion_tokens`,
 //!   Responses/Anthropic `output_tokens`).
-//! - `reasoning_tokens`: `completion_tokens_details.reasoning_tokens` or
-//!   `output_tokens_details.reasoning_tokens`; Anthropic reports none.
+//! - `reasoning_tokens`: `completion_tokens_details.reasoning_tokens`,
+//!   `output_tokens_details.reasoning_tokens`, or Anthropic's
+//!   `output_tokens_details.thinking_tokens` (newer responses only).
+//! - Anthropic `usage.iterations[]` (compaction): the billed usage is the sum over the
+//!   iterations, so input, cache and output counts are the sums (see [`iterations`]); the
+//!   top-level counts of such a report cover only the last iteration.
 //!
 //! Counts are read leniently: a negative, non-numeric or null count is absent, a float or an
 //! integer beyond `u64` saturates, sums saturate, and a `"usage"` object without any top-level
@@ -33,6 +38,12 @@
 //!   buffered up to 4 KiB; they cost nothing, so usage stays zero and the count is reported
 //!   separately in [`Observed::counted_input_tokens`].
 //!
+//! # Failures and encodings
+//! A failure the provider reports inside a 200 stream (Anthropic `event: error`, Responses
+//! `error` / `response.failed`) is kept as [`Observed::stream_error`] (see [`failure`]). A
+//! gzip-encoded response is observed through a bounded streaming decoder on the side (see
+//! [`gzip`]); the forwarded bytes stay the provider's.
+//!
 //! # Strip mode
 //! When sluice itself added `stream_options.include_usage`, the usage-only chunk (usage object,
 //! empty or absent `choices`) is cut from OpenAI chat/completions streams by its exact byte
@@ -42,11 +53,16 @@
 //! is flushed at end of stream.
 
 mod counts;
+mod failure;
+mod gzip;
+mod iterations;
 mod json;
 mod responses;
 mod stream;
 mod strip;
 
+#[cfg(test)]
+mod fidelity_tests;
 #[cfg(test)]
 mod fixtures;
 #[cfg(test)]
@@ -59,9 +75,12 @@ use serde::Deserialize;
 
 use crate::sse::{SseEvent, SseScanner, DEFAULT_MAX_EVENT_BYTES};
 use counts::{AnthropicAcc, Count, Family, RawUsage};
+use gzip::GzipObserver;
 use json::JsonUsage;
 use responses::ResponsesUsage;
 use strip::Stripper;
+
+pub use failure::{ReportedError, MAX_ERROR_NAME};
 
 /// Normalised token usage of one response (see the module documentation for the rules).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -108,6 +127,8 @@ pub struct Observed {
     pub input_known: bool,
     /// The `input_tokens` answer of a `count_tokens` call, which is not itself billed.
     pub counted_input_tokens: Option<u64>,
+    /// A failure the provider reported inside a successful stream (see [`failure`]).
+    pub stream_error: Option<ReportedError>,
 }
 
 /// `count_tokens` answers are tiny; anything larger is not one and is ignored.
@@ -136,6 +157,8 @@ enum Body {
     },
     Json(JsonUsage),
     CountTokens(Vec<u8>),
+    /// A gzip-encoded response: an observer of the decoded body, fed on the side.
+    Gzip(Box<GzipObserver>),
 }
 
 /// Observes one response body as Pingora's body filter hands it over, chunk by chunk.
@@ -176,6 +199,24 @@ impl UsageObserver {
             observed: Observed::default(),
             anthropic: AnthropicAcc::default(),
             body,
+        }
+    }
+
+    /// An observer for a response whose `content-encoding` is gzip: usage is read through a
+    /// streaming decoder on the side and the forwarded bytes are never changed, so strip mode
+    /// is off (an event cannot be cut out of a compressed stream).
+    pub fn gzip(shape: Shape, stream: bool) -> Self {
+        Self::gzip_capped(shape, stream, gzip::MAX_DECODED)
+    }
+
+    /// [`UsageObserver::gzip`] observing at most `cap` decoded bytes.
+    fn gzip_capped(shape: Shape, stream: bool, cap: u64) -> Self {
+        let inner = Self::new(shape, stream, false);
+        Self {
+            shape,
+            observed: Observed::default(),
+            anthropic: AnthropicAcc::default(),
+            body: Body::Gzip(Box::new(GzipObserver::with_cap(inner, cap))),
         }
     }
 
@@ -244,6 +285,7 @@ impl UsageObserver {
                     });
                 }
             }
+            Body::Gzip(gzip) => gzip.feed(body.as_ref(), end_of_stream),
             Body::CountTokens(buf) => {
                 if let Some(chunk) = body.as_ref() {
                     let room = MAX_COUNT_TOKENS_BODY.saturating_sub(buf.len());
@@ -260,8 +302,18 @@ impl UsageObserver {
 
     /// What the response revealed so far.
     pub fn report(&self) -> Observed {
-        self.observed
+        match &self.body {
+            Body::Gzip(gzip) => gzip.inner().report(),
+            _ => self.observed,
+        }
     }
+}
+
+/// Whether a `content-encoding` value is gzip, the one encoding observed through a decoder
+/// (anything else leaves the body unreadable and the usage estimated).
+pub fn is_gzip(content_encoding: &[u8]) -> bool {
+    let v = content_encoding.trim_ascii();
+    v.eq_ignore_ascii_case(b"gzip") || v.eq_ignore_ascii_case(b"x-gzip")
 }
 
 /// Reads `{"input_tokens": N}`; anything else (an error body, say) yields nothing.

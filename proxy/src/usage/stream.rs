@@ -11,6 +11,7 @@ use memchr::memmem::Finder;
 use serde::Deserialize;
 
 use super::counts::{AnthropicAcc, Family, Lenient, RawUsage, SeqLen};
+use super::failure;
 use super::responses::ResponsesUsage;
 use super::{Observed, Shape};
 use crate::sse::SseEvent;
@@ -49,7 +50,7 @@ fn keys() -> &'static Keys {
     })
 }
 
-fn skip_ws(bytes: &[u8]) -> &[u8] {
+pub(crate) fn skip_ws(bytes: &[u8]) -> &[u8] {
     let n = bytes
         .iter()
         .take_while(|b| matches!(b, b' ' | b'\t' | b'\n' | b'\r'))
@@ -126,6 +127,13 @@ pub(crate) fn on_event(
             if kind.ends_with(b".delta") {
                 obs.delta_events = obs.delta_events.saturating_add(1);
             }
+            if kind == b"error" || kind == b"response.failed" {
+                // The error event comes first and names the failure best; keep it.
+                let fallback: &[u8] = kind;
+                obs.stream_error = obs
+                    .stream_error
+                    .or_else(|| Some(failure::reported(ev.data, fallback)));
+            }
             let is_final = responses_final(kind);
             if let Some(usage) = responses.and_then(|r| r.on_event(ev.start, ev.end, is_final)) {
                 obs.usage = usage;
@@ -149,6 +157,11 @@ pub(crate) fn on_event(
                         *anthropic = anthropic.merged(&raw);
                         obs.final_usage_seen = true;
                     }
+                }
+                b"error" => {
+                    obs.stream_error = obs
+                        .stream_error
+                        .or_else(|| Some(failure::reported(ev.data, b"error")));
                 }
                 _ => {}
             }

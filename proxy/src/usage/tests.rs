@@ -47,6 +47,7 @@ fn done(usage: Usage, delta_events: u64) -> Observed {
         delta_events,
         input_known: true,
         counted_input_tokens: None,
+        stream_error: None,
     }
 }
 

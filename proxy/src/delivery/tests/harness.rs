@@ -67,6 +67,7 @@ pub fn record(org: &str, input: u64, output: u64) -> UsageRecord {
         feature: None,
         meta: Default::default(),
         client_ip: None,
+        error_type: None,
     }
 }
 

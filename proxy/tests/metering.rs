@@ -1,0 +1,53 @@
+//! Usage records of requests that end without a provider usage report: a request that failed
+//! at the provider is an estimate, and `count_tokens` records the count it answered.
+#![allow(clippy::unwrap_used)] // helpers outside #[test] fns: a panic is a failed test
+
+mod common;
+use common::*;
+use serde_json::{json, Value};
+
+#[tokio::test]
+async fn a_request_that_timed_out_at_the_provider_is_estimated() {
+    let mut s = Sluice::start().await;
+    let body = chat("slow-gpt", false);
+    let resp = s
+        .client()
+        .post(s.url("/v1/chat/completions"))
+        .bearer_auth(&s.cfg.keys.acme)
+        .header("x-mock-header-delay-ms", "3000")
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status().as_u16(), 504);
+    let rec = s.next_record().await;
+    assert_eq!(rec["outcome"], "upstream_timeout", "{rec}");
+    assert_eq!(rec["estimated"], true, "{rec}");
+    let bytes_in = rec["bytes_in"].as_u64().unwrap();
+    assert_eq!(rec["input_tokens"], bytes_in.div_ceil(4), "{rec}");
+    assert_eq!(rec["output_tokens"], 0, "{rec}");
+}
+
+#[tokio::test]
+async fn count_tokens_records_the_counted_input_at_no_cost() {
+    let mut s = Sluice::start().await;
+    let resp = s
+        .client()
+        .post(s.url("/v1/messages/count_tokens"))
+        .header("x-api-key", &s.cfg.keys.acme)
+        .header("anthropic-version", "2023-06-01")
+        .json(&json!({"model": "mock-claude",
+                      "messages": [{"role": "user", "content": "one two three four"}]}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status().as_u16(), 200);
+    let answer: Value = resp.json().await.unwrap();
+    let counted = answer["input_tokens"].as_u64().unwrap();
+    assert!(counted > 0);
+    let rec = s.next_record().await;
+    assert_eq!(rec["api"], "messages.count_tokens", "{rec}");
+    assert_eq!(rec["input_tokens"], counted, "{rec}");
+    assert_eq!(rec["estimated"], false, "{rec}");
+    assert_eq!(rec["cost_micro_usd"], 0, "{rec}");
+}

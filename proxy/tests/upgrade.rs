@@ -217,15 +217,22 @@ impl Pool {
                             .json(&chat("mock-gpt", false))
                             .send()
                             .await;
+                        let r = match r {
+                            Ok(resp) => {
+                                let status = resp.status();
+                                Ok((status, resp.bytes().await.is_ok()))
+                            }
+                            Err(e) => Err(e),
+                        };
                         match r {
-                            Ok(resp) if resp.status() == 200 && resp.bytes().await.is_ok() => {
+                            Ok((status, true)) if status == 200 => {
                                 pool.ok.fetch_add(1, Ordering::Relaxed);
                             }
-                            Ok(resp) => pool
+                            Ok((status, _)) => pool
                                 .failed
                                 .lock()
                                 .unwrap()
-                                .push(format!("status {}", resp.status())),
+                                .push(format!("status {status} or body lost")),
                             // Nothing was written: retried after a pause, like a client's retry.
                             Err(e) if e.is_connect() => {
                                 tokio::time::sleep(Duration::from_millis(20)).await

@@ -45,7 +45,13 @@ pub async fn admit(
         return Ok(Admission::ListModels);
     }
 
-    let raw = read_body(session, ctx.snapshot.server.max_body_bytes).await?;
+    let server = &ctx.snapshot.server;
+    let raw = read_body(
+        session,
+        server.max_body_bytes,
+        server.connections.body_timeout,
+    )
+    .await?;
     ctx.bytes_in = raw.len() as u64;
     let fields = RequestFields::parse(&raw)?;
     let model = fields.model().ok_or_else(|| {
@@ -124,8 +130,13 @@ pub async fn admit(
 }
 
 /// Reads the whole request body, refusing (413) anything over `limit` — by its declared length
-/// before reading, or by what actually arrives.
-async fn read_body(session: &mut Session, limit: usize) -> Result<Bytes, GatewayError> {
+/// before reading, or by what actually arrives — and (408) a body still incomplete after
+/// `deadline` (a per-read timeout alone would let a client trickle bytes forever).
+async fn read_body(
+    session: &mut Session,
+    limit: usize,
+    deadline: std::time::Duration,
+) -> Result<Bytes, GatewayError> {
     let declared = session
         .req_header()
         .headers
@@ -135,6 +146,17 @@ async fn read_body(session: &mut Session, limit: usize) -> Result<Bytes, Gateway
     if declared.is_some_and(|n| n > limit as u64) {
         return Err(GatewayError::BodyTooLarge(limit));
     }
+    crate::server::http1::continue_if_expected(session).await;
+    tokio::time::timeout(deadline, read_all(session, limit, declared))
+        .await
+        .map_err(|_| GatewayError::BodyTimeout(deadline))?
+}
+
+async fn read_all(
+    session: &mut Session,
+    limit: usize,
+    declared: Option<u64>,
+) -> Result<Bytes, GatewayError> {
     let mut first: Option<Bytes> = None;
     let mut rest: Option<BytesMut> = None;
     let mut total = 0usize;

@@ -47,6 +47,10 @@ impl fmt::Display for RetryText {
     }
 }
 
+/// How long an overloaded proxy asks clients to wait: connections free up within seconds (the
+/// header and idle deadlines bound them), so a short wait spreads the retries.
+pub const OVERLOAD_RETRY: Duration = Duration::from_secs(1);
+
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum GatewayError {
     #[error("{0}")]
@@ -72,6 +76,23 @@ pub enum GatewayError {
     /// The request asks for more output than its model allows (`max_tokens` and its aliases).
     #[error("max_tokens is too large: {asked}. The model `{model}` supports at most {max} output tokens")]
     OutputTooLarge { model: String, asked: u64, max: u64 },
+    /// The request body did not arrive within `server.connections.body_timeout`.
+    #[error("the request body did not arrive within {}", RetryText(*.0))]
+    BodyTimeout(Duration),
+    /// The request header did not arrive within `server.connections.header_timeout`.
+    #[error("the request header did not arrive in time")]
+    HeaderTimeout,
+    /// A request Pingora could not parse (bad framing, a header too large, …); the text says
+    /// which rule, never what was sent.
+    #[error("{0}")]
+    MalformedRequest(&'static str),
+    #[error("an HTTP/1.1 request must carry a Host header")]
+    MissingHost,
+    #[error("the expectation {0:?} is not supported (only 100-continue is)")]
+    ExpectationFailed(String),
+    /// Too many open client connections: the answer before resources run out.
+    #[error("sluice is overloaded ({0}); please retry shortly")]
+    Overloaded(&'static str),
     /// A rate or concurrency limit refused the request; `scope` and `limit` are for people
     /// (`org acme`, `600/min`), `retry_after` becomes the retry headers.
     #[error("rate limit reached for {what} ({scope}: limit {limit}); please retry after {}", RetryText(*retry_after))]
@@ -101,7 +122,14 @@ pub enum GatewayError {
 impl GatewayError {
     pub fn status(&self) -> u16 {
         match self {
-            Self::InvalidBody(_) | Self::WrongSurface { .. } | Self::OutputTooLarge { .. } => 400,
+            Self::InvalidBody(_)
+            | Self::WrongSurface { .. }
+            | Self::MalformedRequest(_)
+            | Self::MissingHost
+            | Self::OutputTooLarge { .. } => 400,
+            Self::BodyTimeout(_) | Self::HeaderTimeout => 408,
+            Self::ExpectationFailed(_) => 417,
+            Self::Overloaded(_) => 503,
             Self::MissingKey | Self::InvalidKey => 401,
             Self::KeyExpired | Self::ModelNotAllowed(_) => 403,
             Self::UnknownModel(_) | Self::UnknownPath(_) => 404,
@@ -127,6 +155,13 @@ impl GatewayError {
             Self::UnknownPath(_) => ("invalid_request_error", Some("unknown_url")),
             Self::MethodNotAllowed { .. } => ("invalid_request_error", Some("method_not_allowed")),
             Self::BodyTooLarge(_) => ("invalid_request_error", Some("request_too_large")),
+            Self::BodyTimeout(_) | Self::HeaderTimeout => {
+                ("invalid_request_error", Some("request_timeout"))
+            }
+            Self::MalformedRequest(_) => ("invalid_request_error", Some("malformed_request")),
+            Self::MissingHost => ("invalid_request_error", Some("missing_host")),
+            Self::ExpectationFailed(_) => ("invalid_request_error", Some("expectation_failed")),
+            Self::Overloaded(_) => ("server_error", Some("overloaded")),
             Self::RateLimited { what, .. } => (what.openai_type(), Some("rate_limit_exceeded")),
             Self::OverBudget { .. } => ("insufficient_quota", Some("insufficient_quota")),
             Self::UpstreamConnect => ("api_error", Some("upstream_unreachable")),
@@ -139,13 +174,14 @@ impl GatewayError {
     /// Anthropic's `error.type`.
     fn anthropic_type(&self) -> &'static str {
         match self.status() {
-            400 | 405 => "invalid_request_error",
+            400 | 405 | 417 => "invalid_request_error",
             401 => "authentication_error",
             403 => "permission_error",
             404 => "not_found_error",
             413 => "request_too_large",
             429 => "rate_limit_error",
-            504 => "timeout_error",
+            408 | 504 => "timeout_error",
+            503 => "overloaded_error",
             _ => "api_error",
         }
     }
@@ -156,6 +192,7 @@ impl GatewayError {
             Self::RateLimited { retry_after, .. } | Self::OverBudget { retry_after, .. } => {
                 Some(*retry_after)
             }
+            Self::Overloaded(_) => Some(OVERLOAD_RETRY),
             _ => None,
         }
     }

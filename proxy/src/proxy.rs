@@ -10,6 +10,7 @@ use crate::govern::Governance;
 use crate::meter;
 use crate::providers;
 use crate::respond::{self, REQUEST_ID};
+use crate::server::http1;
 use crate::sink::UsageSink;
 use crate::usage::{self, UsageObserver};
 use arc_swap::ArcSwap;
@@ -64,7 +65,11 @@ impl ProxyHttp for Gateway {
     }
 
     async fn request_filter(&self, session: &mut Session, ctx: &mut Ctx) -> Result<bool> {
-        match admit::admit(session, ctx, self.clock.now(), &self.gov).await {
+        let admitted = match http1::check_request(session, ctx) {
+            Ok(()) => admit::admit(session, ctx, self.clock.now(), &self.gov).await,
+            Err(e) => Err(e),
+        };
+        match admitted {
             Ok(Admission::Proxy) => Ok(false),
             Ok(Admission::Preflight) => {
                 crate::cors::answer_preflight(session, ctx).await;
@@ -138,11 +143,12 @@ impl ProxyHttp for Gateway {
 
     async fn upstream_response_filter(
         &self,
-        _session: &mut Session,
+        session: &mut Session,
         upstream: &mut ResponseHeader,
         ctx: &mut Ctx,
     ) -> Result<()> {
         ctx.status = upstream.status.as_u16();
+        http1::before_proxied_response(session);
         let shape = ctx.api.and_then(|a| a.shape());
         if let (true, Some(shape)) = (upstream.status.is_success(), shape) {
             let sse = upstream
@@ -212,15 +218,17 @@ impl ProxyHttp for Gateway {
             .take()
             .unwrap_or_else(|| GatewayError::from_proxy_error(e));
         let mut code = 0;
+        let mut reusable = false;
         if !client_gone && session.response_written().is_none() {
             let (status, body) = err.render(ctx.family);
             code = status;
             ctx.status = status;
-            respond::json(session, ctx, status, body).await;
+            // A whole answer after a fully read body keeps the connection, as it said it would.
+            reusable = respond::json(session, ctx, status, body).await && http1::reusable(session);
         }
         FailToProxy {
             error_code: code,
-            can_reuse_downstream: false,
+            can_reuse_downstream: reusable,
         }
     }
 

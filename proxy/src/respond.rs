@@ -9,10 +9,14 @@ use pingora::proxy::Session;
 
 pub const REQUEST_ID: &str = "x-request-id";
 
-/// Writes a complete JSON answer. Failures mean the client is gone; there is no one to tell.
-pub async fn json(session: &mut Session, ctx: &Ctx, status: u16, body: Bytes) {
+/// Writes a complete JSON answer; returns whether it was written whole (failures mean the client
+/// is gone; there is no one to tell). The connection stays open after it only when the request
+/// body was fully read and the process is not draining (`server::http1`).
+pub async fn json(session: &mut Session, ctx: &Ctx, status: u16, body: Bytes) -> bool {
+    crate::server::http1::before_own_answer(session, ctx.snapshot.server.connections.body_timeout)
+        .await;
     let Ok(mut resp) = ResponseHeader::build(status, Some(4)) else {
-        return;
+        return false;
     };
     let _ = resp.insert_header(http::header::CONTENT_TYPE, "application/json");
     let _ = resp.insert_header(http::header::CONTENT_LENGTH, body.len());
@@ -24,22 +28,18 @@ pub async fn json(session: &mut Session, ctx: &Ctx, status: u16, body: Bytes) {
             let _ = resp.insert_header(name, value);
         });
     }
-    if session
+    session
         .write_response_header(Box::new(resp), false)
         .await
         .is_ok()
-    {
-        let _ = session.write_response_body(Some(body), true).await;
-    }
+        && session.write_response_body(Some(body), true).await.is_ok()
 }
 
-/// Renders `err` in the request's shape. The request body may be unread, so the connection is
-/// not reused after this answer.
+/// Renders `err` in the request's shape.
 pub async fn error(session: &mut Session, ctx: &mut Ctx, err: GatewayError) {
     let (status, body) = err.render(ctx.family);
     ctx.status = status;
     ctx.rejected = Some(err);
-    session.set_keepalive(None);
     json(session, ctx, status, body).await;
 }
 

@@ -178,3 +178,156 @@ async fn upgrade_without_a_running_instance_gives_up_with_an_error() {
     assert!(log.contains("waiting for the listening sockets"), "{log}");
     assert!(!log.contains("listening on http://"), "{log}");
 }
+
+/// Keep-alive clients sending continuously: counts of answered requests and of failures (a
+/// request that got no answer, or an answer other than 200). A connection refused before
+/// anything was sent is retried, as every HTTP client does: no request was written.
+#[derive(Default)]
+struct Pool {
+    ok: std::sync::atomic::AtomicUsize,
+    failed: Mutex<Vec<String>>,
+    stop: AtomicBool,
+}
+
+use std::sync::Mutex;
+
+impl Pool {
+    /// Starts `workers` tasks on one client whose pool keeps idle connections for 1 s (the
+    /// OpenAI and Anthropic SDKs keep them 5 s; the proxy's idle timeout is longer in both).
+    fn start(
+        url: String,
+        key: String,
+        workers: usize,
+    ) -> (Arc<Self>, Vec<tokio::task::JoinHandle<()>>) {
+        let pool = Arc::new(Self::default());
+        let client = reqwest::Client::builder()
+            .pool_idle_timeout(Duration::from_secs(1))
+            .timeout(WAIT)
+            .build()
+            .unwrap();
+        let tasks = (0..workers)
+            .map(|_| {
+                let (pool, client, url, key) =
+                    (pool.clone(), client.clone(), url.clone(), key.clone());
+                tokio::spawn(async move {
+                    while !pool.stop.load(Ordering::Relaxed) {
+                        let r = client
+                            .post(&url)
+                            .bearer_auth(&key)
+                            .json(&chat("mock-gpt", false))
+                            .send()
+                            .await;
+                        let r = match r {
+                            Ok(resp) => {
+                                let status = resp.status();
+                                Ok((status, resp.bytes().await.is_ok()))
+                            }
+                            Err(e) => Err(e),
+                        };
+                        match r {
+                            Ok((status, true)) if status == 200 => {
+                                pool.ok.fetch_add(1, Ordering::Relaxed);
+                            }
+                            Ok((status, _)) => pool
+                                .failed
+                                .lock()
+                                .unwrap()
+                                .push(format!("status {status} or body lost")),
+                            // Nothing was written: retried after a pause, like a client's retry.
+                            Err(e) if e.is_connect() => {
+                                tokio::time::sleep(Duration::from_millis(20)).await
+                            }
+                            Err(e) => pool.failed.lock().unwrap().push(format!("{e:?}")),
+                        }
+                    }
+                })
+            })
+            .collect();
+        (pool, tasks)
+    }
+
+    fn ok(&self) -> usize {
+        self.ok.load(Ordering::Relaxed)
+    }
+
+    /// Waits (bounded) until `more` further requests were answered.
+    async fn wait_more(&self, more: usize) {
+        let target = self.ok() + more;
+        let deadline = tokio::time::Instant::now() + WAIT;
+        while self.ok() < target {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "requests stalled at {}; failures: {:?}",
+                self.ok(),
+                self.failed.lock().unwrap()
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    async fn finish(&self, tasks: Vec<tokio::task::JoinHandle<()>>) {
+        self.stop.store(true, Ordering::Relaxed);
+        for t in tasks {
+            tokio::time::timeout(WAIT, t).await.unwrap().unwrap();
+        }
+        let failed = self.failed.lock().unwrap();
+        assert!(failed.is_empty(), "failed requests: {failed:?}");
+    }
+}
+
+fn drain_config(run: &std::path::Path) -> String {
+    format!(
+        "upgrade_sock = \"{}\"\npid_file = \"{}\"\ngrace_period = \"60s\"\nshutdown_timeout = \"1s\"\n\
+         [server.connections]\nidle_timeout = \"3s\"\n",
+        run.join("up.sock").display(),
+        run.join("sluice.pid").display()
+    )
+}
+
+#[tokio::test]
+async fn keep_alive_clients_lose_no_request_across_an_upgrade() {
+    let run = tempfile::tempdir().unwrap();
+    let server = drain_config(run.path());
+    let mut s = Sluice::start_with(|c| c.server = server).await;
+    let (pool, tasks) = Pool::start(s.url("/v1/chat/completions"), s.cfg.keys.acme.clone(), 6);
+    pool.wait_more(30).await;
+
+    let mut new = Proc::spawn(&s.config_path(), &["--listen", "127.0.0.1:0", "--upgrade"]);
+    new.wait_stderr("the upgrade to wait for sockets", |t| {
+        t.contains("waiting for the listening sockets")
+    })
+    .await;
+    s.proc.signal("QUIT");
+    new.wait_listening().await;
+    pool.wait_more(30).await;
+    let status = s.proc.wait_exit().await;
+    assert!(status.success(), "old process exit: {status}");
+    pool.wait_more(30).await;
+    pool.finish(tasks).await;
+}
+
+#[tokio::test]
+async fn keep_alive_clients_lose_no_request_across_a_sigterm_restart() {
+    let run = tempfile::tempdir().unwrap();
+    let server = drain_config(run.path());
+    let mut s = Sluice::start_with(|c| c.server = server).await;
+    let (pool, tasks) = Pool::start(s.url("/v1/chat/completions"), s.cfg.keys.acme.clone(), 6);
+    pool.wait_more(30).await;
+
+    s.proc.signal("TERM");
+    // The old process stops listening at once (its connections still drain); then the new one
+    // can bind the same address.
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while tokio::net::TcpStream::connect(s.addr).await.is_ok() {
+        assert!(tokio::time::Instant::now() < deadline, "still listening");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let addr = s.addr.to_string();
+    let mut new = Proc::start(&s.config_path(), &["--listen", &addr]).await;
+    pool.wait_more(30).await;
+    let status = s.proc.wait_exit().await;
+    assert!(status.success(), "old process exit: {status}");
+    pool.wait_more(30).await;
+    pool.finish(tasks).await;
+    assert_eq!(new.next_record().await["status"], 200);
+}

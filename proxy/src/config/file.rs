@@ -73,6 +73,9 @@ pub struct ServerSection {
     /// Reload when the config file or `master_key_file` changes (default true; SIGHUP always
     /// reloads).
     pub watch: Option<bool>,
+    /// Client connection deadlines and cap (`[server.connections]`).
+    #[serde(default)]
+    pub connections: super::conn::ConnectionsSection,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -4,6 +4,7 @@
 //! opens every sealed credential once to prove it opens. Only a fully valid snapshot is ever
 //! handed to the request path, which then uses that one snapshot from start to end.
 
+pub mod conn;
 pub mod file;
 mod governance;
 pub mod ledger;
@@ -13,6 +14,7 @@ mod snapshot;
 #[cfg(test)]
 mod tests;
 
+pub use conn::ConnectionSettings;
 pub use governance::ModelLimits;
 pub use ledger::{IngestToken, LedgerSettings};
 pub use providers::{AuthStyle, Provider, ProviderKind, Timeouts};

@@ -34,6 +34,8 @@ pub struct ServerSettings {
     pub watch: bool,
     /// Master key file named by the config (watched for changes when set).
     pub master_key_file: Option<PathBuf>,
+    /// Client connection deadlines and cap (`[server.connections]`).
+    pub connections: super::ConnectionSettings,
 }
 
 /// Long enough for any stream the default timeouts allow (`total` = 15 minutes) to finish.
@@ -181,6 +183,7 @@ pub(super) fn build(raw: FileConfig, env: &dyn Env) -> Result<Snapshot, ConfigEr
         )?,
         watch: raw.server.watch.unwrap_or(true),
         master_key_file: raw.server.master_key_file.clone(),
+        connections: super::conn::build(&raw.server.connections)?,
     };
     let usage = UsageSettings {
         sink: match (raw.usage.sink.as_deref(), &raw.usage.path) {

@@ -3,14 +3,15 @@
 //! Pingora's graceful shutdown (after SIGQUIT hands the sockets over, or on SIGTERM) sleeps the
 //! whole `grace_period` before stopping its runtimes, even when nothing is left to finish. The
 //! default grace period is long (15 minutes, so the longest stream the default timeouts allow can
-//! finish), which would keep an idle old process around that long after every upgrade. Pingora
-//! closes idle keep-alive connections when the shutdown starts, so once no connection accepted on
-//! our listeners remains, every request has finished, been logged, and had its usage record
-//! queued: the process exits then, after closing the usage sink, which delivers (or spools) every
+//! finish), which would keep an idle old process around that long after every upgrade. From the
+//! first signal on, this thread marks the process as draining (every answer then says
+//! `Connection: close`); idle keep-alive connections end by their idle timeout (see
+//! ARCHITECTURE.md, Connections), so once no connection accepted on our listeners remains, every
+//! request has finished, been logged, and had its usage record queued: the process exits then, after closing the usage sink, which delivers (or spools) every
 //! queued record. Pingora's own exit path (`run` returning) closes the sink too, in `server::run`;
 //! this early exit is the one place that ends the process without returning there.
 
-use super::{procnet, ready, upgrade};
+use super::{conn, procnet, ready, upgrade};
 use crate::sink::UsageSink;
 use pingora::server::ExecutionPhase;
 use std::path::PathBuf;
@@ -29,6 +30,11 @@ pub fn exit_when_drained(mut phases: Receiver<ExecutionPhase>, pid_file: PathBuf
         .spawn(move || {
             loop {
                 match phases.blocking_recv() {
+                    // From the first sign of a stop, answers say `Connection: close`.
+                    Ok(
+                        ExecutionPhase::GracefulUpgradeTransferringFds
+                        | ExecutionPhase::GracefulTerminate,
+                    ) => conn::set_draining(),
                     Ok(ExecutionPhase::ShutdownGracePeriod) => break,
                     Ok(_) | Err(RecvError::Lagged(_)) => {}
                     Err(RecvError::Closed) => return,

@@ -2,7 +2,9 @@
 //! proxy and admin listeners, hot reload triggers, and the graceful-upgrade settings.
 
 mod admin;
+pub mod conn;
 mod drain;
+pub mod http1;
 mod procnet;
 mod ready;
 pub mod reload;
@@ -58,6 +60,7 @@ pub fn run(opts: RunOptions) -> Result<(), String> {
 
     metrics::install();
     metrics::record_start(reload::generation());
+    let connection_settings = snapshot.server.connections.clone();
     let current = Arc::new(ArcSwap::from_pointee(snapshot));
     // SIGHUP's default action kills the process and Pingora does not handle it: the handler goes
     // in before anything else can take time (an upgrade waits here for the old process).
@@ -90,7 +93,10 @@ pub fn run(opts: RunOptions) -> Result<(), String> {
 
     let gateway = Gateway::new(current, sink.clone(), Arc::new(SystemClock));
     sink.start_spend_feed(gateway.spend());
-    let mut service = pingora::proxy::http_proxy_service(&server.configuration, gateway);
+    let (server_options, _connections) = conn::server_options(&connection_settings);
+    let mut service = pingora::proxy::ProxyServiceBuilder::new(&server.configuration, gateway)
+        .server_options(server_options)
+        .build();
     for addr in &listen {
         service.add_listener(listener(addr));
     }

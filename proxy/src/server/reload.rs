@@ -81,6 +81,17 @@ pub fn start_only_changes(old: &Snapshot, new: &Snapshot) -> Vec<&'static str> {
         "server.shutdown_timeout",
     );
     check(o.watch != n.watch, "server.watch");
+    // body_timeout is read per request, from the request's snapshot; the rest are Pingora's.
+    let (oc, nc) = (&o.connections, &n.connections);
+    check(
+        oc.header_timeout != nc.header_timeout,
+        "server.connections.header_timeout",
+    );
+    check(
+        oc.idle_timeout_secs != nc.idle_timeout_secs,
+        "server.connections.idle_timeout",
+    );
+    check(oc.max != nc.max, "server.connections.max");
     check(old.usage.sink != new.usage.sink, "usage.sink");
     check(
         old.usage.queue_capacity != new.usage.queue_capacity,

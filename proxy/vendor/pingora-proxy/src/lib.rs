@@ -319,6 +319,15 @@ where
         .await;
     }
 
+    /// sluice patch: how long a connection answered with an early error is read and discarded
+    /// before it closes.
+    const EARLY_ANSWER_LINGER: Duration = Duration::from_secs(2);
+
+    /// sluice patch: the configured builder of Pingora's own answers, if any.
+    fn early_response(&self) -> Option<&Arc<dyn pingora_core::apps::EarlyResponse>> {
+        self.server_options.as_ref()?.early_response.as_ref()
+    }
+
     async fn handle_new_request(
         &self,
         mut downstream_session: Box<HttpSession>,
@@ -329,12 +338,22 @@ where
     {
         // phase 1 read request header
 
-        let res = tokio::select! {
-            biased; // biased select is cheaper, and we don't want to drop already buffered requests
-            res = downstream_session.read_request() => { res }
-            _ = self.await_shutdown() => {
-                // service shutting down, dropping the connection to stop more req from coming in
-                return None;
+        // sluice patch: optionally keep idle connections across shutdown (until their keep-alive
+        // timeout), so a request written onto one just then is still answered.
+        let keep_idle = self
+            .server_options
+            .as_ref()
+            .is_some_and(|o| o.h1_keep_idle_on_shutdown);
+        let res = if keep_idle {
+            downstream_session.read_request().await
+        } else {
+            tokio::select! {
+                biased; // biased select is cheaper, and we don't want to drop already buffered requests
+                res = downstream_session.read_request() => { res }
+                _ = self.await_shutdown() => {
+                    // service shutting down, dropping the connection to stop more req from coming in
+                    return None;
+                }
             }
         };
         match res {
@@ -347,17 +366,35 @@ where
             }
             Err(mut e) => {
                 e.as_down();
-                if matches!(e.etype, InvalidHTTPHeader) {
+                // sluice patch: a header deadline gets 408; both answers come from the
+                // configured `early_response` when there is one.
+                let status = match e.etype {
+                    InvalidHTTPHeader => Some(400),
+                    ReadTimedout if self.early_response().is_some() => Some(408),
+                    _ => None,
+                };
+                if let Some(status) = status {
                     debug!(
                         "Fail to proxy: {e}, downstream session type: {}",
                         downstream_session.session_type()
                     );
-                    downstream_session
-                        .respond_error(400)
-                        .await
-                        .unwrap_or_else(|e| {
-                            error!("failed to send error response to downstream: {e}");
-                        });
+                    let sent = match self.early_response() {
+                        Some(early) => {
+                            let message = match status {
+                                408 => "the request header did not arrive in time",
+                                _ => "the request could not be parsed as HTTP/1.1",
+                            };
+                            let (header, body) = early.response(status, message);
+                            downstream_session.write_error_response(header, body).await
+                        }
+                        None => downstream_session.respond_error(status).await,
+                    };
+                    match sent {
+                        // Unread request bytes would turn the close into a reset, which can
+                        // destroy the answer before the client reads it.
+                        Ok(()) => downstream_session.linger_close(Self::EARLY_ANSWER_LINGER).await,
+                        Err(e) => debug!("failed to send error response to downstream: {e}"),
+                    }
                 } else {
                     // otherwise the connection must be broken, no need to send anything
                     error!(

@@ -89,6 +89,124 @@ pub struct HttpServerOptions {
     ///
     /// Default: `None`
     pub h2_idle_timeout: Option<Duration>,
+
+    /// sluice patch: deadline for a whole HTTP/1 request header, counted from its first byte
+    /// (from the accept for a connection's first request). `None`: only per-read timeouts.
+    pub h1_header_timeout: Option<Duration>,
+
+    /// sluice patch: how long an HTTP/1 connection may sit idle between requests, in seconds
+    /// (Pingora's own default: 60 s before the first request, none after it).
+    pub h1_keepalive_timeout: Option<u64>,
+
+    /// sluice patch: cap on open downstream connections; over it, a new connection gets the
+    /// `early_response` for 503 and is closed.
+    pub connection_limit: Option<Arc<ConnectionLimit>>,
+
+    /// sluice patch: the answers written before the application sees a request (400 for a
+    /// request Pingora cannot parse, 408 for a header deadline, 503 over the connection cap).
+    /// `None`: Pingora's empty-bodied answers.
+    pub early_response: Option<Arc<dyn EarlyResponse>>,
+
+    /// sluice patch: at shutdown, keep idle HTTP/1 keep-alive connections open until their
+    /// keep-alive timeout instead of dropping them at once, so a request a client writes onto one
+    /// is still answered (with `Connection: close`).
+    pub h1_keep_idle_on_shutdown: bool,
+}
+
+/// sluice patch: builds the answers Pingora writes itself before the application sees a
+/// request (see [`HttpServerOptions::early_response`]).
+pub trait EarlyResponse: Send + Sync + std::fmt::Debug {
+    /// The response header and body for `status`; `message` says what went wrong.
+    fn response(&self, status: u16, message: &str) -> (pingora_http::ResponseHeader, bytes::Bytes);
+}
+
+/// sluice patch: counts open downstream connections against a maximum.
+#[derive(Debug)]
+pub struct ConnectionLimit {
+    max: usize,
+    open: std::sync::atomic::AtomicUsize,
+    refused: std::sync::atomic::AtomicU64,
+}
+
+/// sluice patch: one open connection counted by a [`ConnectionLimit`]; released on drop.
+#[derive(Debug)]
+pub struct ConnectionPermit(Arc<ConnectionLimit>);
+
+impl ConnectionLimit {
+    pub fn new(max: usize) -> Arc<Self> {
+        Arc::new(Self {
+            max,
+            open: Default::default(),
+            refused: Default::default(),
+        })
+    }
+
+    /// Connections open now.
+    pub fn open(&self) -> usize {
+        self.open.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// Connections refused so far because the cap was reached.
+    pub fn refused(&self) -> u64 {
+        self.refused.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// A permit, or `None` (counted as refused) when `max` connections are open.
+    pub fn try_acquire(self: &Arc<Self>) -> Option<ConnectionPermit> {
+        use std::sync::atomic::Ordering;
+        let admitted = self
+            .open
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
+                (n < self.max).then_some(n + 1)
+            })
+            .is_ok();
+        if admitted {
+            Some(ConnectionPermit(self.clone()))
+        } else {
+            self.refused.fetch_add(1, Ordering::Relaxed);
+            None
+        }
+    }
+}
+
+impl Drop for ConnectionPermit {
+    fn drop(&mut self) {
+        self.0.open.fetch_sub(1, std::sync::atomic::Ordering::AcqRel);
+    }
+}
+
+/// sluice patch: how long a refused connection is read (and discarded) after its answer, so the
+/// close does not reset the connection (losing the answer) while request bytes are unread.
+const REFUSAL_LINGER: Duration = Duration::from_secs(2);
+
+/// sluice patch: answers a connection over the cap with 503 and closes it gracefully.
+async fn refuse_connection(stream: Stream, early: Option<&Arc<dyn EarlyResponse>>) {
+    let mut session = crate::protocols::http::v1::server::HttpSession::new(stream);
+    let (header, body) = match early {
+        Some(e) => e.response(503, "too many open connections"),
+        None => {
+            let mut h = pingora_http::ResponseHeader::build(503, Some(2)).expect("static status");
+            let _ = h.insert_header(http::header::CONTENT_LENGTH, 0);
+            (h, bytes::Bytes::new())
+        }
+    };
+    session.set_server_keepalive(None);
+    if session.write_response_header(Box::new(header)).await.is_ok()
+        && session.write_body(&body).await.is_ok()
+        && session.finish_body().await.is_ok()
+    {
+        session.linger_close(REFUSAL_LINGER).await;
+    }
+}
+
+impl HttpServerOptions {
+    /// sluice patch: applies the HTTP/1 header deadline to a session; `first` for a connection's
+    /// first request (its deadline then runs from the accept).
+    fn apply_h1(&self, session: &mut ServerSession, first: bool) {
+        if let Some(t) = self.h1_header_timeout {
+            session.set_header_timeout(t, first);
+        }
+    }
 }
 
 /// Settings persisted across HTTP/1.x keepalive requests on the same downstream connection.
@@ -267,6 +385,21 @@ where
         mut stream: Stream,
         shutdown: &ShutdownWatch,
     ) -> Option<Stream> {
+        // sluice patch: count this connection against the cap, or refuse it.
+        let _permit = match self
+            .server_options()
+            .and_then(|o| o.connection_limit.as_ref())
+        {
+            Some(limit) => match limit.try_acquire() {
+                Some(p) => Some(p),
+                None => {
+                    let early = self.server_options().and_then(|o| o.early_response.as_ref());
+                    refuse_connection(stream, early).await;
+                    return None;
+                }
+            },
+            None => None,
+        };
         let mut h2c = self.server_options().as_ref().map_or(false, |o| o.h2c);
         let custom = self
             .server_options()
@@ -349,8 +482,13 @@ where
                 // stop downstream from reusing if this service is shutting down soon
                 session.set_keepalive(None);
             } else {
-                // default 60s
-                session.set_keepalive(Some(60));
+                // default 60s (sluice patch: or the configured keep-alive timeout)
+                let keepalive = self.server_options().and_then(|o| o.h1_keepalive_timeout);
+                session.set_keepalive(Some(keepalive.unwrap_or(60)));
+            }
+            // sluice patch: the header deadline, from the accept for the first request.
+            if let Some(opts) = self.server_options() {
+                opts.apply_h1(&mut session, true);
             }
             session.set_keepalive_reuses_remaining(
                 self.server_options()
@@ -362,6 +500,10 @@ where
                 let mut session = ServerSession::new_http1(stream);
                 if let Some(persistent_settings) = persistent_settings {
                     persistent_settings.apply_to_session(&mut session);
+                }
+                // sluice patch: the header deadline applies to every request.
+                if let Some(opts) = self.server_options() {
+                    opts.apply_h1(&mut session, false);
                 }
 
                 result = self.process_new_http(session, shutdown).await;
@@ -425,5 +567,23 @@ mod tests {
         assert!(session2.take_connection_user_context().is_none());
         // Keepalive should still work
         assert_eq!(session2.get_keepalive(), Some(30));
+    }
+}
+
+// sluice patch: the connection cap counts permits and frees them on drop.
+#[cfg(test)]
+mod sluice_limit_tests {
+    use super::*;
+
+    #[test]
+    fn sluice_connection_limit_refuses_over_the_cap_and_frees_on_drop() {
+        let limit = ConnectionLimit::new(2);
+        let a = limit.try_acquire().unwrap();
+        let _b = limit.try_acquire().unwrap();
+        assert!(limit.try_acquire().is_none());
+        assert_eq!((limit.open(), limit.refused()), (2, 1));
+        drop(a);
+        assert_eq!(limit.open(), 1);
+        assert!(limit.try_acquire().is_some());
     }
 }

@@ -322,6 +322,23 @@ impl Session {
         }
     }
 
+    /// sluice patch: closes without losing what was written (HTTP/1: shut down the write side,
+    /// then read and discard for up to `linger`, so unread request bytes cause no reset).
+    pub async fn linger_close(&mut self, linger: std::time::Duration) {
+        match self {
+            Self::H1(s) => s.linger_close(linger).await,
+            _ => self.shutdown().await,
+        }
+    }
+
+    /// sluice patch: deadline for the whole request header (HTTP/1 only), counted from its first
+    /// byte, or from now when `from_now` (a connection's first request).
+    pub fn set_header_timeout(&mut self, timeout: std::time::Duration, from_now: bool) {
+        if let Self::H1(s) = self {
+            s.set_header_timeout(Some(timeout), from_now);
+        }
+    }
+
     /// Get the keepalive timeout. None if keepalive is disabled. Not applicable for h2 or
     /// subrequest
     pub fn get_keepalive(&self) -> Option<u64> {

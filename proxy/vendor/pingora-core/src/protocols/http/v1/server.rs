@@ -158,6 +158,11 @@ pub struct HttpSession {
     /// [`super::super::HttpPersistentSettings`] into the next session.
     /// Scoped narrowly so it cannot affect FIN / `abort_on_close` semantics.
     pipelined_idle_bytes_stashed: bool,
+    /// sluice patch: deadline for the whole request header (see `set_header_timeout`).
+    header_timeout: Option<Duration>,
+    /// sluice patch: the header deadline runs from the start of `read_request`, not from the
+    /// first byte (a connection's first request).
+    header_timeout_from_start: bool,
 }
 
 impl HttpSession {
@@ -206,16 +211,59 @@ impl HttpSession {
             pipelining_enabled: false,
             pipelined_prefix: None,
             pipelined_idle_bytes_stashed: false,
+            header_timeout: None,
+            header_timeout_from_start: false,
         }
+    }
+
+    /// sluice patch: a deadline for the whole request header. It runs from the header's first
+    /// byte, so the wait for a request on an idle keep-alive connection stays governed by the
+    /// keep-alive timeout; with `from_start`, it runs from the start of `read_request` (a new
+    /// connection, which must send its first request in time). A per-read timeout alone lets a
+    /// client that sends one byte at a time hold the connection forever.
+    pub fn set_header_timeout(&mut self, timeout: Option<Duration>, from_start: bool) {
+        self.header_timeout = timeout;
+        self.header_timeout_from_start = from_start;
+    }
+
+    /// sluice patch: closes the connection without losing what was written: shuts down the
+    /// write side, then reads and discards what the client still sends until it closes or
+    /// `linger` passes. Closing with unread bytes in the receive buffer would send a reset,
+    /// which can destroy the answer before the client reads it.
+    pub async fn linger_close(&mut self, linger: Duration) {
+        if self.underlying_stream.shutdown().await.is_err() {
+            return;
+        }
+        let drain = async {
+            let mut buf = [0u8; 4096];
+            while matches!(self.underlying_stream.read(&mut buf).await, Ok(n) if n > 0) {}
+        };
+        let _ = timeout(linger, drain).await;
     }
 
     async fn read_request_buf(
         &mut self,
         buf: &mut BytesMut,
         already_read: usize,
+        header_deadline: Option<std::time::Instant>,
     ) -> Result<Option<usize>> {
         let read_result = {
             let read_event = self.underlying_stream.read_buf(buf);
+            // sluice patch: once the header deadline runs, it bounds every read.
+            if let Some(deadline) = header_deadline {
+                let left = deadline.saturating_duration_since(std::time::Instant::now());
+                match timeout(left, read_event).await {
+                    Ok(res) => res,
+                    // Nothing sent at all: a silent close, like an idle keep-alive timeout.
+                    Err(_) if already_read == 0 => return Ok(None),
+                    Err(_) => {
+                        return Error::e_explain(
+                            ReadTimedout,
+                            "request header not complete within the header deadline",
+                        );
+                    }
+                }
+            } else {
             match self.keepalive_timeout {
                 KeepaliveStatus::Timeout(d) => match timeout(d, read_event).await {
                     Ok(res) => res,
@@ -238,6 +286,7 @@ impl HttpSession {
                     },
                     None => read_event.await,
                 },
+            }
             }
         };
 
@@ -304,6 +353,12 @@ impl HttpSession {
         let mut already_read = buf.len();
         let mut skip_next_read = already_read != 0;
         let mut detached_suffix = None;
+        // sluice patch: the header deadline, running from now or from the first byte.
+        let deadline_of = |t: Duration| std::time::Instant::now() + t;
+        let mut header_deadline = self
+            .header_timeout
+            .filter(|_| self.header_timeout_from_start || already_read > 0)
+            .map(deadline_of);
         loop {
             if already_read > MAX_HEADER_SIZE {
                 /* NOTE: this check only blocks second read. The first large read is allowed
@@ -323,8 +378,14 @@ impl HttpSession {
             // this request and is waiting for our response).
             if skip_next_read {
                 skip_next_read = false;
-            } else if let Some(n) = self.read_request_buf(&mut buf, already_read).await? {
+            } else if let Some(n) = self
+                .read_request_buf(&mut buf, already_read, header_deadline)
+                .await?
+            {
                 already_read += n;
+                if header_deadline.is_none() {
+                    header_deadline = self.header_timeout.map(deadline_of);
+                }
             } else {
                 return Ok(None);
             }
@@ -792,6 +853,14 @@ impl HttpSession {
         Some(Duration::from_millis(ms as u64))
     }
 
+    /// sluice patch: keep-alive on, keeping a timeout the server set (it used to become
+    /// infinite here, so an idle keep-alive connection was never closed).
+    fn keepalive_unless_timed(&mut self) {
+        if !matches!(self.keepalive_timeout, KeepaliveStatus::Timeout(_)) {
+            self.set_keepalive(Some(0));
+        }
+    }
+
     /// Apply keepalive settings according to the client
     /// For HTTP 1.1, assume keepalive as long as there is no `Connection: Close` request header.
     /// For HTTP 1.0, only keepalive if there is an explicit header `Connection: keep-alive`.
@@ -802,13 +871,13 @@ impl HttpSession {
                 // TODO: respect max_use
                 match timeout {
                     Some(d) => self.set_keepalive(Some(d)),
-                    None => self.set_keepalive(Some(0)), // infinite
+                    None => self.keepalive_unless_timed(), // infinite
                 }
             } else {
                 self.set_keepalive(None);
             }
         } else if self.req_header().version == Version::HTTP_11 {
-            self.set_keepalive(Some(0)); // on by default for http 1.1
+            self.keepalive_unless_timed(); // on by default for http 1.1
         } else {
             self.set_keepalive(None); // off by default for http 1.0
         }
@@ -4591,5 +4660,73 @@ mod test_pipelining {
         }
 
         assert!(prefix.is_empty());
+    }
+}
+
+// sluice patch: tests of the header deadline, the kept keep-alive timeout and the lingering close.
+#[cfg(test)]
+mod sluice_connection_tests {
+    use super::*;
+    use tokio::io::{duplex, AsyncReadExt, AsyncWriteExt};
+
+    #[tokio::test]
+    async fn sluice_header_deadline_bounds_a_trickled_header() {
+        let (client, server) = duplex(4096);
+        let mut session = HttpSession::new(Box::new(server));
+        session.set_header_timeout(Some(Duration::from_millis(200)), false);
+        let trickle = tokio::spawn(async move {
+            let mut client = client;
+            client.write_all(b"GET / HTTP/1.1\r\n").await.unwrap();
+            // One header line every 20 ms: each read is quick, the header never ends.
+            for _ in 0..500 {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+                if client.write_all(b"X: a\r\n").await.is_err() {
+                    break;
+                }
+            }
+        });
+        let err = session.read_request().await.unwrap_err();
+        assert_eq!(err.etype(), &ReadTimedout);
+        trickle.abort();
+    }
+
+    #[tokio::test]
+    async fn sluice_a_silent_new_connection_closes_without_an_error() {
+        let (_client, server) = duplex(4096);
+        let mut session = HttpSession::new(Box::new(server));
+        session.set_header_timeout(Some(Duration::from_millis(50)), true);
+        assert!(session.read_request().await.unwrap().is_none());
+    }
+
+    #[tokio::test]
+    async fn sluice_a_server_keepalive_timeout_survives_the_request() {
+        let (mut client, server) = duplex(4096);
+        client
+            .write_all(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n")
+            .await
+            .unwrap();
+        let mut session = HttpSession::new(Box::new(server));
+        session.set_server_keepalive(Some(7));
+        session.read_request().await.unwrap();
+        // Stock Pingora made this Some(0): no idle timeout after the first request.
+        assert_eq!(session.get_keepalive_timeout(), Some(7));
+    }
+
+    #[tokio::test]
+    async fn sluice_linger_close_reads_what_is_left_and_ends() {
+        let (mut client, server) = duplex(4096);
+        let mut session = HttpSession::new(Box::new(server));
+        client.write_all(b"unread request bytes").await.unwrap();
+        let closing = tokio::spawn(async move {
+            session.linger_close(Duration::from_secs(5)).await;
+        });
+        let mut buf = Vec::new();
+        // The server's side shut down: the client sees the end of the stream.
+        client.read_to_end(&mut buf).await.unwrap();
+        drop(client);
+        tokio::time::timeout(Duration::from_secs(5), closing)
+            .await
+            .unwrap()
+            .unwrap();
     }
 }

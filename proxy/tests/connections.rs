@@ -287,8 +287,6 @@ async fn connections_over_the_cap_get_503_with_retry_after() {
 }
 
 #[tokio::test]
-#[ignore = "fails on the 502 case: pingora-proxy's process_request reuses the connection by \
-            `server_reuse`, not by fail_to_proxy's can_reuse_downstream (patch still to do)"]
 async fn every_answer_keeps_the_connection_exactly_when_it_says_so() {
     let limited = config::new_key();
     let mut s = Sluice::start_with(|c| {
@@ -461,8 +459,6 @@ async fn requests_pingora_rejects_get_an_openai_error_with_a_request_id() {
 }
 
 #[tokio::test]
-#[ignore = "the 100 Continue and the 200 arrive, but the 200 says Connection: close (cause not \
-            yet found)"]
 async fn expect_100_continue_is_answered_other_expectations_get_417() {
     let s = Sluice::start().await;
     let key = s.cfg.keys.acme.clone();

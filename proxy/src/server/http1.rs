@@ -46,8 +46,13 @@ pub async fn continue_if_expected(session: &mut Session) {
         .req_header_mut()
         .remove_header(&http::header::EXPECT);
     if !session.is_body_done() {
+        // Writing a response header while the body is unread makes Pingora give up the
+        // connection; the 100 is interim, the body is about to be read, so the connection's
+        // keep-alive is restored after it.
+        let keepalive = session.get_keepalive();
         // A failure means the client is gone; reading the body reports it.
         let _ = session.write_continue_response().await;
+        session.set_keepalive(keepalive);
     }
 }
 

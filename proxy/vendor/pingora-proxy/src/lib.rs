@@ -1385,6 +1385,11 @@ where
                 session.cache.disable(reason);
             }
             let res = self.inner.fail_to_proxy(&mut session, e, &mut ctx).await;
+            // sluice patch: an error answer written whole (a 502/504 after the request body was
+            // read) keeps the client's connection when `fail_to_proxy` says it may; the upstream
+            // failure left `server_reuse` false, which closed a connection whose answer had said
+            // keep-alive.
+            server_reuse = server_reuse || res.can_reuse_downstream;
 
             // final error will have > 0 status unless downstream connection is dead
             if !self.inner.suppress_error_log(&session, &ctx, e) {

@@ -63,7 +63,8 @@ pub fn record(ctx: &mut Ctx, error: Option<&Error>, status: u16) -> UsageRecord 
         .and_then(|r| r.price)
         .map_or(0, |p| p.cost(&usage));
     let tags = std::mem::take(&mut ctx.tags);
-    UsageRecord {
+    // Text fields come from the client (model, tags): cleaned once, here, for every consumer.
+    crate::record::sanitized(UsageRecord {
         v: RECORD_VERSION,
         id: ctx.id,
         time_ms: ctx
@@ -96,5 +97,5 @@ pub fn record(ctx: &mut Ctx, error: Option<&Error>, status: u16) -> UsageRecord 
         feature: tags.feature,
         meta: tags.meta,
         client_ip: None,
-    }
+    })
 }

@@ -86,7 +86,7 @@ fn describe() {
     );
     metrics::describe_counter!(
         LEDGER_BATCHES,
-        "Batches posted to the ledger by result (ok, error: retried, refused: dropped)."
+        "Batches posted to the ledger by result (ok, error: retried, refused: retried, then dead-lettered)."
     );
     metrics::describe_gauge!(SPOOL_BYTES, "Bytes held in this process's spool files.");
     metrics::describe_gauge!(

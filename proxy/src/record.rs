@@ -149,8 +149,14 @@ mod tests {
     #[test]
     fn control_characters_are_replaced_and_lengths_bounded() {
         assert!(matches!(clean_text("gpt-4o", 256), Cow::Borrowed("gpt-4o")));
-        assert_eq!(clean_text("x\u{0}y\u{1b}[0m\u{7f}\u{85}", 256), "x\u{FFFD}y\u{FFFD}[0m\u{FFFD}\u{FFFD}");
-        assert_eq!(clean_text("tab\tcr\rlf\n", 256), "tab\u{FFFD}cr\u{FFFD}lf\u{FFFD}");
+        assert_eq!(
+            clean_text("x\u{0}y\u{1b}[0m\u{7f}\u{85}", 256),
+            "x\u{FFFD}y\u{FFFD}[0m\u{FFFD}\u{FFFD}"
+        );
+        assert_eq!(
+            clean_text("tab\tcr\rlf\n", 256),
+            "tab\u{FFFD}cr\u{FFFD}lf\u{FFFD}"
+        );
         assert_eq!(clean_text(&"é".repeat(200), 255).len(), 254);
         // A replacement is three bytes: the bound applies to the result.
         assert_eq!(clean_text(&"\u{0}".repeat(100), 10), "\u{FFFD}".repeat(3));

@@ -229,7 +229,10 @@ struct Postgres {
 /// Starts Postgres, or says loudly that it is skipped (a failure with
 /// `SLUICE_TEST_REQUIRE_POSTGRES=1`, which CI sets).
 fn postgres() -> Option<Postgres> {
-    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../control/scripts/postgres.sh");
+    let script = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../control/scripts/postgres.sh"
+    );
     let mut child = Command::new("bash")
         .args([script, "run"])
         .stdin(Stdio::piped())
@@ -257,7 +260,11 @@ fn postgres() -> Option<Postgres> {
         });
     }
     let status = child.wait().ok().and_then(|s| s.code());
-    assert_eq!(status, Some(2), "postgres.sh found Postgres but could not start it");
+    assert_eq!(
+        status,
+        Some(2),
+        "postgres.sh found Postgres but could not start it"
+    );
     eprintln!("\n\n!!!!!!!! POSTGRES NOT AVAILABLE: the Postgres variant of this test is SKIPPED !!!!!!!!\n");
     assert!(
         std::env::var_os("SLUICE_TEST_REQUIRE_POSTGRES").is_none(),
@@ -274,13 +281,8 @@ async fn poisoned_records_do_not_stop_billing(ledger: Ledger) {
     let table = ledger_table(&ledger.addr, spool.path(), "20ms");
     let mut s = Sluice::start_with(|c| c.extra = table).await;
     let client = s.client();
-    let send = |body: serde_json::Value| {
-        client
-            .post(s.url("/v1/chat/completions"))
-            .bearer_auth(&s.cfg.keys.acme)
-            .json(&body)
-            .send()
-    };
+    let (url, key) = (s.url("/v1/chat/completions"), s.cfg.keys.acme.clone());
+    let send = |body: serde_json::Value| client.post(&url).bearer_auth(&key).json(&body).send();
     let mut bad_model = chat("mock-gpt", false);
     bad_model["model"] = "x\u{0}".into();
     let mut bad_user = chat("mock-gpt", false);
@@ -292,7 +294,8 @@ async fn poisoned_records_do_not_stop_billing(ledger: Ledger) {
         (bad_user, 200),
         (chat("mock-gpt", false), 200),
     ];
-    for (round, expected) in [1u64, 2] {
+    for round in [1u64, 2] {
+        let expected = round;
         for (body, status) in &plan {
             let resp = send(body.clone()).await.unwrap();
             assert_eq!(resp.status(), *status);
@@ -300,7 +303,11 @@ async fn poisoned_records_do_not_stop_billing(ledger: Ledger) {
             s.next_record().await;
         }
         let t = ledger.await_requests("acme", expected * 5).await;
-        assert_eq!(t.requests, expected * 5, "round {round}: every record is stored");
+        assert_eq!(
+            t.requests,
+            expected * 5,
+            "round {round}: every record is stored"
+        );
     }
     let models = ledger.usage("org=acme&group_by=model").await;
     let names: Vec<_> = models.groups.iter().map(|g| g.model.clone()).collect();

@@ -124,7 +124,15 @@ both_backends!(large_exports_stream_every_row);
 async fn csv_export_neutralises_formulas(db: Db) {
     let ledger = Ledger::start(Arc::new(db));
     let base = now_ms() - 60_000;
-    let hostile = ["=1+2", "+SUM(A1)", "-2+3", "@cmd", "\tx", "\rx", "=HYPERLINK(\"h\")"];
+    let hostile = [
+        "=1+2",
+        "+SUM(A1)",
+        "-2+3",
+        "@cmd",
+        "\tx",
+        "\rx",
+        "=HYPERLINK(\"h\")",
+    ];
     let records: Vec<UsageRecord> = hostile
         .iter()
         .enumerate()

@@ -286,6 +286,9 @@ async fn a_record_the_database_refuses_is_isolated(db: Db) {
     assert_totals(&ledger, "pair", &[pair_a]).await;
     // A repeat of the batch: the stored ones are duplicates, the refused ones refused again.
     let again = ledger.ingest(&batch).await;
-    assert_eq!((again.accepted, again.duplicates, again.rejected.len()), (0, 7, 2));
+    assert_eq!(
+        (again.accepted, again.duplicates, again.rejected.len()),
+        (0, 7, 2)
+    );
 }
 both_backends!(a_record_the_database_refuses_is_isolated);

@@ -193,9 +193,20 @@ mod tests {
         assert_eq!(l.drain_timeout, Duration::from_secs(10));
         assert_eq!(l.dead_letter_after, 5);
         let custom = FULL.to_string() + "dead_letter_after = 2\n";
-        assert_eq!(parse(&custom).unwrap().usage.ledger.unwrap().dead_letter_after, 2);
+        assert_eq!(
+            parse(&custom)
+                .unwrap()
+                .usage
+                .ledger
+                .unwrap()
+                .dead_letter_after,
+            2
+        );
         let zero = FULL.to_string() + "dead_letter_after = 0\n";
-        assert!(parse(&zero).unwrap_err().to_string().contains("dead_letter_after"));
+        assert!(parse(&zero)
+            .unwrap_err()
+            .to_string()
+            .contains("dead_letter_after"));
         assert!(!format!("{l:?}").contains("tok-secret-value"));
         assert!(parse("").unwrap().usage.ledger.is_none());
     }

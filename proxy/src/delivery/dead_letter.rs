@@ -116,7 +116,10 @@ mod tests {
         assert_eq!(lines[0]["record"]["model"], "x\u{0}");
         assert_eq!(lines[0]["reason"], "rejected: bad");
         assert_eq!(lines[0]["dead_lettered_ms"], 42);
-        let ids: Vec<_> = lines[1..].iter().map(|l| l["record"]["id"].clone()).collect();
+        let ids: Vec<_> = lines[1..]
+            .iter()
+            .map(|l| l["record"]["id"].clone())
+            .collect();
         assert_eq!(ids, ["a", "b", "c"]);
         assert!(dl.append(now, b"not json", all).is_err());
     }

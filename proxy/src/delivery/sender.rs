@@ -289,9 +289,9 @@ impl Worker {
                         .map(|r| (r.index, r.message.as_str()))
                         .collect();
                     self.dead_letter(&job, reasons.len() as u64, "rejected", |i| {
-                        reasons.get(&i).map(|m| {
-                            format!("rejected: {}", crate::api::bounded(m, 500))
-                        })
+                        reasons
+                            .get(&i)
+                            .map(|m| format!("rejected: {}", crate::api::bounded(m, 500)))
                     });
                 }
                 self.advance(job);

@@ -53,8 +53,7 @@ pub fn run(opts: RunOptions) -> Result<(), String> {
     let paths = UpgradePaths::resolve(&opts.config, &snapshot.server);
     let conf = upgrade::server_conf(&snapshot.server, &paths);
     // Before bootstrap: a spool directory that cannot be written refuses the start here.
-    let sink = UsageSink::from_settings(&snapshot.usage)
-        .map_err(|e| format!("usage sink: {e}"))?;
+    let sink = UsageSink::from_settings(&snapshot.usage).map_err(|e| format!("usage sink: {e}"))?;
 
     metrics::install();
     metrics::record_start(reload::generation());

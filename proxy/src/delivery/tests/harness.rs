@@ -265,9 +265,8 @@ async fn events(
     let Ok(batch) = serde_json::from_slice::<IngestBatch>(&body) else {
         return (StatusCode::BAD_REQUEST, "not a batch").into_response();
     };
-    let of = |org: &Option<String>, r: &UsageRecord| {
-        org.is_some() && r.org.as_deref() == org.as_deref()
-    };
+    let of =
+        |org: &Option<String>, r: &UsageRecord| org.is_some() && r.org.as_deref() == org.as_deref();
     let refuse = stub.refuse_org.lock().unwrap().clone();
     if batch.records.iter().any(|r| of(&refuse, r)) {
         stub.refusals.fetch_add(1, Ordering::SeqCst);

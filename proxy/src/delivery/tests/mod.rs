@@ -294,7 +294,11 @@ fn what_the_ledger_will_not_take_is_dead_lettered_and_delivery_goes_on() {
         "the good records behind the bad ones are delivered, in order: {:?}",
         stub.ids()
     );
-    assert_eq!(stub.refusals.load(Ordering::SeqCst), 2, "refused twice, then set aside");
+    assert_eq!(
+        stub.refusals.load(Ordering::SeqCst),
+        2,
+        "refused twice, then set aside"
+    );
     sink.shutdown();
     assert_eq!(spooled_bytes(dir.path()), 0);
 
@@ -307,7 +311,10 @@ fn what_the_ledger_will_not_take_is_dead_lettered_and_delivery_goes_on() {
     let id = |l: &serde_json::Value| l["record"]["id"].as_str().unwrap().to_string();
     assert_eq!(id(&lines[0]), refused.id.to_string());
     assert!(
-        lines[0]["reason"].as_str().unwrap().starts_with("refused 2 times: HTTP 422"),
+        lines[0]["reason"]
+            .as_str()
+            .unwrap()
+            .starts_with("refused 2 times: HTTP 422"),
         "{}",
         lines[0]
     );

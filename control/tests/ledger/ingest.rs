@@ -250,7 +250,10 @@ async fn a_record_the_database_refuses_is_isolated(db: Db) {
     let t = now_ms();
     let huge = u64::try_from(i64::MAX).expect("fits") - 5;
     let first = record("full", t, huge, 0, 0);
-    assert_eq!(ledger.ingest(&[first.clone()]).await.accepted, 1);
+    assert_eq!(
+        ledger.ingest(std::slice::from_ref(&first)).await.accepted,
+        1
+    );
 
     // Same org, hour and dimensions as `first`: its aggregate row would overflow.
     let overflowing = record("full", t, 10, 0, 0);

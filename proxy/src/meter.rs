@@ -129,7 +129,8 @@ pub fn record(ctx: &mut Ctx, error: Option<&Error>, status: u16) -> UsageRecord 
         .filter(|_| ctx.api != Some(Api::CountTokens))
         .map_or(0, |p| p.cost(&usage));
     let tags = std::mem::take(&mut ctx.tags);
-    UsageRecord {
+    // Text fields come from the client (model, tags): cleaned once, here, for every consumer.
+    crate::record::sanitized(UsageRecord {
         v: RECORD_VERSION,
         id: ctx.id,
         time_ms: ctx
@@ -163,5 +164,5 @@ pub fn record(ctx: &mut Ctx, error: Option<&Error>, status: u16) -> UsageRecord 
         meta: tags.meta,
         client_ip: None,
         error_type,
-    }
+    })
 }

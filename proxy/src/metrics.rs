@@ -17,9 +17,12 @@ pub const BUILD_INFO: &str = "sluice_build_info";
 pub const RECORDS_DELIVERED: &str = "sluice_usage_records_delivered_total";
 /// Counter of usage records written to the spool (a record spooled twice counts twice).
 pub const RECORDS_SPOOLED: &str = "sluice_usage_records_spooled_total";
-/// Counter of usage records lost, labelled `reason="queue_full"|"closed"|"rejected"|
-/// "batch_refused"|"spool_error"`.
+/// Counter of usage records lost, labelled `reason="queue_full"|"closed"|"spool_error"|
+/// "dead_letter_error"`.
 pub const RECORDS_DROPPED: &str = "sluice_usage_records_dropped_total";
+/// Counter of usage records written to the dead-letter file, labelled `reason="rejected"` (the
+/// ledger rejected the record) or `"refused"` (it kept refusing the whole batch).
+pub const RECORDS_DEAD_LETTERED: &str = "sluice_usage_records_dead_lettered_total";
 /// Counter of `POST /v1/events` attempts, labelled `result="ok"|"error"|"refused"`.
 pub const LEDGER_BATCHES: &str = "sluice_ledger_batches_total";
 /// Gauge: bytes in the spool files this process holds (its own and adopted ones).
@@ -74,12 +77,16 @@ fn describe() {
     metrics::describe_counter!(RECORDS_SPOOLED, "Usage records written to the disk spool.");
     metrics::describe_counter!(
         RECORDS_DROPPED,
-        "Usage records lost, by reason (queue_full, closed, rejected by the ledger, \
-         batch_refused, spool_error)."
+        "Usage records lost, by reason (queue_full, closed, spool_error, dead_letter_error)."
+    );
+    metrics::describe_counter!(
+        RECORDS_DEAD_LETTERED,
+        "Usage records set aside in the spool directory's dead-letter file, by reason \
+         (rejected: the ledger rejected the record; refused: it kept refusing the batch)."
     );
     metrics::describe_counter!(
         LEDGER_BATCHES,
-        "Batches posted to the ledger by result (ok, error: retried, refused: dropped)."
+        "Batches posted to the ledger by result (ok, error: retried, refused: retried, then dead-lettered)."
     );
     metrics::describe_gauge!(SPOOL_BYTES, "Bytes held in this process's spool files.");
     metrics::describe_gauge!(
@@ -101,14 +108,11 @@ pub fn record_delivery_start() {
     for result in ["ok", "error", "refused"] {
         metrics::counter!(LEDGER_BATCHES, "result" => result).increment(0);
     }
-    for reason in [
-        "queue_full",
-        "closed",
-        "rejected",
-        "batch_refused",
-        "spool_error",
-    ] {
+    for reason in ["queue_full", "closed", "spool_error", "dead_letter_error"] {
         metrics::counter!(RECORDS_DROPPED, "reason" => reason).increment(0);
+    }
+    for reason in ["rejected", "refused"] {
+        metrics::counter!(RECORDS_DEAD_LETTERED, "reason" => reason).increment(0);
     }
 }
 

@@ -42,25 +42,19 @@ struct Workers {
 impl UsageSink {
     /// Starts the local sink only (no ledger).
     pub fn start(kind: &SinkKind, capacity: usize) -> std::io::Result<Self> {
-        Self::start_with(kind, capacity, None, false).map_err(std::io::Error::other)
+        Self::start_with(kind, capacity, None).map_err(std::io::Error::other)
     }
 
-    /// Starts the sink for the `[usage]` and `[ledger]` settings. `upgrade`: this process takes
-    /// over from a running one (which still holds its spool slot).
-    pub fn from_settings(usage: &UsageSettings, upgrade: bool) -> Result<Self, String> {
-        Self::start_with(
-            &usage.sink,
-            usage.queue_capacity,
-            usage.ledger.as_ref(),
-            upgrade,
-        )
+    /// Starts the sink for the `[usage]` and `[ledger]` settings. The ledger's spool takes the
+    /// first free slot, so a process that still drains its own keeps it.
+    pub fn from_settings(usage: &UsageSettings) -> Result<Self, String> {
+        Self::start_with(&usage.sink, usage.queue_capacity, usage.ledger.as_ref())
     }
 
     fn start_with(
         kind: &SinkKind,
         capacity: usize,
         ledger: Option<&LedgerSettings>,
-        upgrade: bool,
     ) -> Result<Self, String> {
         let out: Option<Box<dyn Write + Send>> = match kind {
             SinkKind::None => None,
@@ -86,7 +80,7 @@ impl UsageSink {
         let (batching, delivery, drain_timeout) = match ledger {
             None => (None, None, Duration::ZERO),
             Some(settings) => {
-                let started = delivery::start(settings, upgrade)?;
+                let started = delivery::start(settings)?;
                 sink.ledger = Some((started.client.clone(), settings.spend_poll));
                 let batching = Batching {
                     max_records: settings.batch_records,

@@ -2,7 +2,9 @@
 //! the real `sluice-control` ledger (built by this workspace). SIGTERM drains every record to the
 //! ledger before the process exits; a proxy killed while the ledger is down keeps its records in
 //! the spool and delivers them at its next start. The ledger's totals must equal the records the
-//! proxy wrote to its local sink, exactly.
+//! proxy wrote to its local sink, exactly. A record holding a NUL (a client's model name or
+//! tag) reaches the ledger sanitised and blocks nothing, on SQLite and on Postgres. A plain start
+//! runs beside a process that still drains on the same spool directory.
 #![allow(clippy::unwrap_used)] // helpers outside #[test] fns: a panic is a failed test
 
 mod common;
@@ -23,6 +25,27 @@ struct Ledger {
 
 impl Ledger {
     fn start(data: &Path, listen: &str) -> Self {
+        let mut ledger = Self::spawn(&[
+            "--listen".as_ref(),
+            listen.as_ref(),
+            "--data-dir".as_ref(),
+            data.as_os_str(),
+        ]);
+        ledger.data = data.to_path_buf();
+        ledger
+    }
+
+    /// A ledger on the database at `url` (`sqlite://…` or `postgres://…`).
+    fn start_url(url: &str) -> Self {
+        Self::spawn(&[
+            "--listen".as_ref(),
+            "127.0.0.1:0".as_ref(),
+            "--database-url".as_ref(),
+            url.as_ref(),
+        ])
+    }
+
+    fn spawn(args: &[&std::ffi::OsStr]) -> Self {
         // target/release/deps/<this test> → target/release/sluice-control
         let exe = std::env::current_exe().unwrap();
         let bin = exe
@@ -36,8 +59,7 @@ impl Ledger {
             "build it first: cargo build --release -p sluice-control"
         );
         let mut child = Command::new(bin)
-            .args(["--listen", listen, "--data-dir"])
-            .arg(data)
+            .args(args)
             .env("SLUICE_INGEST_TOKEN", config::SHARED_PROVIDER_KEY)
             .env("SLUICE_ADMIN_TOKEN", ADMIN)
             .stdout(Stdio::null())
@@ -60,18 +82,13 @@ impl Ledger {
         Self {
             child,
             addr,
-            data: data.to_path_buf(),
+            data: PathBuf::new(),
         }
     }
 
-    fn kill(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-
-    async fn totals(&self, org: &str) -> sluice_wire::UsageTotals {
-        let answer: sluice_wire::UsageAnswer = reqwest::Client::new()
-            .get(format!("http://{}/v1/usage?org={org}", self.addr))
+    async fn usage(&self, query: &str) -> sluice_wire::UsageAnswer {
+        reqwest::Client::new()
+            .get(format!("http://{}/v1/usage?{query}", self.addr))
             .bearer_auth(ADMIN)
             .timeout(WAIT)
             .send()
@@ -81,8 +98,16 @@ impl Ledger {
             .unwrap()
             .json()
             .await
-            .unwrap();
-        answer.total
+            .unwrap()
+    }
+
+    fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    async fn totals(&self, org: &str) -> sluice_wire::UsageTotals {
+        self.usage(&format!("org={org}")).await.total
     }
 
     /// Polls the ledger (bounded) until `org` has `requests` requests; returns its totals.
@@ -191,4 +216,172 @@ async fn a_proxy_killed_while_the_ledger_is_down_delivers_its_spool_at_the_next_
         (t.requests, t.input_tokens, t.output_tokens),
         (12, input, output)
     );
+}
+
+/// A throwaway Postgres cluster from the ledger's own script, stopped when the test drops it
+/// (the script stops the cluster when its stdin closes).
+struct Postgres {
+    url: String,
+    _stdin: std::process::ChildStdin,
+    _child: Child,
+}
+
+/// Starts Postgres, or says loudly that it is skipped (a failure with
+/// `SLUICE_TEST_REQUIRE_POSTGRES=1`, which CI sets).
+fn postgres() -> Option<Postgres> {
+    let script = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../control/scripts/postgres.sh"
+    );
+    let mut child = Command::new("bash")
+        .args([script, "run"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let mut line = String::new();
+        let _ = BufReader::new(stdout).read_line(&mut line);
+        let _ = tx.send(line);
+    });
+    let url = rx
+        .recv_timeout(std::time::Duration::from_secs(120))
+        .unwrap_or_default()
+        .trim()
+        .to_string();
+    if url.starts_with("postgres://") {
+        return Some(Postgres {
+            url,
+            _stdin: child.stdin.take().unwrap(),
+            _child: child,
+        });
+    }
+    let status = child.wait().ok().and_then(|s| s.code());
+    assert_eq!(
+        status,
+        Some(2),
+        "postgres.sh found Postgres but could not start it"
+    );
+    eprintln!("\n\n!!!!!!!! POSTGRES NOT AVAILABLE: the Postgres variant of this test is SKIPPED !!!!!!!!\n");
+    assert!(
+        std::env::var_os("SLUICE_TEST_REQUIRE_POSTGRES").is_none(),
+        "SLUICE_TEST_REQUIRE_POSTGRES is set but Postgres is not available"
+    );
+    None
+}
+
+/// Requests whose records carry a NUL (a model name answered 404, a body `user`) between good
+/// ones: every record reaches the ledger, the bad text replaced by U+FFFD, and delivery keeps
+/// flowing. Before, Postgres answered 500 for the whole batch forever (and SQLite stored NUL).
+async fn poisoned_records_do_not_stop_billing(ledger: Ledger) {
+    let spool = tempfile::tempdir().unwrap();
+    let table = ledger_table(&ledger.addr, spool.path(), "20ms");
+    let mut s = Sluice::start_with(|c| c.extra = table).await;
+    let client = s.client();
+    let (url, key) = (s.url("/v1/chat/completions"), s.cfg.keys.acme.clone());
+    let send = |body: serde_json::Value| client.post(&url).bearer_auth(&key).json(&body).send();
+    let mut bad_model = chat("mock-gpt", false);
+    bad_model["model"] = "x\u{0}".into();
+    let mut bad_user = chat("mock-gpt", false);
+    bad_user["user"] = "u\u{0}".into();
+    let plan = [
+        (chat("mock-gpt", false), 200),
+        (bad_model, 404),
+        (chat("mock-gpt", true), 200),
+        (bad_user, 200),
+        (chat("mock-gpt", false), 200),
+    ];
+    for round in [1u64, 2] {
+        let expected = round;
+        for (body, status) in &plan {
+            let resp = send(body.clone()).await.unwrap();
+            assert_eq!(resp.status(), *status);
+            resp.bytes().await.unwrap();
+            s.next_record().await;
+        }
+        let t = ledger.await_requests("acme", expected * 5).await;
+        assert_eq!(
+            t.requests,
+            expected * 5,
+            "round {round}: every record is stored"
+        );
+    }
+    let models = ledger.usage("org=acme&group_by=model").await;
+    let names: Vec<_> = models.groups.iter().map(|g| g.model.clone()).collect();
+    assert!(names.contains(&Some("x\u{FFFD}".into())), "{names:?}");
+    let users = ledger.usage("org=acme&group_by=user").await;
+    let users: Vec<_> = users.groups.iter().map(|g| g.user.clone()).collect();
+    assert!(users.contains(&Some("u\u{FFFD}".into())), "{users:?}");
+    assert!(!spool.path().join("dead-letter.jsonl").exists());
+}
+
+#[tokio::test]
+async fn poisoned_records_do_not_stop_billing_on_sqlite() {
+    let data = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", data.path().join("ledger.db").display());
+    poisoned_records_do_not_stop_billing(Ledger::start_url(&url)).await;
+}
+
+#[tokio::test]
+async fn poisoned_records_do_not_stop_billing_on_postgres() {
+    let Some(pg) = postgres() else { return };
+    poisoned_records_do_not_stop_billing(Ledger::start_url(&pg.url)).await;
+}
+
+/// A restart (a plain start, not `--upgrade`) while the old process still drains a stream on the
+/// same spool directory: the new process takes another spool slot and serves at once, instead
+/// of exiting because the directory is in use.
+#[tokio::test]
+async fn a_plain_start_runs_beside_a_process_that_still_drains() {
+    use futures_util::StreamExt;
+    let data = tempfile::tempdir().unwrap();
+    let spool = tempfile::tempdir().unwrap();
+    let ledger = Ledger::start(data.path(), "127.0.0.1:0");
+    let table = ledger_table(&ledger.addr, spool.path(), "20ms");
+    let mut old = Sluice::start_with(|c| {
+        c.extra = table;
+        c.server = "grace_period = \"60s\"\nshutdown_timeout = \"1s\"\n".into();
+    })
+    .await;
+    // A stream that stalls until the client leaves keeps the old process draining.
+    let resp = old
+        .client()
+        .post(old.url("/v1/chat/completions"))
+        .bearer_auth(&old.cfg.keys.acme)
+        .header("x-mock-stall-after", "2")
+        .json(&chat("mock-gpt", true))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    let mut body = resp.bytes_stream();
+    body.next().await.unwrap().unwrap();
+    old.proc.signal("TERM");
+    old.proc
+        .wait_stderr("the drain to begin", |e| e.contains("SIGTERM received"))
+        .await;
+
+    let mut new = Proc::start(&old.config_path(), &["--listen", "127.0.0.1:0"]).await;
+    let resp = old
+        .client()
+        .post(format!("http://{}/v1/chat/completions", new.addr))
+        .bearer_auth(&old.cfg.keys.acme)
+        .json(&chat("mock-gpt", false))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    resp.bytes().await.unwrap();
+    new.next_record().await;
+    assert_eq!(ledger.await_requests("acme", 1).await.requests, 1);
+
+    // The client leaves: the old process logs its stream and exits; both records are stored.
+    drop(body);
+    assert!(old.proc.wait_exit().await.success());
+    assert_eq!(ledger.await_requests("acme", 2).await.requests, 2);
+    new.signal("TERM");
+    assert!(new.wait_exit().await.success());
 }

@@ -55,6 +55,31 @@ fn csv_field(out: &mut Vec<u8>, s: &str) {
     }
 }
 
+/// Leading characters a spreadsheet reads as the start of a formula (OWASP's CSV injection
+/// list): `=`, `+`, `-`, `@`, tab and carriage return.
+const FORMULA_STARTS: [char; 6] = ['=', '+', '-', '@', '\t', '\r'];
+
+/// Appends a text field that came from a caller or the configuration (a model name, a tag), so
+/// a spreadsheet must never evaluate it: one that starts like a formula is prefixed with a
+/// single quote and quoted, as OWASP recommends; anything else is [`csv_field`]. Numbers never
+/// go through here, so a negative number would stay a number.
+fn csv_text_field(out: &mut Vec<u8>, s: &str) {
+    if s.starts_with(FORMULA_STARTS) {
+        out.extend_from_slice(b"\"'");
+        out.extend_from_slice(s.replace('"', "\"\"").as_bytes());
+        out.push(b'"');
+    } else {
+        csv_field(out, s);
+    }
+}
+
+/// One value of a CSV line: text is guarded against formula injection, numbers and fixed
+/// spellings (ids, booleans, outcomes) are written as they are.
+enum Cell {
+    Text(String),
+    Plain(String),
+}
+
 fn csv_line(out: &mut Vec<u8>, r: &UsageRecord) -> Result<(), serde_json::Error> {
     let opt = |s: Option<&str>| s.unwrap_or_default().to_string();
     let optf = |f: Option<f64>| f.map(|f| f.to_string()).unwrap_or_default();
@@ -63,42 +88,45 @@ fn csv_line(out: &mut Vec<u8>, r: &UsageRecord) -> Result<(), serde_json::Error>
     } else {
         serde_json::to_string(&r.meta)?
     };
-    let fields: [String; 29] = [
-        r.id.to_string(),
-        r.v.to_string(),
-        r.time_ms.to_string(),
-        opt(r.org.as_deref()),
-        opt(r.key_id.as_deref()),
-        opt(r.provider.as_deref()),
-        opt(r.model.as_deref()),
-        opt(r.upstream_model.as_deref()),
-        r.api.to_string(),
-        r.stream.to_string(),
-        r.status.to_string(),
-        r.outcome.as_str().to_string(),
-        r.input_tokens.to_string(),
-        r.output_tokens.to_string(),
-        r.cached_tokens.to_string(),
-        r.cache_write_tokens.to_string(),
-        r.reasoning_tokens.to_string(),
-        r.estimated.to_string(),
-        r.cost_micro_usd.to_string(),
-        optf(r.ttft_ms),
-        r.total_ms.to_string(),
-        optf(r.upstream_ms),
-        r.bytes_in.to_string(),
-        r.bytes_out.to_string(),
-        opt(r.user.as_deref()),
-        opt(r.session.as_deref()),
-        opt(r.feature.as_deref()),
-        meta,
-        opt(r.client_ip.as_deref()),
+    let fields: [Cell; 29] = [
+        Cell::Plain(r.id.to_string()),
+        Cell::Plain(r.v.to_string()),
+        Cell::Plain(r.time_ms.to_string()),
+        Cell::Text(opt(r.org.as_deref())),
+        Cell::Text(opt(r.key_id.as_deref())),
+        Cell::Text(opt(r.provider.as_deref())),
+        Cell::Text(opt(r.model.as_deref())),
+        Cell::Text(opt(r.upstream_model.as_deref())),
+        Cell::Text(r.api.to_string()),
+        Cell::Plain(r.stream.to_string()),
+        Cell::Plain(r.status.to_string()),
+        Cell::Plain(r.outcome.as_str().to_string()),
+        Cell::Plain(r.input_tokens.to_string()),
+        Cell::Plain(r.output_tokens.to_string()),
+        Cell::Plain(r.cached_tokens.to_string()),
+        Cell::Plain(r.cache_write_tokens.to_string()),
+        Cell::Plain(r.reasoning_tokens.to_string()),
+        Cell::Plain(r.estimated.to_string()),
+        Cell::Plain(r.cost_micro_usd.to_string()),
+        Cell::Plain(optf(r.ttft_ms)),
+        Cell::Plain(r.total_ms.to_string()),
+        Cell::Plain(optf(r.upstream_ms)),
+        Cell::Plain(r.bytes_in.to_string()),
+        Cell::Plain(r.bytes_out.to_string()),
+        Cell::Text(opt(r.user.as_deref())),
+        Cell::Text(opt(r.session.as_deref())),
+        Cell::Text(opt(r.feature.as_deref())),
+        Cell::Text(meta),
+        Cell::Text(opt(r.client_ip.as_deref())),
     ];
     for (i, f) in fields.iter().enumerate() {
         if i > 0 {
             out.push(b',');
         }
-        csv_field(out, f);
+        match f {
+            Cell::Text(s) => csv_text_field(out, s),
+            Cell::Plain(s) => csv_field(out, s),
+        }
     }
     out.push(b'\n');
     Ok(())

@@ -1,6 +1,12 @@
 //! Ingest: one transaction per batch that inserts the records (the primary key on `id` turns a
 //! redelivery into a no-op) and adds only the newly inserted ones to the hourly and daily
 //! aggregates, so a duplicate is acknowledged without being counted twice.
+//!
+//! One row's content never fails a batch: when the database refuses a batch for what is in it
+//! (a data exception, an overflowing aggregate), the batch is split in halves and each half
+//! stored on its own, down to single records, so only the records the database refuses are
+//! refused ([`RefusedRow`]) and all others are stored. Errors of the database itself (down,
+//! full, locked) still fail the whole batch, which the sender retries.
 
 use super::row::RECORD_COLUMNS;
 use super::{placeholders, to_i64, Backend, DbError, Store};
@@ -18,12 +24,22 @@ const AGG_ROWS_PER_UPSERT: usize = 512;
 const MAX_ATTEMPTS: u32 = 5;
 
 /// What one batch did.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct IngestCounts {
     /// Records stored now.
     pub accepted: u64,
     /// Records already stored (or repeated within the batch): acknowledged, not counted again.
     pub duplicates: u64,
+    /// Records the database refused for their content, each tried alone.
+    pub refused: Vec<RefusedRow>,
+}
+
+/// A record the database refused even when stored alone.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RefusedRow {
+    pub id: uuid::Uuid,
+    /// The database's reason, for the ledger's log (not for the sender).
+    pub reason: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
@@ -51,16 +67,22 @@ struct Sums {
 }
 
 impl Sums {
-    fn add(&mut self, r: &UsageRecord) {
-        // Ingest bounds every count by i64::MAX, so a batch's sums cannot wrap u64; the database
-        // itself rejects a BIGINT overflow, failing the batch rather than miscounting.
+    /// Adds a record; a sum beyond BIGINT is an error of the records' content (never a
+    /// silently capped total), which ingest isolates like any other refused row.
+    fn add(&mut self, r: &UsageRecord) -> Result<(), DbError> {
+        let add = |sum: u64, n: u64, name: &str| {
+            sum.checked_add(n)
+                .filter(|s| i64::try_from(*s).is_ok())
+                .ok_or_else(|| DbError::OutOfRange(format!("{name} sum is out of range")))
+        };
         self.requests += 1;
-        self.input = self.input.saturating_add(r.input_tokens);
-        self.output = self.output.saturating_add(r.output_tokens);
-        self.cached = self.cached.saturating_add(r.cached_tokens);
-        self.cache_write = self.cache_write.saturating_add(r.cache_write_tokens);
-        self.reasoning = self.reasoning.saturating_add(r.reasoning_tokens);
-        self.cost = self.cost.saturating_add(r.cost_micro_usd);
+        self.input = add(self.input, r.input_tokens, "input_tokens")?;
+        self.output = add(self.output, r.output_tokens, "output_tokens")?;
+        self.cached = add(self.cached, r.cached_tokens, "cached_tokens")?;
+        self.cache_write = add(self.cache_write, r.cache_write_tokens, "cache_write_tokens")?;
+        self.reasoning = add(self.reasoning, r.reasoning_tokens, "reasoning_tokens")?;
+        self.cost = add(self.cost, r.cost_micro_usd, "cost_micro_usd")?;
+        Ok(())
     }
 
     fn values(&self) -> [i64; 7] {
@@ -91,11 +113,25 @@ fn text(s: Option<&str>) -> String {
     s.unwrap_or_default().to_string()
 }
 
-/// `SET requests = usage_x.requests + excluded.requests, …`
+/// `SET requests = usage_x.requests + excluded.requests, …`, failing on a sum beyond BIGINT.
+///
+/// Postgres raises "bigint out of range" on such a sum, but SQLite silently turns it into a
+/// REAL, which would break every later read of that aggregate. So the sum is guarded: beyond
+/// the range, the statement evaluates `abs()` of the smallest BIGINT, which is an error on both
+/// (SQLite: "integer overflow", Postgres: "bigint out of range"). The argument is built from the
+/// column so that Postgres cannot fold it (and raise) while planning. The statement text stays
+/// the same for both backends.
 fn add_excluded(table: &str) -> String {
     SUM_COLUMNS
         .iter()
-        .map(|c| format!("{c} = {table}.{c} + excluded.{c}"))
+        .map(|c| {
+            format!(
+                "{c} = CASE WHEN excluded.{c} > {max} - {table}.{c} \
+                 THEN abs({table}.{c} - {table}.{c} - {max} - 1) \
+                 ELSE {table}.{c} + excluded.{c} END",
+                max = i64::MAX
+            )
+        })
         .collect::<Vec<_>>()
         .join(", ")
 }
@@ -106,8 +142,37 @@ fn is_retryable(e: &sqlx::Error) -> bool {
         .is_some_and(|code| code == "40P01" || code == "40001")
 }
 
+/// Whether the database refused the batch for what is in it (so a part of it may still be
+/// stored), as opposed to failing itself (down, full, busy, read-only), which fails the batch.
+fn is_row_content(e: &DbError, backend: Backend) -> bool {
+    let e = match e {
+        DbError::OutOfRange(_) => return true,
+        DbError::Sqlx(e) => e,
+        _ => return false,
+    };
+    let Some(db) = e.as_database_error() else {
+        return false;
+    };
+    let code = db.code().unwrap_or_default();
+    match backend {
+        // SQLSTATE classes 22 (data exception: bad encoding, NUL, out of range) and 23
+        // (integrity constraint), and 54000 (a value too large for an index entry).
+        Backend::Postgres => code.starts_with("22") || code.starts_with("23") || code == "54000",
+        Backend::Sqlite => {
+            // Extended result codes: the primary code is the low byte. SQLITE_TOOBIG (18),
+            // SQLITE_CONSTRAINT (19), SQLITE_MISMATCH (20), SQLITE_RANGE (25), and the integer
+            // overflow that the aggregate guard raises (a plain SQLITE_ERROR).
+            let primary = code.parse::<i32>().map_or(-1, |c| c & 0xff);
+            matches!(primary, 18 | 19 | 20 | 25)
+                || (primary == 1 && db.message().contains("integer overflow"))
+        }
+    }
+}
+
 impl Store {
     /// Stores a batch of validated records exactly once by id. `received_ms` stamps them.
+    /// Records the database refuses for their content are isolated and reported in
+    /// [`IngestCounts::refused`]; the others are stored.
     pub async fn ingest(
         &self,
         records: &[UsageRecord],
@@ -122,13 +187,49 @@ impl Store {
         let repeated = (before - sorted.len()) as u64;
 
         let _guard = self.write_guard().await;
+        let mut counts = IngestCounts {
+            duplicates: repeated,
+            ..IngestCounts::default()
+        };
+        // Parts still to store, last first. A refused part is split in halves: one bad record
+        // among n costs about 2·log2(n) extra transactions, paid only when a batch is refused.
+        let mut parts: Vec<&[&UsageRecord]> = vec![&sorted];
+        while let Some(part) = parts.pop() {
+            match self.ingest_retrying(part, received_ms).await {
+                Ok(done) => {
+                    counts.accepted += done.accepted;
+                    counts.duplicates += done.duplicates;
+                }
+                Err(e) if is_row_content(&e, self.backend) => match part {
+                    [one] => {
+                        tracing::warn!(id = %one.id, "the database refused a record: {e}");
+                        counts.refused.push(RefusedRow {
+                            id: one.id,
+                            reason: e.to_string(),
+                        });
+                    }
+                    _ => {
+                        let (first, second) = part.split_at(part.len() / 2);
+                        parts.push(second);
+                        parts.push(first);
+                    }
+                },
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(counts)
+    }
+
+    /// One transaction over `records`, retried on Postgres deadlocks and serialization failures.
+    async fn ingest_retrying(
+        &self,
+        records: &[&UsageRecord],
+        received_ms: u64,
+    ) -> Result<IngestCounts, DbError> {
         let mut attempt = 1;
         loop {
-            match self.ingest_once(&sorted, received_ms).await {
-                Ok(mut counts) => {
-                    counts.duplicates += repeated;
-                    return Ok(counts);
-                }
+            match self.ingest_once(records, received_ms).await {
+                Ok(counts) => return Ok(counts),
                 Err(DbError::Sqlx(e))
                     if self.backend == Backend::Postgres
                         && attempt < MAX_ATTEMPTS
@@ -227,8 +328,11 @@ impl Store {
                     status: r.status,
                 })
                 .or_default()
-                .add(r);
-            daily.entry((org, day_start(r.time_ms))).or_default().add(r);
+                .add(r)?;
+            daily
+                .entry((org, day_start(r.time_ms)))
+                .or_default()
+                .add(r)?;
         }
 
         let hourly: Vec<(HourKey, Sums)> = hourly.into_iter().collect();
@@ -285,6 +389,7 @@ impl Store {
         Ok(IngestCounts {
             accepted,
             duplicates: records.len() as u64 - accepted,
+            refused: Vec::new(),
         })
     }
 }

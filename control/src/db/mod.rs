@@ -9,7 +9,7 @@ mod retention;
 mod row;
 
 pub use export::ExportFormat;
-pub use ingest::IngestCounts;
+pub use ingest::{IngestCounts, RefusedRow};
 pub use retention::{PurgeReport, Retention};
 
 use sqlx::any::{AnyPoolOptions, AnyRow};
@@ -37,6 +37,9 @@ pub enum DbError {
     Migrate(#[from] sqlx::migrate::MigrateError),
     #[error("stored data is inconsistent: {0}")]
     Corrupt(String),
+    /// A sum of the batch would not fit a BIGINT: a fault of the records' content.
+    #[error("{0}")]
+    OutOfRange(String),
 }
 
 /// The ledger's database.

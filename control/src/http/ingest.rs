@@ -1,5 +1,7 @@
 //! `POST /v1/events`: a batch is parsed element by element, so one malformed record is
-//! rejected with its index, id and reason while the valid ones are stored.
+//! rejected with its index, id and reason while the valid ones are stored. A record that passes
+//! these checks but is still refused by the database is isolated by the store and rejected the
+//! same way: no record's content can fail a batch (which the sender would retry forever).
 
 use super::{ApiError, AppState};
 use axum::body::Bytes;
@@ -31,8 +33,17 @@ struct IdProbe {
     id: Option<String>,
 }
 
+/// Whether a stored string holds NUL, which Postgres `text` cannot store at all (the insert
+/// fails with "invalid byte sequence") and SQLite keeps but C clients read cut short. The proxy
+/// replaces control characters where it builds records; this is the ledger's own defence
+/// against any other sender. Other control characters are stored as sent: they are valid text
+/// on both backends, and the CSV export quotes them.
+fn nul_in<'a>(mut fields: impl Iterator<Item = (&'a str, &'a str)>) -> Option<&'a str> {
+    fields.find(|(_, s)| s.contains('\0')).map(|(name, _)| name)
+}
+
 /// Ledger-side checks beyond the wire crate's: every number must fit the database's BIGINT
-/// and strings are bounded.
+/// and strings are bounded and free of NUL.
 fn check_bounds(r: &UsageRecord) -> Result<(), String> {
     let numbers = [
         ("time_ms", r.time_ms),
@@ -85,6 +96,18 @@ fn check_bounds(r: &UsageRecord) -> Result<(), String> {
             "a meta name is longer than {MAX_NAME_BYTES} bytes or a value longer than {MAX_TAG_BYTES}"
         ));
     }
+    let strings = names
+        .into_iter()
+        .chain(tags)
+        .filter_map(|(name, s)| s.map(|s| (name, s)))
+        .chain(
+            r.meta
+                .iter()
+                .flat_map(|(k, v)| [("meta", k.as_str()), ("meta", v.as_str())]),
+        );
+    if let Some(name) = nul_in(strings) {
+        return Err(format!("{name} contains a NUL character (U+0000)"));
+    }
     Ok(())
 }
 
@@ -126,19 +149,17 @@ pub(super) async fn ingest(
         ));
     }
     let mut valid = Vec::with_capacity(batch.records.len());
+    // The batch index of each valid record, to name the ones the database refuses.
+    let mut indices = Vec::with_capacity(batch.records.len());
     let mut rejected = Vec::new();
     for (index, raw) in batch.records.iter().enumerate() {
         match parse_record(index, raw) {
-            Ok(r) => valid.push(r),
+            Ok(r) => {
+                valid.push(r);
+                indices.push(index);
+            }
             Err(rejection) => rejected.push(rejection),
         }
-    }
-    if let Some(first) = rejected.first() {
-        tracing::warn!(
-            rejected = rejected.len(),
-            "ingest rejected records; first: {}",
-            first.message
-        );
     }
     let counts = if valid.is_empty() {
         Default::default()
@@ -149,6 +170,28 @@ pub(super) async fn ingest(
             .await
             .map_err(ApiError::internal)?
     };
+    for refused in &counts.refused {
+        // The database's words stay in the log (the store logged them); the sender learns
+        // that this record, as it is, will never be stored.
+        let index = valid
+            .iter()
+            .position(|r| r.id == refused.id)
+            .and_then(|i| indices.get(i).copied())
+            .unwrap_or_default();
+        rejected.push(Rejection {
+            index,
+            id: Some(refused.id.to_string()),
+            message: "the database refused this record's values (see the ledger's log)".into(),
+        });
+    }
+    rejected.sort_by_key(|r| r.index);
+    if let Some(first) = rejected.first() {
+        tracing::warn!(
+            rejected = rejected.len(),
+            "ingest rejected records; first: {}",
+            first.message
+        );
+    }
     Ok(Json(IngestAnswer {
         accepted: counts.accepted,
         duplicates: counts.duplicates,

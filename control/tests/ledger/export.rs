@@ -117,3 +117,64 @@ async fn large_exports_stream_every_row(db: Db) {
     assert_eq!(n, 1, "an empty export is just the header");
 }
 both_backends!(large_exports_stream_every_row);
+
+/// Model names and tags that a spreadsheet would run as formulas come out of the CSV export as
+/// quoted text with a leading single quote (OWASP's advice); the JSON lines export keeps them as
+/// they were sent.
+async fn csv_export_neutralises_formulas(db: Db) {
+    let ledger = Ledger::start(Arc::new(db));
+    let base = now_ms() - 60_000;
+    let hostile = [
+        "=1+2",
+        "+SUM(A1)",
+        "-2+3",
+        "@cmd",
+        "\tx",
+        "\rx",
+        "=HYPERLINK(\"h\")",
+    ];
+    let records: Vec<UsageRecord> = hostile
+        .iter()
+        .enumerate()
+        .map(|(i, s)| {
+            let mut r = record("sheet", base + i as u64, 1, 1, 0);
+            r.model = Some((*s).to_string());
+            r.user = Some((*s).to_string());
+            r.feature = Some(format!("ok-{i}"));
+            r
+        })
+        .collect();
+    assert_eq!(ledger.ingest(&records).await.accepted, hostile.len() as u64);
+
+    let resp = ledger.admin_get("/v1/orgs/sheet/export?format=csv").await;
+    assert_eq!(resp.status(), 200);
+    let body = resp.text().await.expect("csv body");
+    for s in hostile {
+        let guarded = format!("\"'{}\"", s.replace('"', "\"\""));
+        assert_eq!(
+            body.matches(&guarded).count(),
+            2,
+            "model and user {s:?} are guarded in: {body}"
+        );
+    }
+    // Nothing else starts a field with a formula character, and plain text stays unquoted.
+    assert!(body.contains(",ok-0,"), "{body}");
+    for line in body.lines().skip(1) {
+        for field in line.split(',') {
+            assert!(
+                !field.starts_with(['=', '+', '-', '@']),
+                "unguarded field {field:?} in {line:?}"
+            );
+        }
+    }
+
+    let resp = ledger.admin_get("/v1/orgs/sheet/export?format=jsonl").await;
+    let mut models = Vec::new();
+    for_each_line(resp, |line| {
+        let r: UsageRecord = serde_json::from_slice(line).expect("record");
+        models.push(r.model.expect("model"));
+    })
+    .await;
+    assert_eq!(models, hostile.map(String::from).to_vec());
+}
+both_backends!(csv_export_neutralises_formulas);

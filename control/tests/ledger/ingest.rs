@@ -188,3 +188,110 @@ async fn oversized_batches_are_refused(db: Db) {
     assert_eq!(ledger.ingest(&batch("small", 5)).await.accepted, 5);
 }
 both_backends!(oversized_batches_are_refused);
+
+/// A NUL anywhere in a record's text (the model a client sent, a tag, a meta name) made
+/// Postgres fail the whole batch with 500, forever. Such a record is now rejected alone, the
+/// good ones around it are stored, and the next batch is stored as usual.
+async fn records_with_nul_are_rejected_alone(db: Db) {
+    let ledger = Ledger::start(Arc::new(db));
+    let t = now_ms();
+    let good: Vec<UsageRecord> = (0..4).map(|i| record("poison", t, 10 + i, 1, 1)).collect();
+    let mut bad_model = record("poison", t, 1000, 1000, 1000);
+    bad_model.model = Some("x\u{0}".into());
+    bad_model.status = 404;
+    let mut bad_user = record("poison", t, 1000, 1000, 1000);
+    bad_user.user = Some("u\u{0}".into());
+    let mut bad_meta = record("poison", t, 1000, 1000, 1000);
+    bad_meta.meta.insert("k\u{0}".into(), "v".into());
+    let batch = vec![
+        good[0].clone(),
+        bad_model.clone(),
+        good[1].clone(),
+        bad_user.clone(),
+        good[2].clone(),
+        bad_meta.clone(),
+        good[3].clone(),
+    ];
+    let a = ledger.ingest(&batch).await;
+    assert_eq!((a.accepted, a.duplicates), (4, 0));
+    let rejected: Vec<(usize, Option<String>)> =
+        a.rejected.iter().map(|r| (r.index, r.id.clone())).collect();
+    assert_eq!(
+        rejected,
+        vec![
+            (1, Some(bad_model.id.to_string())),
+            (3, Some(bad_user.id.to_string())),
+            (5, Some(bad_meta.id.to_string())),
+        ]
+    );
+    for r in &a.rejected {
+        assert!(r.message.contains("NUL"), "{}", r.message);
+    }
+    assert_totals(&ledger, "poison", &good).await;
+
+    // Delivery keeps flowing: the next batch is stored.
+    let next = batch_of("poison", t, 3);
+    assert_eq!(ledger.ingest(&next).await.accepted, 3);
+    let mut all = good.clone();
+    all.extend(next);
+    assert_totals(&ledger, "poison", &all).await;
+}
+both_backends!(records_with_nul_are_rejected_alone);
+
+fn batch_of(org: &str, t: u64, n: u64) -> Vec<UsageRecord> {
+    (0..n).map(|i| record(org, t, 1 + i, 1, 1)).collect()
+}
+
+/// A record that passes every check but that the database still refuses (here: its tokens
+/// would overflow a BIGINT aggregate, which Postgres refuses and SQLite would silently turn
+/// into a REAL) is isolated and rejected alone; the rest of its batch is stored.
+async fn a_record_the_database_refuses_is_isolated(db: Db) {
+    let ledger = Ledger::start(Arc::new(db));
+    let t = now_ms();
+    let huge = u64::try_from(i64::MAX).expect("fits") - 5;
+    let first = record("full", t, huge, 0, 0);
+    assert_eq!(
+        ledger.ingest(std::slice::from_ref(&first)).await.accepted,
+        1
+    );
+
+    // Same org, hour and dimensions as `first`: its aggregate row would overflow.
+    let overflowing = record("full", t, 10, 0, 0);
+    // Two records whose sum alone is out of range: the first stored is kept.
+    let half = huge / 2 + 10;
+    let (mut pair_a, mut pair_b) = (record("pair", t, half, 0, 0), record("pair", t, half, 0, 0));
+    // Records are stored in id order, so the lower id is the one kept.
+    if pair_b.id < pair_a.id {
+        std::mem::swap(&mut pair_a, &mut pair_b);
+    }
+    let good = batch_of("fine", t, 6);
+    let batch = vec![
+        good[0].clone(),
+        good[1].clone(),
+        overflowing.clone(),
+        good[2].clone(),
+        pair_a.clone(),
+        good[3].clone(),
+        pair_b.clone(),
+        good[4].clone(),
+        good[5].clone(),
+    ];
+    let a = ledger.ingest(&batch).await;
+    assert_eq!(a.accepted, 7, "{a:?}");
+    let rejected: Vec<usize> = a.rejected.iter().map(|r| r.index).collect();
+    assert_eq!(rejected, vec![2, 6], "{a:?}");
+    assert_eq!(
+        a.rejected[0].id.as_deref(),
+        Some(overflowing.id.to_string().as_str())
+    );
+    assert_totals(&ledger, "fine", &good).await;
+    assert_totals(&ledger, "full", &[first]).await;
+    assert_totals(&ledger, "pair", &[pair_a]).await;
+    // A repeat of the batch: the stored ones are duplicates, the refused ones refused again.
+    let again = ledger.ingest(&batch).await;
+    assert_eq!(
+        (again.accepted, again.duplicates, again.rejected.len()),
+        (0, 7, 2)
+    );
+}
+both_backends!(a_record_the_database_refuses_is_isolated);

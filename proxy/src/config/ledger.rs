@@ -29,6 +29,9 @@ pub struct LedgerSection {
     pub drain_timeout: Option<String>,
     /// Timeout of one request to the ledger (default 5s).
     pub request_timeout: Option<String>,
+    /// Refusals of one batch (a 4xx other than auth, not-found, timeout or rate limit) after
+    /// which it goes to the dead-letter file instead of blocking the queue (default 5).
+    pub dead_letter_after: Option<u32>,
 }
 
 /// The ingest token. `Debug` never shows it; only the HTTP client reads it.
@@ -64,7 +67,13 @@ pub struct LedgerSettings {
     pub spend_poll: Option<Duration>,
     pub drain_timeout: Duration,
     pub request_timeout: Duration,
+    /// Refusals of one batch before it is dead-lettered (at least 1).
+    pub dead_letter_after: u32,
 }
+
+/// Default of `dead_letter_after`: a refusal that repeats five times (with backoff between) is
+/// not a ledger being deployed.
+pub const DEFAULT_DEAD_LETTER_AFTER: u32 = 5;
 
 /// The ledger refuses larger batches.
 pub const MAX_BATCH_RECORDS: usize = 10_000;
@@ -142,6 +151,15 @@ pub fn build(
             "ledger.drain_timeout",
         )?,
         request_timeout,
+        dead_letter_after: match raw.dead_letter_after {
+            None => DEFAULT_DEAD_LETTER_AFTER,
+            Some(0) => {
+                return Err(ConfigError::invalid(
+                    "ledger.dead_letter_after must be at least 1",
+                ))
+            }
+            Some(n) => n,
+        },
     }))
 }
 
@@ -173,6 +191,22 @@ mod tests {
         assert_eq!(l.batch_interval, Duration::from_millis(200));
         assert_eq!(l.spend_poll, Some(Duration::from_secs(5)));
         assert_eq!(l.drain_timeout, Duration::from_secs(10));
+        assert_eq!(l.dead_letter_after, 5);
+        let custom = FULL.to_string() + "dead_letter_after = 2\n";
+        assert_eq!(
+            parse(&custom)
+                .unwrap()
+                .usage
+                .ledger
+                .unwrap()
+                .dead_letter_after,
+            2
+        );
+        let zero = FULL.to_string() + "dead_letter_after = 0\n";
+        assert!(parse(&zero)
+            .unwrap_err()
+            .to_string()
+            .contains("dead_letter_after"));
         assert!(!format!("{l:?}").contains("tok-secret-value"));
         assert!(parse("").unwrap().usage.ledger.is_none());
     }

@@ -17,7 +17,8 @@ pub enum Sent {
     /// Worth retrying: unreachable, timed out, 5xx, 429, or our token refused (an operator
     /// can fix that without losing the batch).
     Transient(String),
-    /// The ledger refused the batch as a whole (400, 413, …): it will never be accepted.
+    /// The ledger refused the batch as a whole (400, 413, …): retrying the same bytes is not
+    /// expected to succeed, so the worker retries a few times and then dead-letters it.
     Refused(String),
 }
 

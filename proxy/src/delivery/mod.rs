@@ -1,7 +1,8 @@
 //! Usage delivery to the ledger (`[ledger]`): batching by count and time ([`batcher`]), posting
 //! with retry and backoff ([`client`], [`backoff`], [`sender`]), a checksummed, fsync'd disk
 //! spool for whatever cannot be delivered now ([`spool`], [`format`]), replay in order, drain at
-//! shutdown, and the spend feed ([`spend`]).
+//! shutdown, the dead-letter file for what the ledger will not take ([`dead_letter`]), and the
+//! spend feed ([`spend`]).
 //!
 //! Threads: the request path only `try_send`s into the sink's bounded queue. The intake thread
 //! (in [`batcher`]) writes the local sink and builds batches; the delivery worker (in [`sender`])
@@ -11,6 +12,7 @@
 pub mod backoff;
 pub mod batcher;
 pub mod client;
+pub mod dead_letter;
 pub mod format;
 pub mod job;
 pub mod sender;
@@ -62,11 +64,10 @@ pub fn log_recovery(path: &Path, r: &Recovery) {
     }
 }
 
-/// Opens (and locks) this process's spool and starts the delivery worker thread. Fails when the
-/// spool directory is in use by another process or cannot be written.
-pub fn start(settings: &LedgerSettings, upgrade: bool) -> Result<Started, String> {
-    let (own, recovery) =
-        spool::open_own(&settings.spool_dir, upgrade).map_err(|e| e.to_string())?;
+/// Opens (and locks) a free slot of the spool directory and starts the delivery worker thread.
+/// Fails when the directory cannot be written or every slot is held by a live process.
+pub fn start(settings: &LedgerSettings) -> Result<Started, String> {
+    let (own, recovery) = spool::open_own(&settings.spool_dir).map_err(|e| e.to_string())?;
     log_recovery(own.path(), &recovery);
     start_with_spool(settings, own)
 }
@@ -86,6 +87,7 @@ pub fn start_with_spool(settings: &LedgerSettings, own: Spool) -> Result<Started
         own,
         settings.request_timeout,
         settings.drain_timeout,
+        settings.dead_letter_after,
     );
     let thread = std::thread::Builder::new()
         .name("sluice-ledger".into())

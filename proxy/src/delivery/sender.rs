@@ -12,13 +12,23 @@
 //! spool is emptied only when every entry in it was acknowledged; a crash in between replays
 //! entries the ledger already has, which it counts as duplicates (at-least-once delivery,
 //! exactly-once storage).
+//!
+//! What the ledger will not take never blocks the queue: records it rejects in its answer go to
+//! the dead-letter file at once (the ledger says they can never be stored as they are), and a
+//! batch it refuses as a whole (a 4xx) is retried with backoff and dead-lettered after
+//! `dead_letter_after` refusals; delivery then continues with the next batch. A transient
+//! failure (unreachable, timeout, 5xx, 429, 401/403/404) is an outage, not a verdict on the
+//! batch: it is retried with backoff, from the spool, for as long as it takes.
 
 use super::backoff::Backoff;
 use super::batcher::Batch;
 use super::client::{LedgerClient, Sent};
+use super::dead_letter::DeadLetter;
 use super::job::{Job, Replay};
 use super::spool::{self, Spool};
+use crate::clock::Clock;
 use crate::metrics;
+use std::collections::HashMap;
 use std::collections::VecDeque;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -50,6 +60,14 @@ pub struct Worker {
     /// Set once the intake closed its channel: deliver what is left until then.
     drain_deadline: Option<Instant>,
     last_adopt: Option<Instant>,
+    dead_letter: DeadLetter,
+    /// Refusals of one batch before it is dead-lettered.
+    dead_letter_after: u32,
+    /// The batch being refused (its checksum) and how often it was, so the count never carries
+    /// over to another batch.
+    refusals: Option<(u32, u32)>,
+    /// Delay between retries of a refused batch (the ledger is up; `backoff` is for outages).
+    refusal_backoff: Backoff,
 }
 
 impl Worker {
@@ -60,8 +78,13 @@ impl Worker {
         own: Spool,
         request_timeout: Duration,
         drain_timeout: Duration,
+        dead_letter_after: u32,
     ) -> Self {
         let worker = Self {
+            dead_letter: DeadLetter::new(&dir),
+            dead_letter_after: dead_letter_after.max(1),
+            refusals: None,
+            refusal_backoff: Backoff::default(),
             client,
             rx,
             dir,
@@ -253,23 +276,60 @@ impl Worker {
                 ::metrics::counter!(metrics::RECORDS_DELIVERED)
                     .increment(answer.accepted + answer.duplicates);
                 if !answer.rejected.is_empty() {
-                    metrics::count_dropped("rejected", answer.rejected.len() as u64);
                     for r in answer.rejected.iter().take(20) {
                         tracing::warn!(
                             id = r.id.as_deref().unwrap_or("?"),
-                            "ledger rejected a usage record: {}",
+                            "ledger rejected a usage record (dead-lettered): {}",
                             crate::api::bounded(&r.message, 200)
                         );
                     }
+                    let reasons: HashMap<usize, &str> = answer
+                        .rejected
+                        .iter()
+                        .map(|r| (r.index, r.message.as_str()))
+                        .collect();
+                    self.dead_letter(&job, reasons.len() as u64, "rejected", |i| {
+                        reasons
+                            .get(&i)
+                            .map(|m| format!("rejected: {}", crate::api::bounded(m, 500)))
+                    });
                 }
                 self.advance(job);
             }
             Sent::Refused(message) => {
                 metrics::count_batch("refused");
                 self.mark_up();
-                metrics::count_dropped("batch_refused", u64::from(records));
-                tracing::error!(records, "ledger refused a usage batch, dropped: {message}");
-                self.advance(job);
+                let body = job_body(&job);
+                let fingerprint = super::format::checksum(records, body);
+                let refusals = match self.refusals {
+                    Some((f, n)) if f == fingerprint => n + 1,
+                    _ => 1,
+                };
+                if refusals >= self.dead_letter_after {
+                    tracing::error!(
+                        records,
+                        refusals,
+                        "ledger keeps refusing a usage batch; dead-lettered: {message}"
+                    );
+                    let reason = format!("refused {refusals} times: {message}");
+                    self.dead_letter(&job, u64::from(records), "refused", |_| {
+                        Some(reason.clone())
+                    });
+                    self.advance(job);
+                } else {
+                    tracing::warn!(
+                        records,
+                        refusals,
+                        "ledger refused a usage batch; retrying it (dead-lettered after {}): {message}",
+                        self.dead_letter_after
+                    );
+                    self.refusals = Some((fingerprint, refusals));
+                    if let Job::Live(batch) = job {
+                        self.queue.push_front(batch);
+                    }
+                    let delay = self.refusal_backoff.next_delay();
+                    self.wait(delay).await;
+                }
             }
             Sent::Transient(message) => {
                 metrics::count_batch("error");
@@ -329,8 +389,41 @@ impl Worker {
         ::metrics::gauge!(metrics::LEDGER_UP).set(1.0);
     }
 
-    /// Forgets a delivered (or refused) batch.
+    /// Appends the records of `job` that `reason_of` picks to the dead-letter file, counted
+    /// under `label`; if the file cannot be written they are lost, and counted as dropped.
+    fn dead_letter(
+        &self,
+        job: &Job,
+        records: u64,
+        label: &'static str,
+        reason_of: impl FnMut(usize) -> Option<String>,
+    ) {
+        let now = crate::clock::SystemClock.now();
+        match self.dead_letter.append(now, job_body(job), reason_of) {
+            Ok(written) => {
+                ::metrics::counter!(metrics::RECORDS_DEAD_LETTERED, "reason" => label)
+                    .increment(written);
+                tracing::warn!(
+                    records = written,
+                    file = %self.dead_letter.path().display(),
+                    "usage records set aside in the dead-letter file"
+                );
+            }
+            Err(e) => {
+                metrics::count_dropped("dead_letter_error", records);
+                tracing::error!(
+                    records,
+                    file = %self.dead_letter.path().display(),
+                    "cannot write the dead-letter file; the records are lost: {e}"
+                );
+            }
+        }
+    }
+
+    /// Forgets a delivered (or dead-lettered) batch.
     fn advance(&mut self, job: Job) {
+        self.refusals = None;
+        self.refusal_backoff.reset();
         match job {
             Job::Live(_) => self.live_failures = 0,
             Job::Spooled { spool, next, .. } => {
@@ -406,5 +499,13 @@ impl Worker {
         } else {
             tracing::info!("usage delivery drained");
         }
+    }
+}
+
+/// The `POST /v1/events` body a job sends.
+fn job_body(job: &Job) -> &[u8] {
+    match job {
+        Job::Live(b) => &b.body,
+        Job::Spooled { payload, .. } => payload,
     }
 }

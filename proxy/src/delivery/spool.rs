@@ -10,10 +10,9 @@
 //! # Slots and locks
 //! A spool directory holds up to [`SLOTS`] spools, `spool-<n>.log`, each guarded by an exclusive
 //! `flock` on `spool-<n>.lock` (released by the kernel when the process dies, so a crash never
-//! leaves a stale lock). A normal start takes slot 0 and refuses to start while any slot is held
-//! by a live process. A graceful upgrade (`--upgrade`) runs beside the old process, which still
-//! holds its slot while it drains: the new process takes the first free slot instead, and adopts
-//! the old one's spool once its lock is released (see [`adopt_orphans`]).
+//! leaves a stale lock). Every start takes the first free slot: a new process (a plain restart
+//! or a graceful upgrade) runs beside an old one that still holds its slot while it drains, and
+//! adopts the old one's spool once its lock is released (see [`adopt_orphans`]).
 
 use super::format::{self, Stop, ENTRY_HEADER, MAGIC};
 use nix::fcntl::{Flock, FlockArg};
@@ -29,8 +28,6 @@ pub const SLOTS: usize = 8;
 pub enum SpoolError {
     #[error("spool directory {0}: {1}")]
     Dir(String, std::io::Error),
-    #[error("spool directory {dir} is in use by another sluice-proxy (lock {lock} is held)")]
-    Busy { dir: String, lock: String },
     #[error("spool directory {0}: every slot is in use")]
     Full(String),
     #[error("spool {0}: {1}")]
@@ -105,30 +102,12 @@ pub fn ensure_dir(dir: &Path) -> Result<(), SpoolError> {
     std::fs::create_dir_all(dir).map_err(|e| SpoolError::Dir(dir.display().to_string(), e))
 }
 
-/// Takes this process's slot: slot 0 for a normal start (refusing while any slot is held), the
-/// first free slot for a graceful upgrade.
-pub fn open_own(dir: &Path, upgrade: bool) -> Result<(Spool, Recovery), SpoolError> {
+/// Takes this process's slot: the first free one. A plain start and a graceful upgrade take a
+/// slot the same way, so a process started while the previous one still drains its spool (a
+/// restart by a service manager, or an upgrade) runs beside it and adopts the old spool once its
+/// lock is released; two processes never write one spool.
+pub fn open_own(dir: &Path) -> Result<(Spool, Recovery), SpoolError> {
     ensure_dir(dir)?;
-    if !upgrade {
-        // Probe every slot: a live process in any of them (say, one started by an upgrade)
-        // means this directory is in use. The probe locks are dropped again at once; orphaned
-        // slots are adopted later by the worker.
-        for slot in 1..SLOTS {
-            let (_, lock) = slot_paths(dir, slot);
-            if lock.exists() && try_lock(&lock)?.is_none() {
-                return Err(SpoolError::Busy {
-                    dir: dir.display().to_string(),
-                    lock: lock.display().to_string(),
-                });
-            }
-        }
-        let (log, lock) = slot_paths(dir, 0);
-        let held = try_lock(&lock)?.ok_or_else(|| SpoolError::Busy {
-            dir: dir.display().to_string(),
-            lock: lock.display().to_string(),
-        })?;
-        return Spool::open_locked(log, held);
-    }
     for slot in 0..SLOTS {
         let (log, lock) = slot_paths(dir, slot);
         if let Some(held) = try_lock(&lock)? {

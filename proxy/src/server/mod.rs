@@ -54,9 +54,8 @@ pub fn run(opts: RunOptions) -> Result<(), String> {
     ready::check_distinct(&listen, admin.as_deref())?;
     let paths = UpgradePaths::resolve(&opts.config, &snapshot.server);
     let conf = upgrade::server_conf(&snapshot.server, &paths);
-    // Before bootstrap: a spool directory held by another process refuses the start here.
-    let sink = UsageSink::from_settings(&snapshot.usage, opts.upgrade)
-        .map_err(|e| format!("usage sink: {e}"))?;
+    // Before bootstrap: a spool directory that cannot be written refuses the start here.
+    let sink = UsageSink::from_settings(&snapshot.usage).map_err(|e| format!("usage sink: {e}"))?;
 
     metrics::install();
     metrics::record_start(reload::generation());

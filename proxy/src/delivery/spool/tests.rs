@@ -14,7 +14,7 @@ fn payload(i: usize) -> Vec<u8> {
 }
 
 fn open(dir: &Path) -> (Spool, Recovery) {
-    open_own(dir, false).unwrap()
+    open_own(dir).unwrap()
 }
 
 /// Every entry from the start, in order.
@@ -187,24 +187,22 @@ fn read_refuses_an_entry_changed_on_disk_after_opening() {
 }
 
 #[test]
-fn a_held_slot_refuses_a_normal_start_but_an_upgrade_takes_the_next_slot() {
+fn every_start_takes_the_first_free_slot_beside_the_processes_that_hold_theirs() {
     let dir = tempfile::tempdir().unwrap();
     let (first, _) = open(dir.path());
-    let err = open_own(dir.path(), false).unwrap_err();
-    assert!(matches!(err, SpoolError::Busy { .. }), "{err}");
-    assert!(err.to_string().contains("in use"), "{err}");
-
-    let (second, _) = open_own(dir.path(), true).unwrap();
-    assert_ne!(first.path(), second.path());
+    assert!(first.path().ends_with("spool-0.log"));
+    // A second start while the first still holds its slot (say, it is draining) takes the next.
+    let (second, _) = open(dir.path());
+    assert!(second.path().ends_with("spool-1.log"));
     drop(first);
-    // Slot 1 (the upgraded process) is still held: a normal start is refused.
-    assert!(matches!(
-        open_own(dir.path(), false),
-        Err(SpoolError::Busy { .. })
-    ));
-    drop(second);
-    let (again, _) = open(dir.path());
-    assert!(again.path().ends_with("spool-0.log"));
+    // Slot 0 is free again: the next start takes it, beside the process on slot 1.
+    let (third, _) = open(dir.path());
+    assert!(third.path().ends_with("spool-0.log"));
+    let mut held = vec![second, third];
+    for _ in 2..SLOTS {
+        held.push(open(dir.path()).0);
+    }
+    assert!(matches!(open_own(dir.path()), Err(SpoolError::Full(_))));
 }
 
 #[test]
@@ -212,7 +210,7 @@ fn orphaned_spools_are_adopted_only_once_their_lock_is_free() {
     let dir = tempfile::tempdir().unwrap();
     let (mut old, _) = open(dir.path());
     old.append(3, &payload(0)).unwrap();
-    let (new, _) = open_own(dir.path(), true).unwrap();
+    let (new, _) = open_own(dir.path()).unwrap();
     assert!(
         adopt_orphans(dir.path(), new.path()).is_empty(),
         "old is alive"

@@ -8,12 +8,12 @@ use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use sluice_wire::{IngestAnswer, IngestBatch, UsageTotals};
+use sluice_wire::{IngestAnswer, IngestBatch, Rejection, UsageTotals};
 use std::borrow::Cow;
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -86,6 +86,7 @@ pub fn settings(
         spend_poll: None,
         drain_timeout: Duration::from_secs(10),
         request_timeout: Duration::from_secs(2),
+        dead_letter_after: 2,
     }
 }
 
@@ -201,11 +202,17 @@ impl Drop for RealLedger {
     }
 }
 
-/// A ledger stand-in that records the ids of every batch it accepts and can answer 503.
+/// A ledger stand-in that records the ids of every batch it accepts and can answer 503, refuse
+/// batches holding a record of one org (422), or reject the records of another org alone.
 #[derive(Default)]
 pub struct Stub {
     pub batches: Mutex<Vec<Vec<uuid::Uuid>>>,
     pub down: AtomicBool,
+    /// Batches with a record of this org are refused as a whole.
+    pub refuse_org: Mutex<Option<String>>,
+    pub refusals: AtomicUsize,
+    /// Records of this org are rejected in the answer; the rest of their batch is accepted.
+    pub reject_org: Mutex<Option<String>>,
 }
 
 impl Stub {
@@ -259,13 +266,33 @@ async fn events(
     let Ok(batch) = serde_json::from_slice::<IngestBatch>(&body) else {
         return (StatusCode::BAD_REQUEST, "not a batch").into_response();
     };
-    let ids: Vec<_> = batch.records.iter().map(|r| r.id).collect();
+    let of =
+        |org: &Option<String>, r: &UsageRecord| org.is_some() && r.org.as_deref() == org.as_deref();
+    let refuse = stub.refuse_org.lock().unwrap().clone();
+    if batch.records.iter().any(|r| of(&refuse, r)) {
+        stub.refusals.fetch_add(1, Ordering::SeqCst);
+        return (StatusCode::UNPROCESSABLE_ENTITY, "refused").into_response();
+    }
+    let reject = stub.reject_org.lock().unwrap().clone();
+    let mut rejected = Vec::new();
+    let mut ids = Vec::new();
+    for (index, r) in batch.records.iter().enumerate() {
+        if of(&reject, r) {
+            rejected.push(Rejection {
+                index,
+                id: Some(r.id.to_string()),
+                message: "not storable".into(),
+            });
+        } else {
+            ids.push(r.id);
+        }
+    }
     let accepted = ids.len() as u64;
     stub.batches.lock().unwrap().push(ids);
     Json(IngestAnswer {
         accepted,
         duplicates: 0,
-        rejected: Vec::new(),
+        rejected,
     })
     .into_response()
 }

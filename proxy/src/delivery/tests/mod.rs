@@ -21,7 +21,7 @@ fn sink(settings: LedgerSettings) -> UsageSink {
         queue_capacity: 10_000,
         ledger: Some(settings),
     };
-    UsageSink::from_settings(&usage, false).unwrap()
+    UsageSink::from_settings(&usage).unwrap()
 }
 
 #[test]
@@ -144,21 +144,37 @@ fn a_spool_left_at_shutdown_is_replayed_before_new_records_after_a_restart() {
 }
 
 #[test]
-fn a_second_process_on_the_same_spool_dir_is_refused() {
-    let (_stub, url) = Stub::start();
+fn a_second_process_on_the_same_spool_dir_starts_beside_one_that_still_drains() {
+    let (stub, url) = Stub::start();
     let dir = tempfile::tempdir().unwrap();
-    let first = sink(settings(&url, dir.path(), 10, HOUR));
-    let usage = UsageSettings {
-        sink: SinkKind::None,
-        queue_capacity: 10,
-        ledger: Some(settings(&url, dir.path(), 10, HOUR)),
-    };
-    let err = UsageSink::from_settings(&usage, false).unwrap_err();
-    assert!(err.contains("in use"), "{err}");
-    // A graceful upgrade runs beside the old process on another slot.
-    let upgraded = UsageSink::from_settings(&usage, true).unwrap();
-    first.shutdown();
-    upgraded.shutdown();
+    // The old process: the ledger is down, so its records sit in its spool (slot 0).
+    stub.down.store(true, Ordering::SeqCst);
+    let old = sink(settings(&url, dir.path(), 2, HOUR));
+    let old_ids: Vec<_> = (0..4)
+        .map(|_| {
+            let r = record("org", 1, 1);
+            let id = r.id;
+            old.emit(r);
+            id
+        })
+        .collect();
+    assert!(wait_until(|| spooled_bytes(dir.path()) > 0));
+    // A plain (not upgrade) start while the old one still holds its slot: it takes another.
+    let new = sink(settings(&url, dir.path(), 1, HOUR));
+    let r = record("org", 1, 1);
+    let new_id = r.id;
+    new.emit(r);
+    old.shutdown();
+    stub.down.store(false, Ordering::SeqCst);
+    // The new process delivers its own record and adopts the old one's spool once it is gone.
+    assert!(wait_until(|| {
+        let ids = stub.ids();
+        ids.contains(&new_id) && old_ids.iter().all(|id| ids.contains(id))
+    }));
+    new.shutdown();
+    assert_eq!(spooled_bytes(dir.path()), 0);
+    let second_slot = std::fs::metadata(dir.path().join("spool-1.log")).map_or(0, |m| m.len());
+    assert!(second_slot <= crate::delivery::format::MAGIC.len() as u64);
 }
 
 #[test]
@@ -256,4 +272,56 @@ fn the_spend_feed_raises_local_spend_to_the_ledgers_figures() {
     stale.orgs.iter_mut().for_each(|o| o.day_micro_usd = 1);
     spend::apply(&local, &stale);
     assert_eq!(local.spent(&org, Period::Day, now), 1000);
+}
+
+#[test]
+fn what_the_ledger_will_not_take_is_dead_lettered_and_delivery_goes_on() {
+    let (stub, url) = Stub::start();
+    *stub.refuse_org.lock().unwrap() = Some("refused".into());
+    *stub.reject_org.lock().unwrap() = Some("rejected".into());
+    let dir = tempfile::tempdir().unwrap();
+    // One record per batch, dead-lettered after 2 refusals (the harness's setting).
+    let sink = sink(settings(&url, dir.path(), 1, HOUR));
+    let good: Vec<_> = (0..3).map(|_| record("org", 1, 1)).collect();
+    let refused = record("refused", 5, 5);
+    let rejected = record("rejected", 7, 7);
+    for r in [&good[0], &refused, &good[1], &rejected, &good[2]] {
+        sink.emit(r.clone());
+    }
+    let good_ids: Vec<_> = good.iter().map(|r| r.id).collect();
+    assert!(
+        wait_until(|| stub.ids() == good_ids),
+        "the good records behind the bad ones are delivered, in order: {:?}",
+        stub.ids()
+    );
+    assert_eq!(
+        stub.refusals.load(Ordering::SeqCst),
+        2,
+        "refused twice, then set aside"
+    );
+    sink.shutdown();
+    assert_eq!(spooled_bytes(dir.path()), 0);
+
+    let text = std::fs::read_to_string(dir.path().join(super::dead_letter::FILE_NAME)).unwrap();
+    let lines: Vec<serde_json::Value> = text
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines.len(), 2, "{text}");
+    let id = |l: &serde_json::Value| l["record"]["id"].as_str().unwrap().to_string();
+    assert_eq!(id(&lines[0]), refused.id.to_string());
+    assert!(
+        lines[0]["reason"]
+            .as_str()
+            .unwrap()
+            .starts_with("refused 2 times: HTTP 422"),
+        "{}",
+        lines[0]
+    );
+    assert_eq!(id(&lines[1]), rejected.id.to_string());
+    assert_eq!(lines[1]["reason"], "rejected: not storable");
+    // The record is kept whole, as it was sent.
+    let back: crate::record::UsageRecord =
+        serde_json::from_value(lines[1]["record"].clone()).unwrap();
+    assert_eq!(back, rejected);
 }

@@ -197,9 +197,11 @@ async fn anthropic_surfaces() {
     .await;
     assert_eq!(st, 200);
     assert!(serde_json::from_slice::<Value>(&body).unwrap()["input_tokens"].is_number());
+    let counted = serde_json::from_slice::<Value>(&body).unwrap()["input_tokens"].clone();
     let rec = s.next_record().await;
     assert_eq!(rec["api"], "messages.count_tokens");
-    assert_eq!(rec["input_tokens"], 0, "counting tokens is free");
+    assert_eq!(rec["input_tokens"], counted, "the record carries the count");
+    assert_eq!(rec["cost_micro_usd"], 0, "counting tokens is free");
 
     // A glob route sends the requested name unchanged.
     let mut m = msg(false);

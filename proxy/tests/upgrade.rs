@@ -164,8 +164,10 @@ async fn upgrade_without_a_running_instance_gives_up_with_an_error() {
     std::fs::write(
         &config,
         format!(
-            "[server]\nlisten = [\"127.0.0.1:0\"]\nupgrade_sock = \"{}\"\npid_file = \"{}\"\n\
-             [usage]\nsink = \"none\"\n",
+            "allow_no_keys = true\n[server]\nlisten = [\"127.0.0.1:0\"]\nupgrade_sock = \"{}\"\npid_file = \"{}\"\n\
+             [usage]\nsink = \"none\"\n\
+             [[providers]]\nname = \"p\"\nkind = \"openai\"\nbase_url = \"http://127.0.0.1:9/v1\"\n\
+             auth = \"none\"\n[[models]]\nname = \"m\"\nprovider = \"p\"\n",
             dir.path().join("up.sock").display(),
             dir.path().join("s.pid").display()
         ),

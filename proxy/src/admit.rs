@@ -29,9 +29,11 @@ pub async fn admit(
     now: SystemTime,
     gov: &Governance,
 ) -> Result<Admission, GatewayError> {
-    ctx.cors_origin = crate::cors::allowed_origin(session, ctx);
     let req = session.req_header();
     ctx.family = Family::of_path(req.uri.path());
+    crate::server::http1::check_request(req)?;
+    ctx.cors_origin = crate::cors::allowed_origin(session, ctx);
+    let req = session.req_header();
     if ctx.cors_origin.is_some() && crate::cors::is_preflight(req) {
         return Ok(Admission::Preflight);
     }

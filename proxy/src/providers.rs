@@ -160,10 +160,10 @@ fn upstream_uri(
         provider.base_path.clone()
     };
     let mut target = format!("{base}{rest}");
-    let presented = crate::auth::presented_key(req);
-    let client = req
-        .uri
-        .query()
+    // The presented key is looked up only when there is a query to filter.
+    let query = req.uri.query();
+    let presented = query.and_then(|_| crate::auth::presented_key(req));
+    let client = query
         .into_iter()
         .flat_map(|q| q.split('&'))
         .filter(|pair| !pair.is_empty() && !is_credential(pair, presented));

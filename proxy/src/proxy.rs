@@ -65,11 +65,7 @@ impl ProxyHttp for Gateway {
     }
 
     async fn request_filter(&self, session: &mut Session, ctx: &mut Ctx) -> Result<bool> {
-        let admitted = match http1::check_request(session, ctx) {
-            Ok(()) => admit::admit(session, ctx, self.clock.now(), &self.gov).await,
-            Err(e) => Err(e),
-        };
-        match admitted {
+        match admit::admit(session, ctx, self.clock.now(), &self.gov).await {
             Ok(Admission::Proxy) => Ok(false),
             Ok(Admission::Preflight) => {
                 crate::cors::answer_preflight(session, ctx).await;

@@ -3,9 +3,9 @@
 //! when the request body was fully read and the process is not draining).
 
 use super::conn;
-use crate::api::{truncate, Family};
-use crate::ctx::Ctx;
+use crate::api::truncate;
 use crate::errors::GatewayError;
+use pingora::http::RequestHeader;
 use pingora::proxy::Session;
 use std::time::Duration;
 
@@ -16,9 +16,7 @@ const DRAINABLE_BODY: u64 = 64 * 1024;
 
 /// The header rules checked before admission: HTTP/1.1 needs `Host` (RFC 9112 §3.2), and the only
 /// expectation sluice meets is `100-continue` (RFC 9110 §10.1.1: others get 417).
-pub fn check_request(session: &Session, ctx: &mut Ctx) -> Result<(), GatewayError> {
-    let req = session.req_header();
-    ctx.family = Family::of_path(req.uri.path());
+pub fn check_request(req: &RequestHeader) -> Result<(), GatewayError> {
     if req.version == http::Version::HTTP_11 && !req.headers.contains_key(http::header::HOST) {
         return Err(GatewayError::MissingHost);
     }

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use criterion::{criterion_group, criterion_main, Criterion};
 use sluice_proxy::clock::SystemClock;
-use sluice_proxy::limits::{Limiter, Limits, Quota, Scope};
+use sluice_proxy::governance::limits::{Limiter, Limits, Quota, Scope};
 
 fn quota(text: &str) -> Option<Quota> {
     Some(Quota::parse(text).expect("benchmark quotas are valid"))

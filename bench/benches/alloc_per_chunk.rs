@@ -1,7 +1,8 @@
-//! Heap allocations per forwarded chunk on sluice's own response path: what
-//! `response_body_filter` does per chunk (first-chunk timestamp, `UsageObserver::filter`, the
-//! input-known check, byte counting, the total-timeout check), over real-format streams of every
-//! observed shape, split one event per chunk and into 1–4 KiB reads. Target: 0.
+//! Heap allocations per forwarded chunk on sluice's own response path: the very call
+//! `response_body_filter` makes per chunk (`ResponseMeter::on_chunk`: first-chunk timestamp,
+//! `UsageObserver::filter`, the input-known check, byte counting, the total-timeout check, plus
+//! the clock reading), over real-format streams of every observed shape, split one event per
+//! chunk and into 1–4 KiB reads. Target: 0.
 //!
 //! Counting uses dhat's global allocator (the workspace forbids `unsafe`, which a hand-written
 //! `GlobalAlloc` would need). Only the chunks between the observer's construction and the
@@ -9,9 +10,6 @@
 //! Reused buffers grow to the stream's largest carried line or event early on, so the table also
 //! shows the second half of each stream alone: the steady state. Streams are long (2048 content
 //! events) so that 1–4 KiB reads still give a few hundred chunks.
-//! Known remainder: a Responses stream's final event repeats the whole output and carries the
-//! usage, so when reads split it the scanner must buffer it, growing its buffers a few times at
-//! the end of the stream (never per content chunk).
 //! With `ALLOC_TRACE=1` the run writes `dhat-heap.json` (open it in dhat's viewer, or read the
 //! `fs`/`ftbl` frames) to find where any allocation comes from.
 //!
@@ -20,10 +18,12 @@
 mod common;
 
 use std::hint::black_box;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use bytes::Bytes;
 use common::{Split, Stream};
+use sluice_proxy::clock::{Clock, SystemClock};
+use sluice_proxy::metering::response::ResponseMeter;
 use sluice_proxy::usage::UsageObserver;
 
 #[global_allocator]
@@ -43,48 +43,17 @@ struct Counted {
     allocating: Vec<usize>,
 }
 
-/// The per-response state `response_body_filter` keeps in the request's `Ctx`.
-struct Ctx {
-    first_chunk_at: Option<Instant>,
-    observer: UsageObserver,
-    input_reported: bool,
-    bytes_out: u64,
-    upstream_started: Instant,
-    total: Duration,
-}
-
-impl Ctx {
-    /// One call of the body filter, as `proxy.rs` makes it (governance's re-settlement is
-    /// reduced to reading the reported input once, which is all it needs from the observer).
-    fn filter(&mut self, body: &mut Option<Bytes>, end_of_stream: bool) -> bool {
-        if self.first_chunk_at.is_none() && body.as_ref().is_some_and(|b| !b.is_empty()) {
-            self.first_chunk_at = Some(Instant::now());
-        }
-        self.observer.filter(body, end_of_stream);
-        if !self.input_reported {
-            let seen = self.observer.report();
-            if seen.input_known {
-                self.input_reported = true;
-                black_box(seen.usage.input_tokens);
-            }
-        }
-        self.bytes_out += body.as_ref().map_or(0, |b| b.len() as u64);
-        end_of_stream || self.upstream_started.elapsed() <= self.total
-    }
-}
-
 fn blocks() -> u64 {
     dhat::HeapStats::get().total_blocks
 }
 
 fn count(stream: &Stream, chunks: &[Bytes]) -> Counted {
-    let mut ctx = Ctx {
-        first_chunk_at: None,
-        observer: UsageObserver::new(stream.shape, true, stream.strip),
-        input_reported: false,
-        bytes_out: 0,
-        upstream_started: Instant::now(),
-        total: Duration::from_secs(900),
+    let clock = SystemClock;
+    let total = Some(Duration::from_secs(900));
+    let mut meter = ResponseMeter {
+        observer: Some(UsageObserver::new(stream.shape, true, stream.strip)),
+        upstream_started: Some(clock.monotonic()),
+        ..ResponseMeter::default()
     };
     let mut allocs = 0;
     let mut steady = 0;
@@ -93,10 +62,12 @@ fn count(stream: &Stream, chunks: &[Bytes]) -> Counted {
     for (i, chunk) in middle.iter().enumerate() {
         let before = blocks();
         let mut body = Some(chunk.clone());
-        let ok = ctx.filter(&mut body, false);
+        // What `response_body_filter` does per chunk: one clock reading and the meter's call. A
+        // request without token limits holds no reservation to re-settle (`None`).
+        let ok = meter.on_chunk(&mut body, false, clock.monotonic(), total, None);
         drop(black_box(body));
         let n = blocks() - before;
-        assert!(ok, "the total timeout is far away");
+        assert!(ok.is_ok(), "the total timeout is far away");
         if n > 0 {
             allocs += n;
             allocating.push(i);
@@ -106,9 +77,13 @@ fn count(stream: &Stream, chunks: &[Bytes]) -> Counted {
         }
     }
     let mut body = Some(last.clone());
-    ctx.filter(&mut body, true);
-    let forwarded = ctx.bytes_out;
-    let report = ctx.observer.report();
+    let _ = meter.on_chunk(&mut body, true, clock.monotonic(), total, None);
+    let forwarded = meter.bytes_out;
+    let report = meter
+        .observer
+        .as_ref()
+        .map(UsageObserver::report)
+        .unwrap_or_default();
     assert!(
         report.final_usage_seen || stream.name == "chat",
         "{}: the stream's usage was found",

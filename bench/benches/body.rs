@@ -8,7 +8,7 @@ use std::hint::black_box;
 use bytes::Bytes;
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use serde_json::json;
-use sluice_proxy::body::{self, RequestFields};
+use sluice_proxy::admission::body::{self, RequestFields};
 
 mod common;
 

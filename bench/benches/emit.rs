@@ -9,8 +9,8 @@
 
 use criterion::{criterion_group, criterion_main, Criterion};
 use sluice_proxy::config::SinkKind;
-use sluice_proxy::record::{Outcome, UsageRecord};
-use sluice_proxy::sink::UsageSink;
+use sluice_proxy::metering::record::{Outcome, UsageRecord};
+use sluice_proxy::metering::sink::UsageSink;
 use std::borrow::Cow;
 use std::hint::black_box;
 use std::path::PathBuf;

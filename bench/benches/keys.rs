@@ -11,7 +11,7 @@ use std::hint::black_box;
 
 use criterion::{criterion_group, criterion_main, Criterion};
 use sluice_proxy::config::{self, Env, Snapshot};
-use sluice_proxy::keys::{self, KeyDigest};
+use sluice_proxy::credentials::keys::{self, KeyDigest};
 
 mod common;
 

@@ -5,7 +5,7 @@
 use std::hint::black_box;
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
-use sluice_proxy::record::UsageRecord;
+use sluice_proxy::metering::record::UsageRecord;
 
 mod common;
 

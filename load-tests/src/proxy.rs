@@ -2,7 +2,7 @@
 
 use crate::ledger::INGEST_TOKEN;
 use crate::process::{binary, spawn, Spawned};
-use sluice_proxy::keys::{self, KeyDigest};
+use sluice_proxy::credentials::keys::{self, KeyDigest};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::Command;

@@ -1,19 +1,22 @@
 //! The one per-request context that Pingora's phases share.
 
 use crate::api::{Api, Family};
+use crate::clock::Clock;
 use crate::config::{Route, Snapshot, VirtualKey};
 use crate::errors::GatewayError;
-use crate::govern::{Held, RateShown};
-use crate::record::Tags;
-use crate::usage::UsageObserver;
+use crate::governance::limits::RateInfo;
+use crate::governance::Held;
+use crate::metering::record::Tags;
+use crate::metering::response::ResponseMeter;
 use bytes::Bytes;
 use std::sync::Arc;
-use std::time::{Instant, SystemTime};
+use std::time::{Duration, SystemTime};
 
 #[derive(Debug)]
 pub struct Ctx {
     pub id: uuid::Uuid,
-    pub arrived: Instant,
+    /// Monotonic reading of the gateway clock when the request arrived.
+    pub arrived: Duration,
     pub arrived_wall: SystemTime,
     /// The configuration this request uses from start to end, even across a reload.
     pub snapshot: Arc<Snapshot>,
@@ -34,26 +37,24 @@ pub struct Ctx {
     /// Concurrency slots and token reservation of an admitted request (released on drop).
     pub held: Option<Held>,
     /// The tightest limits, for the rate-limit headers of whatever answer the client gets.
-    pub rate: RateShown,
+    pub rate: RateInfo,
     /// Set when sluice answered the request itself with an error.
     pub rejected: Option<GatewayError>,
     /// Set by a phase that failed with a gateway error, for `fail_to_proxy` to render.
     pub failure: Option<GatewayError>,
     pub status: u16,
-    pub observer: Option<UsageObserver>,
-    pub upstream_started: Option<Instant>,
-    pub first_chunk_at: Option<Instant>,
-    pub bytes_out: u64,
+    /// Usage, timings and bytes of the response as it streams.
+    pub response: ResponseMeter,
     /// The request's `Origin`, when the CORS policy allows it (echoed on the answer).
     pub cors_origin: Option<http::HeaderValue>,
 }
 
 impl Ctx {
-    pub fn new(snapshot: Arc<Snapshot>, now: SystemTime) -> Self {
+    pub fn new(snapshot: Arc<Snapshot>, clock: &dyn Clock) -> Self {
         Self {
             id: uuid::Uuid::now_v7(),
-            arrived: Instant::now(),
-            arrived_wall: now,
+            arrived: clock.monotonic(),
+            arrived_wall: clock.now(),
             snapshot,
             family: Family::OpenAi,
             api: None,
@@ -67,14 +68,11 @@ impl Ctx {
             bytes_in: 0,
             tags: Tags::default(),
             held: None,
-            rate: RateShown::default(),
+            rate: RateInfo::default(),
             rejected: None,
             failure: None,
             status: 0,
-            observer: None,
-            upstream_started: None,
-            first_chunk_at: None,
-            bytes_out: 0,
+            response: ResponseMeter::default(),
             cors_origin: None,
         }
     }

@@ -5,36 +5,17 @@
 //! secret: only model names, paths and limits.
 
 use crate::api::Family;
+use crate::governance::limits::LimitKind;
 use bytes::Bytes;
 use pingora::{Error as PError, ErrorType};
 use std::fmt;
 use std::time::Duration;
 
-/// Which limit refused a request.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum LimitWhat {
-    Requests,
-    Tokens,
-    Concurrency,
-}
-
-impl LimitWhat {
-    /// OpenAI's `error.type` for rate limits names the limited resource.
-    fn openai_type(self) -> &'static str {
-        match self {
-            LimitWhat::Requests | LimitWhat::Concurrency => "requests",
-            LimitWhat::Tokens => "tokens",
-        }
-    }
-}
-
-impl fmt::Display for LimitWhat {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            LimitWhat::Requests => "requests",
-            LimitWhat::Tokens => "tokens",
-            LimitWhat::Concurrency => "concurrent requests",
-        })
+/// OpenAI's `error.type` for rate limits names the limited resource.
+fn openai_limit_type(kind: LimitKind) -> &'static str {
+    match kind {
+        LimitKind::Requests | LimitKind::Concurrency => "requests",
+        LimitKind::Tokens => "tokens",
     }
 }
 
@@ -43,7 +24,7 @@ struct RetryText(Duration);
 
 impl fmt::Display for RetryText {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&crate::rate_headers::go_duration(self.0))
+        f.write_str(&crate::text::go_duration(self.0))
     }
 }
 
@@ -95,9 +76,9 @@ pub enum GatewayError {
     Overloaded(&'static str),
     /// A rate or concurrency limit refused the request; `scope` and `limit` are for people
     /// (`org acme`, `600/min`), `retry_after` becomes the retry headers.
-    #[error("rate limit reached for {what} ({scope}: limit {limit}); please retry after {}", RetryText(*retry_after))]
+    #[error("rate limit reached for {kind} ({scope}: limit {limit}); please retry after {}", RetryText(*retry_after))]
     RateLimited {
-        what: LimitWhat,
+        kind: LimitKind,
         scope: String,
         limit: String,
         retry_after: Duration,
@@ -162,7 +143,9 @@ impl GatewayError {
             Self::MissingHost => ("invalid_request_error", Some("missing_host")),
             Self::ExpectationFailed(_) => ("invalid_request_error", Some("expectation_failed")),
             Self::Overloaded(_) => ("server_error", Some("overloaded")),
-            Self::RateLimited { what, .. } => (what.openai_type(), Some("rate_limit_exceeded")),
+            Self::RateLimited { kind, .. } => {
+                (openai_limit_type(*kind), Some("rate_limit_exceeded"))
+            }
             Self::OverBudget { .. } => ("insufficient_quota", Some("insufficient_quota")),
             Self::UpstreamConnect => ("api_error", Some("upstream_unreachable")),
             Self::UpstreamTimeout => ("api_error", Some("upstream_timeout")),

@@ -4,8 +4,8 @@
 
 use clap::{Args, Parser, Subcommand};
 use sluice_proxy::config::{self, ProcessEnv};
-use sluice_proxy::crypto::MasterKeys;
-use sluice_proxy::keys;
+use sluice_proxy::credentials::crypto::MasterKeys;
+use sluice_proxy::credentials::keys;
 use sluice_proxy::server::{self, RunOptions};
 use std::io::Read;
 use std::path::PathBuf;

@@ -1,17 +1,17 @@
 //! The Pingora `ProxyHttp` implementation. It only orchestrates the phases; every decision lives
 //! in its own module (admit, providers, usage, meter, respond).
 
-use crate::admit::{self, Admission};
+use crate::admission::{self, Admission};
 use crate::clock::Clock;
 use crate::config::Snapshot;
 use crate::ctx::Ctx;
 use crate::errors::GatewayError;
-use crate::govern::Governance;
-use crate::meter;
-use crate::providers;
+use crate::governance::Governance;
+use crate::metering::sink::UsageSink;
+use crate::metering::{self, response::TotalTimeExceeded};
 use crate::respond::{self, REQUEST_ID};
 use crate::server::http1;
-use crate::sink::UsageSink;
+use crate::upstream::request;
 use crate::usage::{self, UsageObserver};
 use arc_swap::ArcSwap;
 use async_trait::async_trait;
@@ -21,7 +21,7 @@ use pingora::prelude::*;
 use pingora::proxy::{FailToProxy, ProxyHttp, Session};
 use pingora::{ErrorSource, ErrorType};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// The gateway: current configuration, governance state (limits, spend), usage sink, clock.
 #[derive(Debug, Clone)]
@@ -45,7 +45,7 @@ impl Gateway {
     }
 
     /// The per-org spend figures, shared with the ledger's spend feed.
-    pub fn spend(&self) -> Arc<crate::budgets::Spend> {
+    pub fn spend(&self) -> Arc<crate::governance::budgets::Spend> {
         self.gov.spend.clone()
     }
 }
@@ -61,18 +61,18 @@ impl ProxyHttp for Gateway {
     type CTX = Ctx;
 
     fn new_ctx(&self) -> Ctx {
-        Ctx::new(self.config.load_full(), self.clock.now())
+        Ctx::new(self.config.load_full(), &*self.clock)
     }
 
     async fn request_filter(&self, session: &mut Session, ctx: &mut Ctx) -> Result<bool> {
-        match admit::admit(session, ctx, self.clock.now(), &self.gov).await {
+        match admission::admit(session, ctx, self.clock.now(), &self.gov).await {
             Ok(Admission::Proxy) => Ok(false),
             Ok(Admission::Preflight) => {
-                crate::cors::answer_preflight(session, ctx).await;
+                crate::admission::cors::answer_preflight(session, ctx).await;
                 Ok(true)
             }
             Ok(Admission::ListModels) => {
-                crate::models::answer(session, ctx).await;
+                crate::admission::models::answer(session, ctx).await;
                 Ok(true)
             }
             Err(e) => {
@@ -87,7 +87,7 @@ impl ProxyHttp for Gateway {
             .route
             .clone()
             .ok_or_else(|| fail(ctx, GatewayError::Internal))?;
-        ctx.upstream_started = Some(Instant::now());
+        ctx.response.upstream_started = Some(self.clock.monotonic());
         route
             .provider
             .peer(ctx.stream)
@@ -104,9 +104,9 @@ impl ProxyHttp for Gateway {
             (Some(route), Some(model)) => {
                 let org = ctx.key.as_ref().and_then(|k| ctx.snapshot.org(&k.org));
                 let body_len = ctx.upstream_body.as_ref().map_or(0, Bytes::len);
-                providers::credential(&ctx.snapshot, org.map(|o| &**o), &route.provider).and_then(
+                request::credential(&ctx.snapshot, org.map(|o| &**o), &route.provider).and_then(
                     |credential| {
-                        providers::prepare_request(
+                        request::prepare_request(
                             upstream,
                             &route.provider,
                             model,
@@ -145,7 +145,7 @@ impl ProxyHttp for Gateway {
     ) -> Result<()> {
         ctx.status = upstream.status.as_u16();
         http1::before_proxied_response(session);
-        let shape = ctx.api.and_then(|a| a.shape());
+        let shape = ctx.api.filter(|a| a.reports_usage());
         if let (true, Some(shape)) = (upstream.status.is_success(), shape) {
             let sse = upstream
                 .headers
@@ -162,14 +162,14 @@ impl ProxyHttp for Gateway {
                 // One event will be cut out, so the provider's length (if any) would be wrong.
                 upstream.remove_header(&http::header::CONTENT_LENGTH);
             }
-            ctx.observer = Some(if gzip {
+            ctx.response.observer = Some(if gzip {
                 UsageObserver::gzip(shape, sse)
             } else {
                 UsageObserver::new(shape, sse, strip)
             });
         }
         respond::add_rate_headers(upstream, ctx);
-        crate::cors::replace_upstream_headers(upstream, ctx);
+        crate::admission::cors::replace_upstream_headers(upstream, ctx);
         if let Some(theirs) = upstream.remove_header(REQUEST_ID) {
             let _ = upstream.insert_header("x-upstream-request-id", theirs);
         }
@@ -185,25 +185,13 @@ impl ProxyHttp for Gateway {
         end_of_stream: bool,
         ctx: &mut Ctx,
     ) -> Result<Option<Duration>> {
-        if ctx.first_chunk_at.is_none() && body.as_ref().is_some_and(|b| !b.is_empty()) {
-            ctx.first_chunk_at = Some(Instant::now());
-        }
-        if let Some(observer) = ctx.observer.as_mut() {
-            observer.filter(body, end_of_stream);
-            if let Some(held) = ctx.held.as_mut().filter(|h| h.wants_input()) {
-                let seen = observer.report();
-                if seen.input_known {
-                    Governance::input_known(held, seen.usage.input_tokens);
-                }
-            }
-        }
-        ctx.bytes_out += body.as_ref().map_or(0, |b| b.len() as u64);
         let total = ctx.route.as_ref().map(|r| r.provider.timeouts.total);
-        if let (Some(total), Some(started)) = (total, ctx.upstream_started) {
-            if !end_of_stream && started.elapsed() > total {
-                return Error::e_explain(ErrorType::ReadTimedout, "total upstream time exceeded");
-            }
-        }
+        let now = self.clock.monotonic();
+        ctx.response
+            .on_chunk(body, end_of_stream, now, total, ctx.held.as_mut())
+            .or_else(|TotalTimeExceeded| {
+                Error::e_explain(ErrorType::ReadTimedout, "total upstream time exceeded")
+            })?;
         Ok(None)
     }
 
@@ -240,8 +228,8 @@ impl ProxyHttp for Gateway {
         let status = session
             .response_written()
             .map_or(ctx.status, |r| r.status.as_u16());
-        let record = meter::record(ctx, e, status);
-        let used = meter::charged_tokens(ctx, &record);
+        let record = metering::record(ctx, e, status, self.clock.monotonic());
+        let used = metering::charged_tokens(ctx, &record);
         if let (Some(held), Some(org)) = (ctx.held.as_mut(), &record.org) {
             self.gov.finish(held, org, used, record.cost_micro_usd);
         }

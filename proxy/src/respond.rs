@@ -2,7 +2,7 @@
 
 use crate::ctx::Ctx;
 use crate::errors::GatewayError;
-use crate::rate_headers::{rate_limit_headers, retry_after_headers};
+use crate::governance::headers::{rate_limit_headers, retry_after_headers};
 use bytes::Bytes;
 use pingora::http::ResponseHeader;
 use pingora::proxy::Session;
@@ -22,7 +22,7 @@ pub async fn json(session: &mut Session, ctx: &Ctx, status: u16, body: Bytes) ->
     let _ = resp.insert_header(http::header::CONTENT_LENGTH, body.len());
     let _ = resp.insert_header(REQUEST_ID, ctx.id.to_string());
     add_rate_headers(&mut resp, ctx);
-    crate::cors::add_headers(&mut resp, ctx);
+    crate::admission::cors::add_headers(&mut resp, ctx);
     if let Some(wait) = ctx.rejected.as_ref().and_then(GatewayError::retry_after) {
         retry_after_headers(wait, |name, value| {
             let _ = resp.insert_header(name, value);

@@ -6,7 +6,7 @@
 mod common;
 use common::config::{ACME_ANTHROPIC_KEY, ACME_OPENAI_KEY, SHARED_PROVIDER_KEY};
 use common::*;
-use sluice_proxy::crypto::MasterKeys;
+use sluice_proxy::credentials::crypto::MasterKeys;
 
 #[tokio::test]
 async fn provider_sees_provider_key_never_the_virtual_key() {

@@ -16,7 +16,7 @@ use bytes::Bytes;
 use criterion::Criterion;
 use serde_json::{json, Value};
 use sluice_bench::mock::MockProvider;
-use sluice_proxy::usage::Shape;
+use sluice_proxy::api::Api;
 
 /// Content chunks per stream for the throughput benchmarks: long enough that per-stream setup is
 /// a small share of the cost, like a typical answer of a few hundred tokens.
@@ -27,7 +27,7 @@ pub const CONTENT_CHUNKS: usize = 256;
 pub struct Stream {
     /// Short name for benchmark ids, e.g. `chat+usage`.
     pub name: &'static str,
-    pub shape: Shape,
+    pub shape: Api,
     /// Observe in strip mode (sluice injected `include_usage` and cuts the usage-only event).
     pub strip: bool,
     pub body: Bytes,
@@ -152,31 +152,31 @@ pub fn streams(content_chunks: usize) -> Vec<Stream> {
         vec![
             Stream {
                 name: "chat",
-                shape: Shape::OpenAiChat,
+                shape: Api::ChatCompletions,
                 strip: false,
                 body: chat_plain,
             },
             Stream {
                 name: "chat+usage",
-                shape: Shape::OpenAiChat,
+                shape: Api::ChatCompletions,
                 strip: false,
                 body: chat_with_usage.clone(),
             },
             Stream {
                 name: "chat strip",
-                shape: Shape::OpenAiChat,
+                shape: Api::ChatCompletions,
                 strip: true,
                 body: chat_with_usage,
             },
             Stream {
                 name: "responses",
-                shape: Shape::OpenAiResponses,
+                shape: Api::Responses,
                 strip: false,
                 body: responses,
             },
             Stream {
                 name: "anthropic",
-                shape: Shape::AnthropicMessages,
+                shape: Api::Messages,
                 strip: false,
                 body: messages,
             },

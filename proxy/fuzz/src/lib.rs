@@ -1,6 +1,9 @@
 //! Fuzzing harness: compiles the proxy's pure parsing modules under their real module names (so
 //! their `crate::` paths resolve) and adds helpers shared by the fuzz targets.
 
+/// The API vocabulary (surfaces and families): the usage observer is keyed by surface.
+#[path = "../../src/api.rs"]
+pub mod api;
 #[path = "../../src/sse.rs"]
 pub mod sse;
 #[path = "../../src/usage/mod.rs"]
@@ -10,15 +13,16 @@ pub mod usage;
 pub mod spool_format;
 
 use bytes::Bytes;
-use usage::{Observed, Shape, UsageObserver};
+use api::Api;
+use usage::{Observed, UsageObserver};
 
-pub const SHAPES: [Shape; 6] = [
-    Shape::OpenAiChat,
-    Shape::OpenAiCompletions,
-    Shape::OpenAiEmbeddings,
-    Shape::OpenAiResponses,
-    Shape::AnthropicMessages,
-    Shape::AnthropicCountTokens,
+pub const SHAPES: [Api; 6] = [
+    Api::ChatCompletions,
+    Api::Completions,
+    Api::Embeddings,
+    Api::Responses,
+    Api::Messages,
+    Api::CountTokens,
 ];
 
 /// Splits fuzz input into a payload and cut points: the first byte says how many cuts (0..16)
@@ -51,7 +55,7 @@ pub fn pieces<'a>(payload: &'a [u8], cuts: &[usize]) -> Vec<&'a [u8]> {
 /// Drives an observer over the chunks the way Pingora does and returns what it reported and
 /// forwarded, checking that outside strip mode every `Bytes` is forwarded untouched.
 pub fn observe(
-    shape: Shape,
+    shape: Api,
     stream: bool,
     strip: bool,
     chunks: &[&[u8]],

@@ -2,9 +2,9 @@
 
 use super::file::{BudgetSection, LimitsSection, PriceSection};
 use super::ConfigError;
-use crate::budgets::Budget;
-use crate::limits::{Limits, Quota};
-use crate::pricing::{usd_to_micro, Price};
+use crate::governance::budgets::Budget;
+use crate::governance::limits::{Limits, Quota};
+use crate::metering::pricing::{usd_to_micro, Price};
 use std::sync::Arc;
 
 /// Limits of one org on the models matching one `model_limits` entry.

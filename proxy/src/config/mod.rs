@@ -17,7 +17,7 @@ mod tests;
 pub use conn::ConnectionSettings;
 pub use governance::ModelLimits;
 pub use ledger::{IngestToken, LedgerSettings};
-pub use providers::{AuthStyle, Provider, ProviderKind, Timeouts};
+pub use providers::{AuthStyle, Provider, Timeouts};
 pub use snapshot::{Org, Route, ServerSettings, SinkKind, Snapshot, UsageSettings, VirtualKey};
 
 use std::path::Path;

@@ -2,19 +2,13 @@
 
 use super::file::{ProviderSection, TimeoutSection};
 use super::{ConfigError, Env};
-use crate::crypto::Secret;
+use crate::api::Family;
+use crate::credentials::crypto::Secret;
 use http::Uri;
 use pingora::upstreams::peer::HttpPeer;
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::sync::Arc;
 use std::time::Duration;
-
-/// Which wire protocol a provider speaks (sluice never translates between them).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ProviderKind {
-    OpenAi,
-    Anthropic,
-}
 
 /// How the provider credential travels.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -78,7 +72,8 @@ impl Timeouts {
 #[derive(Debug)]
 pub struct Provider {
     pub name: Arc<str>,
-    pub kind: ProviderKind,
+    /// The wire protocol it speaks (sluice never translates between them).
+    pub kind: Family,
     pub auth: AuthStyle,
     /// Value of the upstream `Host` header (host, plus the port when not the scheme default).
     pub host_header: String,
@@ -105,8 +100,8 @@ impl Provider {
     ) -> Result<Self, ConfigError> {
         let ctx = format!("provider {:?}", s.name);
         let kind = match s.kind.as_str() {
-            "openai" => ProviderKind::OpenAi,
-            "anthropic" => ProviderKind::Anthropic,
+            "openai" => Family::OpenAi,
+            "anthropic" => Family::Anthropic,
             other => {
                 return Err(ConfigError::invalid(format!(
                     "{ctx}: kind {other:?} is not one of \"openai\", \"anthropic\""
@@ -114,7 +109,7 @@ impl Provider {
             }
         };
         let auth = match s.auth.as_deref() {
-            None if kind == ProviderKind::Anthropic => AuthStyle::XApiKey,
+            None if kind == Family::Anthropic => AuthStyle::XApiKey,
             None | Some("bearer") => AuthStyle::Bearer,
             Some("x-api-key") => AuthStyle::XApiKey,
             Some("api-key") => AuthStyle::ApiKey,

@@ -4,11 +4,11 @@ use super::file::{FileConfig, KeySection};
 use super::governance::{self, ModelLimits};
 use super::providers::{Provider, Timeouts};
 use super::{ConfigError, Env};
-use crate::budgets::Budget;
-use crate::crypto::MasterKeys;
-use crate::keys::{KeyDigest, KeyId, ModelScope};
-use crate::limits::Limits;
-use crate::pricing::Price;
+use crate::credentials::crypto::MasterKeys;
+use crate::credentials::keys::{KeyDigest, KeyId, ModelScope};
+use crate::governance::budgets::Budget;
+use crate::governance::limits::Limits;
+use crate::metering::pricing::Price;
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -115,7 +115,7 @@ pub struct Snapshot {
     pub keys: HashMap<KeyDigest, Arc<VirtualKey>>,
     pub master: Option<Arc<MasterKeys>>,
     /// Browser access (`[cors]`), if enabled.
-    pub cors: Option<crate::cors::CorsPolicy>,
+    pub cors: Option<crate::admission::cors::CorsPolicy>,
     /// When this snapshot was loaded: the `created` date the model list shows (sluice cannot
     /// know a model's release date).
     pub loaded_at: SystemTime,
@@ -316,7 +316,7 @@ pub(super) fn build(raw: FileConfig, env: &dyn Env) -> Result<Snapshot, ConfigEr
         cors: raw
             .cors
             .as_ref()
-            .map(crate::cors::CorsPolicy::build)
+            .map(crate::admission::cors::CorsPolicy::build)
             .transpose()?,
         loaded_at: SystemTime::now(),
     })

@@ -2,7 +2,7 @@
 //! (JSON lines) and, with a ledger configured, groups them into batches by count and by time and
 //! hands each batch, serialized once, to the delivery worker.
 
-use crate::record::UsageRecord;
+use crate::metering::record::UsageRecord;
 use sluice_wire::IngestBatchRef;
 use std::io::Write;
 use std::sync::mpsc::{Receiver, RecvTimeoutError};
@@ -10,9 +10,11 @@ use std::time::{Duration, Instant};
 use tokio::sync::mpsc::UnboundedSender;
 
 /// What the request path and the shutdown hook put on the queue.
-// Boxing the record would cost an allocation per request; every queue slot holds a record-sized
-// message either way, since nearly all messages are records.
-#[allow(clippy::large_enum_variant)]
+#[expect(
+    clippy::large_enum_variant,
+    reason = "boxing the record would cost an allocation per request; every queue slot holds a \
+              record-sized message either way, since nearly all messages are records"
+)]
 #[derive(Debug)]
 pub enum Msg {
     Record(UsageRecord),
@@ -175,12 +177,12 @@ impl Intake {
                         records = count,
                         "usage delivery worker is gone; records dropped"
                     );
-                    crate::metrics::count_dropped("closed", count);
+                    crate::telemetry::count_dropped("closed", count);
                 }
             }
             Err(e) => {
                 tracing::error!(records = count, "cannot serialize a usage batch: {e}");
-                crate::metrics::count_dropped("spool_error", count);
+                crate::telemetry::count_dropped("spool_error", count);
             }
         }
         self.pending.clear();

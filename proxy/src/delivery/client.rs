@@ -68,7 +68,7 @@ impl LedgerClient {
             };
         }
         let text = response.text().await.unwrap_or_default();
-        let message = format!("HTTP {status}: {}", crate::api::bounded(text.trim(), 200));
+        let message = format!("HTTP {status}: {}", crate::text::bounded(text.trim(), 200));
         if status.is_server_error()
             || status == http::StatusCode::TOO_MANY_REQUESTS
             || status == http::StatusCode::UNAUTHORIZED

@@ -27,7 +27,7 @@ use super::dead_letter::DeadLetter;
 use super::job::{Job, Replay};
 use super::spool::{self, Spool};
 use crate::clock::Clock;
-use crate::metrics;
+use crate::telemetry;
 use std::collections::HashMap;
 use std::collections::VecDeque;
 use std::path::PathBuf;
@@ -99,9 +99,9 @@ impl Worker {
             drain_deadline: None,
             last_adopt: None,
         };
-        metrics::record_delivery_start();
+        telemetry::record_delivery_start();
         worker.publish_spool_bytes();
-        ::metrics::gauge!(metrics::LEDGER_UP).set(1.0);
+        metrics::gauge!(telemetry::LEDGER_UP).set(1.0);
         worker
     }
 
@@ -199,7 +199,7 @@ impl Worker {
         while let Some(batch) = self.queue.front() {
             match self.own.spool.append(batch.records, &batch.body) {
                 Ok(()) => {
-                    ::metrics::counter!(metrics::RECORDS_SPOOLED)
+                    metrics::counter!(telemetry::RECORDS_SPOOLED)
                         .increment(u64::from(batch.records));
                     self.queue.pop_front();
                     self.live_failures = 0;
@@ -209,7 +209,7 @@ impl Worker {
                     tracing::error!("cannot spool usage records: {e}");
                     while self.queue.len() > MEMORY_BATCHES * 16 {
                         if let Some(lost) = self.queue.pop_back() {
-                            metrics::count_dropped("spool_error", u64::from(lost.records));
+                            telemetry::count_dropped("spool_error", u64::from(lost.records));
                         }
                     }
                     break;
@@ -250,7 +250,7 @@ impl Worker {
                         Some(i) => self.adopted.get_mut(i)?,
                         None => &mut self.own,
                     };
-                    metrics::count_dropped("spool_error", replay.spool.records());
+                    telemetry::count_dropped("spool_error", replay.spool.records());
                     match replay.spool.set_aside() {
                         Ok(kept) => tracing::warn!(kept_at = %kept.display(), "spool set aside"),
                         Err(e) => tracing::error!("cannot set the spool aside: {e}"),
@@ -271,16 +271,16 @@ impl Worker {
     async fn settle(&mut self, job: Job, records: u32, sent: Sent) {
         match sent {
             Sent::Acked(answer) => {
-                metrics::count_batch("ok");
+                telemetry::count_batch("ok");
                 self.mark_up();
-                ::metrics::counter!(metrics::RECORDS_DELIVERED)
+                metrics::counter!(telemetry::RECORDS_DELIVERED)
                     .increment(answer.accepted + answer.duplicates);
                 if !answer.rejected.is_empty() {
                     for r in answer.rejected.iter().take(20) {
                         tracing::warn!(
                             id = r.id.as_deref().unwrap_or("?"),
                             "ledger rejected a usage record (dead-lettered): {}",
-                            crate::api::bounded(&r.message, 200)
+                            crate::text::bounded(&r.message, 200)
                         );
                     }
                     let reasons: HashMap<usize, &str> = answer
@@ -291,13 +291,13 @@ impl Worker {
                     self.dead_letter(&job, reasons.len() as u64, "rejected", |i| {
                         reasons
                             .get(&i)
-                            .map(|m| format!("rejected: {}", crate::api::bounded(m, 500)))
+                            .map(|m| format!("rejected: {}", crate::text::bounded(m, 500)))
                     });
                 }
                 self.advance(job);
             }
             Sent::Refused(message) => {
-                metrics::count_batch("refused");
+                telemetry::count_batch("refused");
                 self.mark_up();
                 let body = job_body(&job);
                 let fingerprint = super::format::checksum(records, body);
@@ -332,7 +332,7 @@ impl Worker {
                 }
             }
             Sent::Transient(message) => {
-                metrics::count_batch("error");
+                telemetry::count_batch("error");
                 if self.up {
                     tracing::warn!("ledger unavailable, retrying with backoff: {message}");
                 } else if self.backoff.failures() % 20 == 19 {
@@ -342,7 +342,7 @@ impl Worker {
                     );
                 }
                 self.up = false;
-                ::metrics::gauge!(metrics::LEDGER_UP).set(0.0);
+                metrics::gauge!(telemetry::LEDGER_UP).set(0.0);
                 match job {
                     Job::Live(batch) => {
                         // Back to the front, so the order holds whether it is retried from
@@ -386,7 +386,7 @@ impl Worker {
         }
         self.up = true;
         self.backoff.reset();
-        ::metrics::gauge!(metrics::LEDGER_UP).set(1.0);
+        metrics::gauge!(telemetry::LEDGER_UP).set(1.0);
     }
 
     /// Appends the records of `job` that `reason_of` picks to the dead-letter file, counted
@@ -401,7 +401,7 @@ impl Worker {
         let now = crate::clock::SystemClock.now();
         match self.dead_letter.append(now, job_body(job), reason_of) {
             Ok(written) => {
-                ::metrics::counter!(metrics::RECORDS_DEAD_LETTERED, "reason" => label)
+                metrics::counter!(telemetry::RECORDS_DEAD_LETTERED, "reason" => label)
                     .increment(written);
                 tracing::warn!(
                     records = written,
@@ -410,7 +410,7 @@ impl Worker {
                 );
             }
             Err(e) => {
-                metrics::count_dropped("dead_letter_error", records);
+                telemetry::count_dropped("dead_letter_error", records);
                 tracing::error!(
                     records,
                     file = %self.dead_letter.path().display(),
@@ -479,7 +479,7 @@ impl Worker {
             .chain(&self.adopted)
             .map(|r| r.spool.len().saturating_sub(r.spool.start()))
             .sum();
-        ::metrics::gauge!(metrics::SPOOL_BYTES).set(bytes as f64);
+        metrics::gauge!(telemetry::SPOOL_BYTES).set(bytes as f64);
     }
 
     /// At the end of the drain: whatever is still in memory goes to the spool.

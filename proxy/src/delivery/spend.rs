@@ -6,8 +6,8 @@
 //! sides agree on the period even around midnight.
 
 use super::client::LedgerClient;
-use crate::budgets::{Period, Spend};
-use crate::metrics;
+use crate::governance::budgets::{Period, Spend};
+use crate::telemetry;
 use sluice_wire::SpendAnswer;
 use std::sync::Arc;
 use std::time::{Duration, UNIX_EPOCH};
@@ -39,7 +39,7 @@ pub fn start(client: LedgerClient, period: Duration, spend: Arc<Spend>) -> std::
                     match client.spend().await {
                         Ok(answer) => {
                             apply(&spend, &answer);
-                            ::metrics::counter!(metrics::SPEND_POLLS, "result" => "ok")
+                            metrics::counter!(telemetry::SPEND_POLLS, "result" => "ok")
                                 .increment(1);
                             if failing {
                                 tracing::info!("spend feed answering again");
@@ -47,7 +47,7 @@ pub fn start(client: LedgerClient, period: Duration, spend: Arc<Spend>) -> std::
                             failing = false;
                         }
                         Err(e) => {
-                            ::metrics::counter!(metrics::SPEND_POLLS, "result" => "error")
+                            metrics::counter!(telemetry::SPEND_POLLS, "result" => "error")
                                 .increment(1);
                             if !failing {
                                 tracing::warn!("spend feed failed (budgets use local spend): {e}");

@@ -3,7 +3,7 @@
 //! It is a Pingora listening service in the same server as the proxy, so it starts, is handed
 //! over in a graceful upgrade, and stops together with it. It never sees virtual keys or bodies.
 
-use crate::metrics;
+use crate::telemetry;
 use async_trait::async_trait;
 use http::{header, Method, Response, StatusCode};
 use pingora::apps::http_app::ServeHttp;
@@ -43,7 +43,7 @@ const PROMETHEUS: &str = "text/plain; version=0.0.4; charset=utf-8";
 /// Status, content type and body for a request line.
 fn answer(method: &Method, path: &str) -> (StatusCode, &'static str, Vec<u8>) {
     match (method == Method::GET, path) {
-        (true, "/metrics") => match metrics::render() {
+        (true, "/metrics") => match telemetry::render() {
             Some(text) => (StatusCode::OK, PROMETHEUS, text.into_bytes()),
             None => (
                 StatusCode::SERVICE_UNAVAILABLE,
@@ -73,8 +73,8 @@ mod tests {
             answer(&Method::POST, "/metrics").0,
             StatusCode::METHOD_NOT_ALLOWED
         );
-        metrics::install();
-        metrics::record_start(1);
+        telemetry::install();
+        telemetry::record_start(1);
         let (status, _, body) = answer(&Method::GET, "/metrics");
         assert_eq!(status, StatusCode::OK);
         let text = String::from_utf8(body).unwrap();

@@ -8,7 +8,7 @@
 use crate::api::Family;
 use crate::config::ConnectionSettings;
 use crate::errors::GatewayError;
-use crate::rate_headers::retry_after_headers;
+use crate::governance::headers::retry_after_headers;
 use crate::respond::REQUEST_ID;
 use bytes::Bytes;
 use pingora::apps::{ConnectionLimit, EarlyResponse, HttpServerOptions};
@@ -97,7 +97,10 @@ fn malformed_text(_pingora_message: &str) -> &'static str {
 }
 
 /// The unreachable case of [`render_early`]: a 500 built from a constant status.
-#[allow(clippy::expect_used)]
+#[expect(
+    clippy::expect_used,
+    reason = "a constant status always builds a header"
+)]
 fn early_fallback(body: Bytes) -> (ResponseHeader, Bytes) {
     let resp = ResponseHeader::build(http::StatusCode::INTERNAL_SERVER_ERROR, None)
         .expect("a constant status is valid");

@@ -12,7 +12,7 @@
 //! this early exit is the one place that ends the process without returning there.
 
 use super::{conn, procnet, ready, upgrade};
-use crate::sink::UsageSink;
+use crate::metering::sink::UsageSink;
 use pingora::server::ExecutionPhase;
 use std::path::PathBuf;
 use std::time::Duration;

@@ -3,8 +3,8 @@
 //! when the request body was fully read and the process is not draining).
 
 use super::conn;
-use crate::api::truncate;
 use crate::errors::GatewayError;
+use crate::text::truncate;
 use pingora::http::RequestHeader;
 use pingora::proxy::Session;
 use std::time::Duration;

@@ -15,9 +15,9 @@ pub use reload::reload;
 
 use crate::clock::SystemClock;
 use crate::config::{self, ProcessEnv};
-use crate::metrics;
+use crate::metering::sink::UsageSink;
 use crate::proxy::Gateway;
-use crate::sink::UsageSink;
+use crate::telemetry;
 use arc_swap::ArcSwap;
 use pingora::listeners::ListenerConfig;
 use pingora::protocols::l4::stream::L4BufferSettings;
@@ -57,8 +57,8 @@ pub fn run(opts: RunOptions) -> Result<(), String> {
     // Before bootstrap: a spool directory that cannot be written refuses the start here.
     let sink = UsageSink::from_settings(&snapshot.usage).map_err(|e| format!("usage sink: {e}"))?;
 
-    metrics::install();
-    metrics::record_start(reload::generation());
+    telemetry::install();
+    telemetry::record_start(reload::generation());
     let connection_settings = snapshot.server.connections.clone();
     let current = Arc::new(ArcSwap::from_pointee(snapshot));
     // SIGHUP's default action kills the process and Pingora does not handle it: the handler goes

@@ -6,7 +6,7 @@
 //! run one after the other and the generations they report are distinct and increasing.
 
 use crate::config::{self, ConfigError, Env, Snapshot};
-use crate::metrics;
+use crate::telemetry;
 use arc_swap::ArcSwap;
 use std::path::Path;
 use std::sync::{Arc, Mutex};
@@ -39,8 +39,8 @@ pub fn reload(path: &Path, env: &dyn Env, current: &ArcSwap<Snapshot>) -> Result
             }
             current.store(Arc::new(next));
             *generation += 1;
-            metrics::set_generation(*generation);
-            metrics::count_reload(true);
+            telemetry::set_generation(*generation);
+            telemetry::count_reload(true);
             tracing::info!(
                 "config reloaded from {} (generation {})",
                 path.display(),
@@ -49,7 +49,7 @@ pub fn reload(path: &Path, env: &dyn Env, current: &ArcSwap<Snapshot>) -> Result
             Ok(*generation)
         }
         Err(e) => {
-            metrics::count_reload(false);
+            telemetry::count_reload(false);
             // `ConfigError` messages name files and entries, never secrets.
             tracing::warn!(
                 "config reload from {} failed, keeping generation {}: {e}",

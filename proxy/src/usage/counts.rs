@@ -13,17 +13,7 @@ use serde::Deserialize;
 
 use super::iterations::{IterationSums, Iterations};
 use super::Usage;
-
-/// Which naming scheme a usage object follows, which decides the normalisation.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Family {
-    /// `prompt_tokens` / `completion_tokens` (chat, completions, embeddings).
-    OpenAi,
-    /// `input_tokens` / `output_tokens` with `*_details` (Responses API).
-    Responses,
-    /// `input_tokens` plus separate cache read and write counts (Messages API).
-    Anthropic,
-}
+use crate::api::{Api, Family};
 
 /// Implements the visitor methods for values we read as "absent" rather than as an error.
 macro_rules! absent_otherwise {
@@ -215,9 +205,9 @@ pub(crate) struct RawUsage {
 impl RawUsage {
     /// The usage a captured `"usage"` object reports, normalised, if it is a usage report at all
     /// (unparseable, or without any count, gives `None`).
-    pub(crate) fn parse_counted(object: &[u8], family: Family) -> Option<Usage> {
+    pub(crate) fn parse_counted(object: &[u8], api: Api) -> Option<Usage> {
         let raw: RawUsage = serde_json::from_slice(object).unwrap_or_default();
-        raw.has_counts().then(|| raw.normalise(family))
+        raw.has_counts().then(|| raw.normalise(api))
     }
 
     /// Whether this object carries any top-level count; a `"usage"` key holding something else
@@ -235,8 +225,11 @@ impl RawUsage {
         .any(|c| c.0.is_some())
     }
 
-    /// Normalises per the rules in the module documentation of `usage`.
-    pub(crate) fn normalise(&self, family: Family) -> Usage {
+    /// Normalises per the rules in the module documentation of `usage`. The surface decides the
+    /// naming scheme: `prompt_tokens`/`completion_tokens` (chat, completions, embeddings),
+    /// `input_tokens`/`output_tokens` with `*_details` (Responses), or Anthropic's separate cache
+    /// read and write counts (Messages).
+    pub(crate) fn normalise(&self, api: Api) -> Usage {
         let details = |d: Lenient<Details>| d.0.unwrap_or_default();
         let (prompt, completion) = (
             details(self.prompt_tokens_details),
@@ -246,10 +239,11 @@ impl RawUsage {
             details(self.input_tokens_details),
             details(self.output_tokens_details),
         );
-        match family {
-            Family::OpenAi | Family::Responses => {
-                // Prefer the family's own names but accept the other's: compatible servers mix them.
-                let (first_in, second_in, first_out, second_out) = if family == Family::OpenAi {
+        match api.family() {
+            Family::OpenAi => {
+                // Prefer the surface's own names but accept the other's: compatible servers mix
+                // them.
+                let (first_in, second_in, first_out, second_out) = if api != Api::Responses {
                     (
                         self.prompt_tokens,
                         self.input_tokens,

@@ -9,7 +9,8 @@ use flate2::write::GzEncoder;
 use flate2::Compression;
 
 use super::tests::run;
-use super::{Observed, Shape, Usage, UsageObserver};
+use super::{Observed, Usage, UsageObserver};
+use crate::api::Api;
 
 /// The compaction stream's usage events, as recorded (pydantic-ai cassette).
 const COMPACTION: &str = concat!(
@@ -33,7 +34,7 @@ fn usage(input: u64, output: u64, cached: u64, cache_write: u64, reasoning: u64)
     }
 }
 
-fn split_run(shape: Shape, stream: bool, text: &[u8], split: usize) -> Observed {
+fn split_run(shape: Api, stream: bool, text: &[u8], split: usize) -> Observed {
     let chunks: Vec<&[u8]> = text.chunks(split).collect();
     run(shape, stream, false, &chunks).0
 }
@@ -41,7 +42,7 @@ fn split_run(shape: Shape, stream: bool, text: &[u8], split: usize) -> Observed 
 #[test]
 fn compaction_bills_the_sum_of_the_iterations() {
     for split in [1, 7, 100, COMPACTION.len()] {
-        let seen = split_run(Shape::AnthropicMessages, true, COMPACTION.as_bytes(), split);
+        let seen = split_run(Api::Messages, true, COMPACTION.as_bytes(), split);
         // input 100 + 181, cache read 55096, output 83 + 8.
         assert_eq!(
             seen.usage,
@@ -55,7 +56,7 @@ fn compaction_bills_the_sum_of_the_iterations() {
 #[test]
 fn compaction_in_a_non_stream_body_is_summed_too() {
     let body = r#"{"id":"msg_1","type":"message","usage":{"input_tokens":181,"cache_read_input_tokens":0,"output_tokens":8,"iterations":[{"input_tokens":100,"output_tokens":83,"cache_read_input_tokens":55096,"type":"compaction"},{"input_tokens":181,"output_tokens":8,"type":"message"}]}}"#;
-    let seen = split_run(Shape::AnthropicMessages, false, body.as_bytes(), 5);
+    let seen = split_run(Api::Messages, false, body.as_bytes(), 5);
     assert_eq!(seen.usage, usage(281 + 55096, 91, 55096, 0, 0));
 }
 
@@ -65,7 +66,7 @@ fn empty_or_garbage_iterations_keep_the_top_level_counts() {
         let body = format!(
             r#"{{"usage":{{"input_tokens":5,"output_tokens":2,"iterations":{iterations}}}}}"#
         );
-        let seen = split_run(Shape::AnthropicMessages, false, body.as_bytes(), 3);
+        let seen = split_run(Api::Messages, false, body.as_bytes(), 3);
         assert_eq!(seen.usage, usage(5, 2, 0, 0, 0), "{iterations}");
     }
 }
@@ -78,10 +79,10 @@ fn anthropic_thinking_tokens_are_reasoning() {
         "event: message_delta\n",
         "data: {\"type\":\"message_delta\",\"delta\":{\"stop_reason\":\"tool_use\"},\"usage\":{\"input_tokens\":598,\"cache_creation_input_tokens\":0,\"cache_read_input_tokens\":0,\"output_tokens\":92,\"output_tokens_details\":{\"thinking_tokens\":53}}}\n\n",
     );
-    let seen = split_run(Shape::AnthropicMessages, true, stream.as_bytes(), 11);
+    let seen = split_run(Api::Messages, true, stream.as_bytes(), 11);
     assert_eq!(seen.usage, usage(598, 92, 0, 0, 53));
     let body = r#"{"usage":{"input_tokens":4,"output_tokens":30,"output_tokens_details":{"thinking_tokens":20}}}"#;
-    let seen = split_run(Shape::AnthropicMessages, false, body.as_bytes(), 4);
+    let seen = split_run(Api::Messages, false, body.as_bytes(), 4);
     assert_eq!(seen.usage, usage(4, 30, 0, 0, 20));
 }
 
@@ -91,10 +92,10 @@ fn responses_cache_write_tokens_are_read() {
         "event: response.completed\n",
         "data: {\"type\":\"response.completed\",\"response\":{\"usage\":{\"input_tokens\":130,\"input_tokens_details\":{\"cache_write_tokens\":100,\"cached_tokens\":20},\"output_tokens\":284,\"output_tokens_details\":{\"reasoning_tokens\":256},\"total_tokens\":414}}}\n\n",
     );
-    let seen = split_run(Shape::OpenAiResponses, true, stream.as_bytes(), 9);
+    let seen = split_run(Api::Responses, true, stream.as_bytes(), 9);
     assert_eq!(seen.usage, usage(130, 284, 20, 100, 256));
     let body = r#"{"usage":{"input_tokens":130,"input_tokens_details":{"cache_write_tokens":100,"cached_tokens":20},"output_tokens":4}}"#;
-    let seen = split_run(Shape::OpenAiResponses, false, body.as_bytes(), 9);
+    let seen = split_run(Api::Responses, false, body.as_bytes(), 9);
     assert_eq!(seen.usage, usage(130, 4, 20, 100, 0));
 }
 
@@ -109,7 +110,7 @@ fn anthropic_error_event_mid_stream_is_reported() {
         "data: {\"type\":\"error\",\"error\":{\"details\":null,\"type\":\"overloaded_error\",\"message\":\"Overloaded\"} }\n\n",
     );
     for split in [1, 13, stream.len()] {
-        let seen = split_run(Shape::AnthropicMessages, true, stream.as_bytes(), split);
+        let seen = split_run(Api::Messages, true, stream.as_bytes(), split);
         assert_eq!(
             seen.stream_error.map(|e| e.as_str().to_string()).as_deref(),
             Some("overloaded_error"),
@@ -130,14 +131,14 @@ fn responses_error_and_failed_events_are_reported() {
         "event: response.failed\n",
         "data: {\"type\":\"response.failed\",\"sequence_number\":3,\"response\":{\"status\":\"failed\",\"error\":{\"code\":\"insufficient_quota\",\"message\":\"m\"},\"usage\":null}}\n\n",
     );
-    let seen = split_run(Shape::OpenAiResponses, true, stream.as_bytes(), 17);
+    let seen = split_run(Api::Responses, true, stream.as_bytes(), 17);
     assert_eq!(
         seen.stream_error.map(|e| e.as_str().to_string()).as_deref(),
         Some("insufficient_quota")
     );
     // `response.failed` alone (no `error` event first), with usage: counts are still exact.
     let failed = "event: response.failed\ndata: {\"type\":\"response.failed\",\"response\":{\"status\":\"failed\",\"error\":{\"code\":\"server_error\",\"message\":\"m\"},\"usage\":{\"input_tokens\":9,\"output_tokens\":3}}}\n\n";
-    let seen = split_run(Shape::OpenAiResponses, true, failed.as_bytes(), 5);
+    let seen = split_run(Api::Responses, true, failed.as_bytes(), 5);
     assert_eq!(
         seen.stream_error.map(|e| e.as_str().to_string()).as_deref(),
         Some("server_error")
@@ -148,7 +149,7 @@ fn responses_error_and_failed_events_are_reported() {
 
 #[test]
 fn an_ordinary_stream_reports_no_error() {
-    let seen = split_run(Shape::AnthropicMessages, true, COMPACTION.as_bytes(), 64);
+    let seen = split_run(Api::Messages, true, COMPACTION.as_bytes(), 64);
     assert_eq!(seen.stream_error, None);
 }
 
@@ -177,7 +178,7 @@ fn run_gzip(observer: &mut UsageObserver, wire: &[u8], split: usize) -> Vec<u8> 
 fn gzip_stream_usage_is_read_and_bytes_are_untouched() {
     let wire = gzip(COMPACTION.as_bytes());
     for split in [1, 3, 50, wire.len()] {
-        let mut observer = UsageObserver::gzip(Shape::AnthropicMessages, true);
+        let mut observer = UsageObserver::gzip(Api::Messages, true);
         let out = run_gzip(&mut observer, &wire, split);
         assert_eq!(out, wire, "split {split}");
         let seen = observer.report();
@@ -194,7 +195,7 @@ fn gzip_stream_usage_is_read_and_bytes_are_untouched() {
 fn gzip_json_body_usage_is_read() {
     let body = r#"{"id":"chatcmpl-1","usage":{"prompt_tokens":146,"completion_tokens":3,"total_tokens":149}}"#;
     let wire = gzip(body.as_bytes());
-    let mut observer = UsageObserver::gzip(Shape::OpenAiChat, false);
+    let mut observer = UsageObserver::gzip(Api::ChatCompletions, false);
     assert_eq!(run_gzip(&mut observer, &wire, 10), wire);
     assert_eq!(observer.report().usage, usage(146, 3, 0, 0, 0));
 }
@@ -206,11 +207,11 @@ fn a_decompression_bomb_stops_observation_at_the_cap() {
     plain.extend_from_slice(br#"{"usage":{"prompt_tokens":1,"completion_tokens":1}}"#);
     let wire = gzip(&plain);
     assert!(wire.len() < 64 << 10);
-    let mut observer = UsageObserver::gzip_capped(Shape::OpenAiChat, false, 1 << 20);
+    let mut observer = UsageObserver::gzip_capped(Api::ChatCompletions, false, 1 << 20);
     assert_eq!(run_gzip(&mut observer, &wire, 4096), wire);
     assert!(!observer.report().final_usage_seen);
     // Under the cap the same body is read.
-    let mut observer = UsageObserver::gzip_capped(Shape::OpenAiChat, false, 8 << 20);
+    let mut observer = UsageObserver::gzip_capped(Api::ChatCompletions, false, 8 << 20);
     run_gzip(&mut observer, &wire, 4096);
     assert_eq!(observer.report().usage, usage(1, 1, 0, 0, 0));
 }
@@ -220,7 +221,7 @@ fn corrupt_gzip_is_forwarded_and_yields_no_usage() {
     let mut wire = gzip(COMPACTION.as_bytes());
     wire.truncate(40);
     wire.extend_from_slice(b"not gzip at all");
-    let mut observer = UsageObserver::gzip(Shape::AnthropicMessages, true);
+    let mut observer = UsageObserver::gzip(Api::Messages, true);
     assert_eq!(run_gzip(&mut observer, &wire, 7), wire);
     assert!(!observer.report().final_usage_seen);
 }

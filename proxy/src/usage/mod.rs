@@ -73,8 +73,9 @@ mod tests;
 use bytes::Bytes;
 use serde::Deserialize;
 
+use crate::api::Api;
 use crate::sse::{SseEvent, SseScanner, DEFAULT_MAX_EVENT_BYTES};
-use counts::{AnthropicAcc, Count, Family, RawUsage};
+use counts::{AnthropicAcc, Count, RawUsage};
 use gzip::GzipObserver;
 use json::JsonUsage;
 use responses::ResponsesUsage;
@@ -90,29 +91,6 @@ pub struct Usage {
     pub cached_tokens: u64,
     pub cache_write_tokens: u64,
     pub reasoning_tokens: u64,
-}
-
-/// The API a response comes from, which decides where its usage is.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Shape {
-    OpenAiChat,
-    OpenAiCompletions,
-    OpenAiEmbeddings,
-    OpenAiResponses,
-    AnthropicMessages,
-    AnthropicCountTokens,
-}
-
-impl Shape {
-    fn family(self) -> Family {
-        match self {
-            Shape::OpenAiChat | Shape::OpenAiCompletions | Shape::OpenAiEmbeddings => {
-                Family::OpenAi
-            }
-            Shape::OpenAiResponses => Family::Responses,
-            Shape::AnthropicMessages | Shape::AnthropicCountTokens => Family::Anthropic,
-        }
-    }
 }
 
 /// What a response revealed about its cost so far.
@@ -144,7 +122,7 @@ const RESPONSES_EVENT_PREFIX: usize = 256;
 const MAX_STRIP_HELD: u64 = DEFAULT_MAX_EVENT_BYTES as u64 + (64 << 10);
 
 #[derive(Debug)]
-#[allow(
+#[expect(
     clippy::large_enum_variant,
     reason = "one per request, held in place for its whole life; boxing the SSE variant would add an allocation to every stream"
 )]
@@ -164,7 +142,7 @@ enum Body {
 /// Observes one response body as Pingora's body filter hands it over, chunk by chunk.
 #[derive(Debug)]
 pub struct UsageObserver {
-    shape: Shape,
+    shape: Api,
     observed: Observed,
     anthropic: AnthropicAcc,
     body: Body,
@@ -174,14 +152,14 @@ impl UsageObserver {
     /// `stream`: the response is SSE; `strip_usage_chunk`: sluice injected
     /// `stream_options.include_usage` upstream, so the usage-only chunk must be removed from what
     /// the client gets. Strip mode only applies to OpenAI chat and completions streams.
-    pub fn new(shape: Shape, stream: bool, strip_usage_chunk: bool) -> Self {
+    pub fn new(shape: Api, stream: bool, strip_usage_chunk: bool) -> Self {
         let body = match shape {
-            Shape::AnthropicCountTokens => Body::CountTokens(Vec::new()),
-            Shape::OpenAiEmbeddings => Body::Json(JsonUsage::new()),
+            Api::CountTokens => Body::CountTokens(Vec::new()),
+            Api::Embeddings => Body::Json(JsonUsage::new()),
             _ if !stream => Body::Json(JsonUsage::new()),
             _ => {
-                let openai = matches!(shape, Shape::OpenAiChat | Shape::OpenAiCompletions);
-                let responses = shape == Shape::OpenAiResponses;
+                let openai = matches!(shape, Api::ChatCompletions | Api::Completions);
+                let responses = shape == Api::Responses;
                 let max = if responses {
                     RESPONSES_EVENT_PREFIX
                 } else {
@@ -205,12 +183,12 @@ impl UsageObserver {
     /// An observer for a response whose `content-encoding` is gzip: usage is read through a
     /// streaming decoder on the side and the forwarded bytes are never changed, so strip mode
     /// is off (an event cannot be cut out of a compressed stream).
-    pub fn gzip(shape: Shape, stream: bool) -> Self {
+    pub fn gzip(shape: Api, stream: bool) -> Self {
         Self::gzip_capped(shape, stream, gzip::MAX_DECODED)
     }
 
     /// [`UsageObserver::gzip`] observing at most `cap` decoded bytes.
-    fn gzip_capped(shape: Shape, stream: bool, cap: u64) -> Self {
+    fn gzip_capped(shape: Api, stream: bool, cap: u64) -> Self {
         let inner = Self::new(shape, stream, false);
         Self {
             shape,
@@ -277,7 +255,7 @@ impl UsageObserver {
             Body::Json(json) => {
                 if let Some(chunk) = body.as_ref() {
                     json.feed(chunk, |object, _| {
-                        if let Some(usage) = RawUsage::parse_counted(object, shape.family()) {
+                        if let Some(usage) = RawUsage::parse_counted(object, shape) {
                             observed.usage = usage;
                             observed.final_usage_seen = true;
                             observed.input_known = true;

@@ -7,42 +7,27 @@ use proptest::prelude::*;
 
 use super::fixtures::*;
 use super::tests::{embeddings_body, run};
-use super::{Shape, UsageObserver};
+use super::UsageObserver;
+use crate::api::Api;
 
 /// Every recorded response with the shape and mode it belongs to.
-fn recorded() -> Vec<(Shape, bool, String)> {
+fn recorded() -> Vec<(Api, bool, String)> {
     vec![
-        (Shape::OpenAiChat, true, OPENAI_CHAT_STREAM.to_owned()),
+        (Api::ChatCompletions, true, OPENAI_CHAT_STREAM.to_owned()),
+        (Api::Completions, true, OPENAI_COMPLETIONS_STREAM.to_owned()),
+        (Api::Responses, true, OPENAI_RESPONSES_STREAM.to_owned()),
+        (Api::Messages, true, ANTHROPIC_STREAM.to_owned()),
+        (Api::ChatCompletions, false, OPENAI_CHAT_BODY.to_owned()),
+        (Api::Completions, false, OPENAI_COMPLETIONS_BODY.to_owned()),
+        (Api::Responses, false, OPENAI_RESPONSES_BODY.to_owned()),
+        (Api::Messages, false, ANTHROPIC_BODY.to_owned()),
         (
-            Shape::OpenAiCompletions,
-            true,
-            OPENAI_COMPLETIONS_STREAM.to_owned(),
-        ),
-        (
-            Shape::OpenAiResponses,
-            true,
-            OPENAI_RESPONSES_STREAM.to_owned(),
-        ),
-        (Shape::AnthropicMessages, true, ANTHROPIC_STREAM.to_owned()),
-        (Shape::OpenAiChat, false, OPENAI_CHAT_BODY.to_owned()),
-        (
-            Shape::OpenAiCompletions,
-            false,
-            OPENAI_COMPLETIONS_BODY.to_owned(),
-        ),
-        (
-            Shape::OpenAiResponses,
-            false,
-            OPENAI_RESPONSES_BODY.to_owned(),
-        ),
-        (Shape::AnthropicMessages, false, ANTHROPIC_BODY.to_owned()),
-        (
-            Shape::AnthropicCountTokens,
+            Api::CountTokens,
             false,
             ANTHROPIC_COUNT_TOKENS_BODY.to_owned(),
         ),
         (
-            Shape::OpenAiEmbeddings,
+            Api::Embeddings,
             false,
             format!("{OPENAI_EMBEDDINGS_HEAD}{OPENAI_EMBEDDINGS_TAIL}"),
         ),
@@ -110,7 +95,7 @@ fn strip_at_every_single_split_removes_only_the_usage_event() {
         let bytes = text.as_bytes();
         for at in 0..=bytes.len() {
             let (head, tail) = bytes.split_at(at);
-            let (obs, out) = run(Shape::OpenAiChat, true, true, &[head, tail]);
+            let (obs, out) = run(Api::ChatCompletions, true, true, &[head, tail]);
             assert_eq!(out, expected.as_bytes(), "{ending:?} split at {at}");
             assert!(obs.final_usage_seen);
         }
@@ -148,13 +133,13 @@ fn sse_soup() -> impl Strategy<Value = Vec<u8>> {
     prop::collection::vec(token, 0..64).prop_map(|t| t.concat())
 }
 
-const SHAPES: [Shape; 6] = [
-    Shape::OpenAiChat,
-    Shape::OpenAiCompletions,
-    Shape::OpenAiEmbeddings,
-    Shape::OpenAiResponses,
-    Shape::AnthropicMessages,
-    Shape::AnthropicCountTokens,
+const SHAPES: [Api; 6] = [
+    Api::ChatCompletions,
+    Api::Completions,
+    Api::Embeddings,
+    Api::Responses,
+    Api::Messages,
+    Api::CountTokens,
 ];
 
 proptest! {
@@ -207,9 +192,9 @@ proptest! {
         cuts in prop::collection::vec(any::<usize>(), 0..16),
     ) {
         let (shape, stream) = if completions {
-            (Shape::OpenAiCompletions, OPENAI_COMPLETIONS_STREAM)
+            (Api::Completions, OPENAI_COMPLETIONS_STREAM)
         } else {
-            (Shape::OpenAiChat, OPENAI_CHAT_STREAM)
+            (Api::ChatCompletions, OPENAI_CHAT_STREAM)
         };
         let text = with_line_ending(stream, ending);
         let usage_event = text
@@ -256,12 +241,12 @@ proptest! {
 fn embeddings_split_everywhere_near_the_usage_key() {
     let body = embeddings_body();
     let bytes = body.as_bytes();
-    let expected = run(Shape::OpenAiEmbeddings, false, false, &[bytes]).0;
+    let expected = run(Api::Embeddings, false, false, &[bytes]).0;
     let key = body.rfind("\"usage\"").expect("has usage");
     for at in key.saturating_sub(4)..bytes.len() {
         let (head, tail) = bytes.split_at(at);
         assert_eq!(
-            run(Shape::OpenAiEmbeddings, false, false, &[head, tail]).0,
+            run(Api::Embeddings, false, false, &[head, tail]).0,
             expected,
             "split at {at}"
         );

@@ -13,9 +13,10 @@
 //! line; if one did not, that request's usage would be recorded as estimated, never as wrong
 //! counts.
 
-use super::counts::{Family, RawUsage};
+use super::counts::RawUsage;
 use super::json::JsonUsage;
 use super::Usage;
+use crate::api::Api;
 
 /// The usage finder of one Responses stream.
 #[derive(Debug)]
@@ -38,7 +39,7 @@ impl ResponsesUsage {
     pub(crate) fn feed(&mut self, chunk: &[u8], base: u64) {
         let pending = &mut self.pending;
         self.json.feed(chunk, |object, end| {
-            if let Some(usage) = RawUsage::parse_counted(object, Family::Responses) {
+            if let Some(usage) = RawUsage::parse_counted(object, Api::Responses) {
                 *pending = Some((usage, base.saturating_add(end as u64)));
             }
         });

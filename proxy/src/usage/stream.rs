@@ -10,10 +10,11 @@ use std::sync::OnceLock;
 use memchr::memmem::Finder;
 use serde::Deserialize;
 
-use super::counts::{AnthropicAcc, Family, Lenient, RawUsage, SeqLen};
+use super::counts::{AnthropicAcc, Lenient, RawUsage, SeqLen};
 use super::failure;
 use super::responses::ResponsesUsage;
-use super::{Observed, Shape};
+use super::Observed;
+use crate::api::Api;
 use crate::sse::SseEvent;
 
 /// Any object with a `usage` member: an OpenAI chunk, an Anthropic `message` or
@@ -99,7 +100,7 @@ fn parse<'d, T: Deserialize<'d> + Default>(data: &'d [u8]) -> T {
 /// Applies one event to the running tally. Returns true for an OpenAI usage-only chunk (usage
 /// present, no choices), the one that strip mode removes.
 pub(crate) fn on_event(
-    shape: Shape,
+    shape: Api,
     ev: &SseEvent<'_>,
     obs: &mut Observed,
     anthropic: &mut AnthropicAcc,
@@ -121,8 +122,8 @@ pub(crate) fn on_event(
         }
     };
     match shape {
-        Shape::OpenAiChat | Shape::OpenAiCompletions => openai(shape, ev.data, data, obs),
-        Shape::OpenAiResponses => {
+        Api::ChatCompletions | Api::Completions => openai(shape, ev.data, data, obs),
+        Api::Responses => {
             let kind = kind();
             if kind.ends_with(b".delta") {
                 obs.delta_events = obs.delta_events.saturating_add(1);
@@ -142,7 +143,7 @@ pub(crate) fn on_event(
             }
             false
         }
-        Shape::AnthropicMessages => {
+        Api::Messages => {
             match kind() {
                 b"content_block_delta" => obs.delta_events = obs.delta_events.saturating_add(1),
                 b"message_start" => {
@@ -169,21 +170,21 @@ pub(crate) fn on_event(
             obs.usage = anthropic.usage();
             false
         }
-        Shape::OpenAiEmbeddings | Shape::AnthropicCountTokens => false,
+        Api::Embeddings | Api::CountTokens | Api::Models => false,
     }
 }
 
 /// OpenAI chat and completions chunks: usage is in the chunk with a non-null `usage` (normally
 /// the last one before `[DONE]`, with `"choices":[]`; some servers put it on the final content
 /// chunk instead); everything with non-empty content counts as a delta.
-fn openai(shape: Shape, raw_data: &[u8], data: &[u8], obs: &mut Observed) -> bool {
+fn openai(shape: Api, raw_data: &[u8], data: &[u8], obs: &mut Observed) -> bool {
     if data == b"[DONE]" {
         return false;
     }
     if has_usage_object(data) {
         let chunk: WithUsage = parse(data);
         if let Some(raw) = chunk.usage.0.filter(RawUsage::has_counts) {
-            obs.usage = raw.normalise(Family::OpenAi);
+            obs.usage = raw.normalise(shape);
             obs.final_usage_seen = true;
             obs.input_known = true;
             if chunk.choices.0.unwrap_or(0) == 0 {
@@ -192,7 +193,7 @@ fn openai(shape: Shape, raw_data: &[u8], data: &[u8], obs: &mut Observed) -> boo
         }
     }
     let k = keys();
-    let content_bearing = if shape == Shape::OpenAiChat {
+    let content_bearing = if shape == Api::ChatCompletions {
         // The role-only first chunk has `"content":""` and the last has `"delta":{}`.
         // Only the first `"content"` after the delta matters, which keeps this to short scans.
         k.delta.find(raw_data).is_some_and(|at| {

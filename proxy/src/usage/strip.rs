@@ -187,7 +187,8 @@ fn sub(piece: &Bytes, piece_start: u64, from: u64, to: u64) -> Option<Bytes> {
 mod tests {
     use bytes::Bytes;
 
-    use crate::usage::{Shape, UsageObserver};
+    use crate::api::Api;
+    use crate::usage::UsageObserver;
 
     const EVENT: &str = "data: {\"choices\":[{\"delta\":{\"content\":\"tok\"}}]}\n\n";
 
@@ -202,7 +203,7 @@ mod tests {
     fn joined_pieces_reuse_one_buffer_once_the_client_write_dropped_them() {
         let (head, tail) = EVENT.split_at(EVENT.len() / 2);
         let straddling = format!("{tail}{head}");
-        let mut observer = UsageObserver::new(Shape::OpenAiChat, true, true);
+        let mut observer = UsageObserver::new(Api::ChatCompletions, true, true);
         assert!(
             feed(&mut observer, head).is_empty(),
             "a partial event is held"
@@ -239,7 +240,7 @@ mod tests {
         let usage =
             "data: {\"choices\":[],\"usage\":{\"prompt_tokens\":3,\"completion_tokens\":1}}\n\n";
         let read = format!("{EVENT}{usage}{EVENT}{usage}{usage}data: [DONE]\n\n");
-        let mut observer = UsageObserver::new(Shape::OpenAiChat, true, true);
+        let mut observer = UsageObserver::new(Api::ChatCompletions, true, true);
         let mut body = Some(Bytes::from(read));
         observer.filter(&mut body, true);
         let expected = format!("{EVENT}{EVENT}data: [DONE]\n\n");

@@ -3,16 +3,12 @@
 use bytes::Bytes;
 
 use super::fixtures::*;
-use super::{Observed, Shape, Usage, UsageObserver};
+use super::{Observed, Usage, UsageObserver};
+use crate::api::Api;
 
 /// Feeds `chunks` through a fresh observer, ending with an empty end-of-stream call, and returns
 /// what it reported and the bytes it forwarded.
-pub(crate) fn run(
-    shape: Shape,
-    stream: bool,
-    strip: bool,
-    chunks: &[&[u8]],
-) -> (Observed, Vec<u8>) {
+pub(crate) fn run(shape: Api, stream: bool, strip: bool, chunks: &[&[u8]]) -> (Observed, Vec<u8>) {
     let mut observer = UsageObserver::new(shape, stream, strip);
     let mut out = Vec::new();
     for chunk in chunks {
@@ -26,7 +22,7 @@ pub(crate) fn run(
     (observer.report(), out)
 }
 
-fn whole(shape: Shape, stream: bool, text: &str) -> Observed {
+fn whole(shape: Api, stream: bool, text: &str) -> Observed {
     run(shape, stream, false, &[text.as_bytes()]).0
 }
 
@@ -53,25 +49,25 @@ fn done(usage: Usage, delta_events: u64) -> Observed {
 
 #[test]
 fn openai_chat_stream() {
-    let obs = whole(Shape::OpenAiChat, true, OPENAI_CHAT_STREAM);
+    let obs = whole(Api::ChatCompletions, true, OPENAI_CHAT_STREAM);
     assert_eq!(obs, done(usage(1117, 46, 1024, 0, 0), 4));
 }
 
 #[test]
 fn openai_completions_stream() {
-    let obs = whole(Shape::OpenAiCompletions, true, OPENAI_COMPLETIONS_STREAM);
+    let obs = whole(Api::Completions, true, OPENAI_COMPLETIONS_STREAM);
     assert_eq!(obs, done(usage(5, 7, 0, 0, 0), 3));
 }
 
 #[test]
 fn openai_responses_stream() {
-    let obs = whole(Shape::OpenAiResponses, true, OPENAI_RESPONSES_STREAM);
+    let obs = whole(Api::Responses, true, OPENAI_RESPONSES_STREAM);
     assert_eq!(obs, done(usage(1536, 210, 1280, 0, 192), 3));
 }
 
 #[test]
 fn anthropic_stream_with_cache() {
-    let obs = whole(Shape::AnthropicMessages, true, ANTHROPIC_STREAM);
+    let obs = whole(Api::Messages, true, ANTHROPIC_STREAM);
     assert_eq!(obs, done(usage(12 + 2048 + 4096, 15, 4096, 2048, 0), 3));
 }
 
@@ -80,7 +76,7 @@ fn anthropic_stream_cut_before_message_delta_keeps_input() {
     let cut = ANTHROPIC_STREAM
         .find("event: content_block_stop")
         .expect("fixture has it");
-    let obs = whole(Shape::AnthropicMessages, true, &ANTHROPIC_STREAM[..cut]);
+    let obs = whole(Api::Messages, true, &ANTHROPIC_STREAM[..cut]);
     assert!(!obs.final_usage_seen && obs.input_known);
     assert_eq!(
         (
@@ -98,7 +94,7 @@ fn anthropic_message_delta_revising_input_wins() {
         "\"usage\":{\"output_tokens\":15}",
         "\"usage\":{\"input_tokens\":20,\"cache_creation_input_tokens\":2048,\"cache_read_input_tokens\":4096,\"output_tokens\":15,\"server_tool_use\":{\"web_search_requests\":1}}",
     );
-    let obs = whole(Shape::AnthropicMessages, true, &stream);
+    let obs = whole(Api::Messages, true, &stream);
     assert_eq!(obs.usage, usage(20 + 2048 + 4096, 15, 4096, 2048, 0));
 }
 
@@ -107,7 +103,7 @@ fn openai_stream_cut_short_counts_deltas_only() {
     let cut = OPENAI_CHAT_STREAM
         .find(OPENAI_CHAT_USAGE_EVENT)
         .expect("fixture has it");
-    let obs = whole(Shape::OpenAiChat, true, &OPENAI_CHAT_STREAM[..cut]);
+    let obs = whole(Api::ChatCompletions, true, &OPENAI_CHAT_STREAM[..cut]);
     assert_eq!(
         obs,
         Observed {
@@ -126,7 +122,7 @@ fn responses_incomplete_carries_usage() {
             "\"type\":\"response.incomplete\"",
         );
     assert_eq!(
-        whole(Shape::OpenAiResponses, true, &stream).usage,
+        whole(Api::Responses, true, &stream).usage,
         usage(1536, 210, 1280, 0, 192)
     );
 }
@@ -139,38 +135,34 @@ fn event_type_falls_back_to_json_type_without_event_lines() {
         .map(|l| format!("{l}\n"))
         .collect();
     assert_eq!(
-        whole(Shape::AnthropicMessages, true, &stream),
-        whole(Shape::AnthropicMessages, true, ANTHROPIC_STREAM)
+        whole(Api::Messages, true, &stream),
+        whole(Api::Messages, true, ANTHROPIC_STREAM)
     );
 }
 
 #[test]
 fn non_stream_bodies() {
     assert_eq!(
-        whole(Shape::OpenAiChat, false, OPENAI_CHAT_BODY),
+        whole(Api::ChatCompletions, false, OPENAI_CHAT_BODY),
         done(usage(2048, 300, 1920, 0, 256), 0)
     );
     assert_eq!(
-        whole(Shape::OpenAiCompletions, false, OPENAI_COMPLETIONS_BODY),
+        whole(Api::Completions, false, OPENAI_COMPLETIONS_BODY),
         done(usage(5, 7, 0, 0, 0), 0)
     );
     assert_eq!(
-        whole(Shape::OpenAiResponses, false, OPENAI_RESPONSES_BODY),
+        whole(Api::Responses, false, OPENAI_RESPONSES_BODY),
         done(usage(328, 52, 0, 0, 0), 0)
     );
     assert_eq!(
-        whole(Shape::AnthropicMessages, false, ANTHROPIC_BODY),
+        whole(Api::Messages, false, ANTHROPIC_BODY),
         done(usage(2095 + 1800, 503, 1800, 0, 0), 0)
     );
 }
 
 #[test]
 fn count_tokens_is_free_but_reported() {
-    let obs = whole(
-        Shape::AnthropicCountTokens,
-        false,
-        ANTHROPIC_COUNT_TOKENS_BODY,
-    );
+    let obs = whole(Api::CountTokens, false, ANTHROPIC_COUNT_TOKENS_BODY);
     assert_eq!(
         obs,
         Observed {
@@ -179,7 +171,7 @@ fn count_tokens_is_free_but_reported() {
         }
     );
     assert_eq!(
-        whole(Shape::AnthropicCountTokens, false, "{\"type\":\"error\"}"),
+        whole(Api::CountTokens, false, "{\"type\":\"error\"}"),
         Observed::default()
     );
 }
@@ -202,7 +194,7 @@ fn large_embeddings_body_in_chunks() {
     let body = embeddings_body();
     assert!(body.len() > 2 << 20);
     let chunks: Vec<&[u8]> = body.as_bytes().chunks(16 * 1024 + 7).collect();
-    let (obs, out) = run(Shape::OpenAiEmbeddings, false, false, &chunks);
+    let (obs, out) = run(Api::Embeddings, false, false, &chunks);
     assert_eq!(obs, done(usage(8, 0, 0, 0, 0), 0));
     assert_eq!(out, body.as_bytes());
 }
@@ -211,34 +203,34 @@ fn large_embeddings_body_in_chunks() {
 fn lenient_numbers_and_garbage() {
     let body = |u: &str| format!("{{\"id\":\"x\",\"usage\":{u}}}");
     let obs = whole(
-        Shape::OpenAiChat,
+        Api::ChatCompletions,
         false,
         &body("{\"prompt_tokens\":-5,\"completion_tokens\":1e300,\"prompt_tokens_details\":7}"),
     );
     assert_eq!(obs.usage, usage(0, u64::MAX, 0, 0, 0));
     let obs = whole(
-        Shape::OpenAiChat,
+        Api::ChatCompletions,
         false,
         &body("{\"prompt_tokens\":18446744073709551616,\"completion_tokens\":\"3\"}"),
     );
     assert_eq!(obs.usage, usage(u64::MAX, 0, 0, 0, 0));
     let obs = whole(
-        Shape::AnthropicMessages,
+        Api::Messages,
         false,
         &body("{\"input_tokens\":18446744073709551615,\"cache_read_input_tokens\":5}"),
     );
     assert_eq!(obs.usage.input_tokens, u64::MAX);
     assert_eq!(
-        whole(Shape::OpenAiChat, false, &body("null")),
+        whole(Api::ChatCompletions, false, &body("null")),
         Observed::default()
     );
     assert_eq!(
-        whole(Shape::OpenAiChat, false, &body("{\"type\":\"string\"}")),
+        whole(Api::ChatCompletions, false, &body("{\"type\":\"string\"}")),
         Observed::default()
     );
     assert_eq!(
         whole(
-            Shape::OpenAiChat,
+            Api::ChatCompletions,
             false,
             "\u{0}\u{ff}\"usage\":{\"prompt_tokens\":3}"
         ),
@@ -250,14 +242,14 @@ fn lenient_numbers_and_garbage() {
 fn usage_object_with_tricky_strings() {
     let body = r#"{"usage" :	{"note":"}{\"\\","prompt_tokens":3,"nested":{"a":"}"},"completion_tokens":4}}"#;
     assert_eq!(
-        whole(Shape::OpenAiChat, false, body).usage,
+        whole(Api::ChatCompletions, false, body).usage,
         usage(3, 4, 0, 0, 0)
     );
 }
 
 #[test]
 fn non_strip_forwards_the_same_bytes_objects() {
-    let mut observer = UsageObserver::new(Shape::OpenAiChat, true, false);
+    let mut observer = UsageObserver::new(Api::ChatCompletions, true, false);
     for piece in OPENAI_CHAT_STREAM.as_bytes().chunks(100) {
         let original = Bytes::copy_from_slice(piece);
         let mut body = Some(original.clone());
@@ -278,7 +270,7 @@ fn non_strip_forwards_the_same_bytes_objects() {
 fn strip_removes_exactly_the_usage_event() {
     let expected = OPENAI_CHAT_STREAM.replace(OPENAI_CHAT_USAGE_EVENT, "");
     let (obs, out) = run(
-        Shape::OpenAiChat,
+        Api::ChatCompletions,
         true,
         true,
         &[OPENAI_CHAT_STREAM.as_bytes()],
@@ -286,7 +278,7 @@ fn strip_removes_exactly_the_usage_event() {
     assert_eq!(obs, done(usage(1117, 46, 1024, 0, 0), 4));
     assert_eq!(String::from_utf8(out).expect("utf8"), expected);
     let (_, out) = run(
-        Shape::OpenAiCompletions,
+        Api::Completions,
         true,
         true,
         &[OPENAI_COMPLETIONS_STREAM.as_bytes()],
@@ -298,7 +290,7 @@ fn strip_removes_exactly_the_usage_event() {
 
 #[test]
 fn strip_forwards_boundary_aligned_chunks_unchanged_and_holds_partial_events() {
-    let mut observer = UsageObserver::new(Shape::OpenAiChat, true, true);
+    let mut observer = UsageObserver::new(Api::ChatCompletions, true, true);
     let events: Vec<&str> = OPENAI_CHAT_STREAM.split_inclusive("\n\n").collect();
     let first = Bytes::from(events[0]);
     let mut body = Some(first.clone());
@@ -329,22 +321,17 @@ fn strip_forwards_boundary_aligned_chunks_unchanged_and_holds_partial_events() {
 #[test]
 fn strip_keeps_usage_that_rides_on_a_content_chunk() {
     let stream = "data: {\"choices\":[{\"index\":0,\"delta\":{\"content\":\"x\"}}],\"usage\":{\"prompt_tokens\":3,\"completion_tokens\":1}}\n\ndata: [DONE]\n\n";
-    let (obs, out) = run(Shape::OpenAiChat, true, true, &[stream.as_bytes()]);
+    let (obs, out) = run(Api::ChatCompletions, true, true, &[stream.as_bytes()]);
     assert_eq!(out, stream.as_bytes());
     assert_eq!(obs, done(usage(3, 1, 0, 0, 0), 1));
 }
 
 #[test]
 fn strip_mode_is_ignored_where_it_does_not_apply() {
-    let (_, out) = run(
-        Shape::AnthropicMessages,
-        true,
-        true,
-        &[ANTHROPIC_STREAM.as_bytes()],
-    );
+    let (_, out) = run(Api::Messages, true, true, &[ANTHROPIC_STREAM.as_bytes()]);
     assert_eq!(out, ANTHROPIC_STREAM.as_bytes());
     let (_, out) = run(
-        Shape::OpenAiChat,
+        Api::ChatCompletions,
         false,
         true,
         &[OPENAI_CHAT_BODY.as_bytes()],
@@ -354,7 +341,7 @@ fn strip_mode_is_ignored_where_it_does_not_apply() {
 
 #[test]
 fn strip_does_not_hold_an_endless_event() {
-    let mut observer = UsageObserver::new(Shape::OpenAiChat, true, true);
+    let mut observer = UsageObserver::new(Api::ChatCompletions, true, true);
     let chunk = Bytes::from(vec![b'x'; 256 * 1024]);
     let mut forwarded = 0;
     for _ in 0..8 {

@@ -1,7 +1,7 @@
 //! The standard test configuration: mock-backed providers, sealed org keys, and virtual keys.
 
-use sluice_proxy::crypto::MasterKeys;
-use sluice_proxy::keys::{self, KeyDigest};
+use sluice_proxy::credentials::crypto::MasterKeys;
+use sluice_proxy::credentials::keys::{self, KeyDigest};
 use std::net::SocketAddr;
 
 /// Test master key (version 1), passed to sluice as `SLUICE_MASTER_KEY`.

@@ -3,7 +3,7 @@
 //! settings, and a bounded wait on observable conditions.
 
 use crate::config::{IngestToken, LedgerSettings};
-use crate::record::{Outcome, UsageRecord};
+use crate::metering::record::{Outcome, UsageRecord};
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};

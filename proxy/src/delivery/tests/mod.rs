@@ -5,9 +5,9 @@
 mod harness;
 
 use super::spend;
-use crate::budgets::{Period, Spend};
 use crate::config::{LedgerSettings, SinkKind, UsageSettings};
-use crate::sink::UsageSink;
+use crate::governance::budgets::{Period, Spend};
+use crate::metering::sink::UsageSink;
 use harness::*;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -321,7 +321,7 @@ fn what_the_ledger_will_not_take_is_dead_lettered_and_delivery_goes_on() {
     assert_eq!(id(&lines[1]), rejected.id.to_string());
     assert_eq!(lines[1]["reason"], "rejected: not storable");
     // The record is kept whole, as it was sent.
-    let back: crate::record::UsageRecord =
+    let back: crate::metering::record::UsageRecord =
         serde_json::from_value(lines[1]["record"].clone()).unwrap();
     assert_eq!(back, rejected);
 }

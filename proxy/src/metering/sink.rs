@@ -7,12 +7,12 @@
 //! the queue and waits (bounded) until the local sink is flushed and the worker has delivered or
 //! spooled everything.
 
-use crate::budgets::Spend;
 use crate::config::{LedgerSettings, SinkKind, UsageSettings};
 use crate::delivery::batcher::{Batching, Intake, Msg};
 use crate::delivery::{self, client::LedgerClient};
-use crate::metrics;
-use crate::record::UsageRecord;
+use crate::governance::budgets::Spend;
+use crate::metering::record::UsageRecord;
+use crate::telemetry;
 use std::io::Write;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc::{sync_channel, SyncSender, TrySendError};
@@ -131,7 +131,7 @@ impl UsageSink {
     }
 
     fn count_drop(&self, reason: &'static str) {
-        metrics::count_dropped(reason, 1);
+        telemetry::count_dropped(reason, 1);
         // Warn on the 1st, 2nd, 4th, 8th… drop: a full queue under load must not turn every
         // request into a log write.
         let before = self.dropped.fetch_add(1, Ordering::Relaxed);

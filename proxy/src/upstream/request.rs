@@ -4,10 +4,12 @@
 //! provider. The provider credential is opened here, per request, into memory that is zeroed when
 //! the request's copy is dropped.
 
-use crate::config::{AuthStyle, Org, Provider, ProviderKind, Snapshot};
-use crate::crypto::Secret;
+use crate::api::Family;
+use crate::config::{AuthStyle, Org, Provider, Snapshot};
+use crate::credentials::crypto::Secret;
 use crate::errors::GatewayError;
 use http::header::{self, HeaderName, HeaderValue};
+use percent_encoding::{utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
 use pingora::http::RequestHeader;
 use zeroize::Zeroizing;
 
@@ -120,7 +122,7 @@ pub fn prepare_request(
         header::ACCEPT_ENCODING,
         HeaderValue::from_static("identity"),
     )?;
-    if provider.kind == ProviderKind::Anthropic && !req.headers.contains_key(ANTHROPIC_VERSION) {
+    if provider.kind == Family::Anthropic && !req.headers.contains_key(ANTHROPIC_VERSION) {
         set(
             req,
             ANTHROPIC_VERSION,
@@ -162,7 +164,7 @@ fn upstream_uri(
     let mut target = format!("{base}{rest}");
     // The presented key is looked up only when there is a query to filter.
     let query = req.uri.query();
-    let presented = query.and_then(|_| crate::auth::presented_key(req));
+    let presented = query.and_then(|_| crate::admission::auth::presented_key(req));
     let client = query
         .into_iter()
         .flat_map(|q| q.split('&'))
@@ -192,21 +194,20 @@ fn is_credential(pair: &str, presented: Option<&str>) -> bool {
         .iter()
         .any(|c| name.eq_ignore_ascii_case(c))
         || presented.is_some_and(|k| value == k || name == k)
-        || value.contains(crate::keys::KEY_PREFIX)
-        || name.contains(crate::keys::KEY_PREFIX)
+        || value.contains(crate::credentials::keys::KEY_PREFIX)
+        || name.contains(crate::credentials::keys::KEY_PREFIX)
 }
 
-/// Percent-encodes everything outside RFC 3986's unreserved set.
+/// RFC 3986's unreserved characters stay as they are; everything else in a path segment (`/`
+/// included, so a model name cannot add segments) is percent-encoded.
+const SEGMENT: &AsciiSet = &NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'.')
+    .remove(b'_')
+    .remove(b'~');
+
 fn path_segment(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for b in s.bytes() {
-        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') {
-            out.push(b as char);
-        } else {
-            out.push_str(&format!("%{b:02X}"));
-        }
-    }
-    out
+    utf8_percent_encode(s, SEGMENT).to_string()
 }
 
 fn value(s: &str) -> Result<HeaderValue, GatewayError> {

@@ -3,11 +3,12 @@
 use std::fmt;
 use std::time::Duration;
 
-use super::held::Held;
 use super::window::RateInfo;
+use super::Entries;
 use super::Scope;
 
-/// Which kind of limit refused a request.
+/// Which kind of limit refused a request. Its text is how people read it in a refusal
+/// ("rate limit reached for concurrent requests").
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum LimitKind {
     Requests,
@@ -20,7 +21,7 @@ impl fmt::Display for LimitKind {
         f.write_str(match self {
             LimitKind::Requests => "requests",
             LimitKind::Tokens => "tokens",
-            LimitKind::Concurrency => "concurrency",
+            LimitKind::Concurrency => "concurrent requests",
         })
     }
 }
@@ -43,7 +44,7 @@ pub struct Refusal {
 #[must_use = "dropping the slots releases the concurrency limit at once"]
 #[derive(Default)]
 pub struct Slots {
-    pub(super) entries: Held,
+    pub(super) entries: Entries,
 }
 
 impl Drop for Slots {
@@ -63,7 +64,7 @@ impl fmt::Debug for Slots {
 /// Tokens charged to every token bucket of an admitted request's scopes. Dropping it keeps the
 /// current charge; `settle` changes it.
 pub struct Reservation {
-    pub(super) entries: Held,
+    pub(super) entries: Entries,
     pub(super) charged: u64,
 }
 

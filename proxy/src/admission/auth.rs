@@ -1,8 +1,8 @@
 //! Virtual-key authentication: find the presented key, look its digest up, check expiry.
 
 use crate::config::{Snapshot, VirtualKey};
+use crate::credentials::keys::{self, KeyDigest};
 use crate::errors::GatewayError;
-use crate::keys::{self, KeyDigest};
 use pingora::http::RequestHeader;
 use std::sync::Arc;
 use std::time::SystemTime;
@@ -22,7 +22,7 @@ pub fn presented_key(req: &RequestHeader) -> Option<&str> {
     bearer
         .or_else(|| {
             req.headers
-                .get(crate::providers::X_API_KEY)
+                .get(crate::upstream::request::X_API_KEY)
                 .and_then(|v| v.to_str().ok())
         })
         .filter(|k| !k.is_empty())

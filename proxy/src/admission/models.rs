@@ -7,7 +7,7 @@
 //! for one such name by id (`/v1/models/claude-3-opus`) answers for that name.
 
 use crate::api::Family;
-use crate::config::{ProviderKind, Route, Snapshot, VirtualKey};
+use crate::config::{Route, Snapshot, VirtualKey};
 use crate::ctx::Ctx;
 use crate::errors::GatewayError;
 use crate::respond;
@@ -28,7 +28,7 @@ struct Listed<'a> {
 fn usable<'a>(
     snapshot: &'a Snapshot,
     key: &'a VirtualKey,
-    kind: ProviderKind,
+    kind: Family,
 ) -> impl Iterator<Item = Listed<'a>> + 'a {
     let exact = snapshot.models.iter().map(|(name, route)| Listed {
         id: name,
@@ -75,14 +75,14 @@ pub async fn answer(session: &mut Session, ctx: &mut Ctx) {
     let anthropic = session
         .req_header()
         .headers
-        .contains_key(crate::providers::ANTHROPIC_VERSION);
+        .contains_key(crate::upstream::request::ANTHROPIC_VERSION);
     if anthropic {
         ctx.family = Family::Anthropic;
     }
     let kind = if anthropic {
-        ProviderKind::Anthropic
+        Family::Anthropic
     } else {
-        ProviderKind::OpenAi
+        Family::OpenAi
     };
     let wanted = session
         .req_header()
@@ -114,7 +114,7 @@ pub async fn answer(session: &mut Session, ctx: &mut Ctx) {
                     created,
                 ),
                 None => {
-                    let id = crate::api::truncate(&id, 256);
+                    let id = crate::text::truncate(&id, 256);
                     return respond::error(session, ctx, GatewayError::UnknownModel(id)).await;
                 }
             }

@@ -3,7 +3,7 @@
 //! definition the proxy and the ledger share; this module adds the caller tags read from headers
 //! and [`sanitized`], the one place a record's text is made safe to store.
 
-use crate::api::bounded;
+use crate::text::bounded;
 use http::header::HeaderName;
 use pingora::http::RequestHeader;
 use serde::Serialize;
@@ -109,7 +109,7 @@ fn clean_arc(s: &mut Option<Arc<str>>, max: usize) {
 
 /// The record with every text field cleaned ([`clean_text`]) and bounded: model names to
 /// [`MAX_MODEL`], tags to [`MAX_TAG_VALUE`], meta to [`MAX_META_TAGS`] entries with names of at
-/// most [`MAX_TAG_NAME`] bytes. Applied once, where a record is built ([`crate::meter`]), so
+/// most [`MAX_TAG_NAME`] bytes. Applied once, where a record is built ([`crate::metering`]), so
 /// nothing downstream (the local sink, the spool, the ledger) ever sees a control character.
 pub fn sanitized(mut r: UsageRecord) -> UsageRecord {
     clean_arc(&mut r.org, MAX_NAME);

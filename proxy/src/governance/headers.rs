@@ -9,23 +9,15 @@
 //!   `retry-after-ms` (which the official SDKs prefer when present).
 
 use crate::api::Family;
-use std::fmt::Write;
+use crate::governance::limits::Window;
+use crate::text::go_duration;
 use std::time::{Duration, SystemTime};
-
-/// One limit as the client sees it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Shown {
-    pub limit: u64,
-    pub remaining: u64,
-    /// Time until the bucket is full again.
-    pub reset: Duration,
-}
 
 /// Writes the headers for the tightest request and token limits through `put` (name, value).
 pub fn rate_limit_headers(
     family: Family,
-    requests: Option<Shown>,
-    tokens: Option<Shown>,
+    requests: Option<Window>,
+    tokens: Option<Window>,
     now: SystemTime,
     mut put: impl FnMut(&'static str, String),
 ) {
@@ -97,57 +89,14 @@ fn round_up_to_second(d: Duration) -> Duration {
     }
 }
 
-/// Go's `time.Duration` text, which OpenAI's reset headers use, at millisecond precision:
-/// `0s`, `20ms`, `1s`, `8.64s`, `6m0s`, `1h2m3.5s`.
-pub fn go_duration(d: Duration) -> String {
-    let ms = d.as_millis();
-    let mut out = String::new();
-    if ms == 0 {
-        return "0s".to_string();
-    }
-    if ms < 1_000 {
-        let _ = write!(out, "{ms}ms");
-        return out;
-    }
-    let (h, rest) = (ms / 3_600_000, ms % 3_600_000);
-    let (m, rest) = (rest / 60_000, rest % 60_000);
-    let (s, frac) = (rest / 1_000, rest % 1_000);
-    if h > 0 {
-        let _ = write!(out, "{h}h");
-    }
-    if h > 0 || m > 0 {
-        let _ = write!(out, "{m}m");
-    }
-    let _ = write!(out, "{s}");
-    if frac > 0 {
-        let digits = format!("{frac:03}");
-        let _ = write!(out, ".{}", digits.trim_end_matches('0'));
-    }
-    out.push('s');
-    out
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    #[test]
-    fn go_durations_match_openai_examples() {
-        let ms = Duration::from_millis;
-        assert_eq!(go_duration(ms(0)), "0s");
-        assert_eq!(go_duration(ms(20)), "20ms");
-        assert_eq!(go_duration(ms(1_000)), "1s");
-        assert_eq!(go_duration(ms(8_640)), "8.64s");
-        assert_eq!(go_duration(ms(360_000)), "6m0s");
-        assert_eq!(go_duration(ms(3_723_500)), "1h2m3.5s");
-        assert_eq!(go_duration(ms(7_200_000)), "2h0m0s");
-        assert_eq!(go_duration(Duration::from_micros(1_500)), "1ms");
-    }
-
     fn collect(
         family: Family,
-        requests: Option<Shown>,
-        tokens: Option<Shown>,
+        requests: Option<Window>,
+        tokens: Option<Window>,
     ) -> Vec<(&'static str, String)> {
         let mut out = Vec::new();
         let now = humantime::parse_rfc3339("2026-11-23T12:00:00Z").unwrap();
@@ -157,12 +106,12 @@ mod tests {
 
     #[test]
     fn openai_and_anthropic_formats() {
-        let req = Shown {
+        let req = Window {
             limit: 60,
             remaining: 59,
             reset: Duration::from_millis(1_000),
         };
-        let tok = Shown {
+        let tok = Window {
             limit: 150_000,
             remaining: 149_000,
             reset: Duration::from_millis(400),

@@ -1,12 +1,18 @@
 //! Admission: everything decided before a request may go upstream — surface, key, body, route.
 
-use crate::api::{bounded, truncate, Api, Family};
-use crate::auth;
-use crate::body::{self, RequestFields};
+pub mod auth;
+pub mod body;
+pub mod cors;
+pub mod models;
+pub mod surface;
+
+use crate::api::{Api, Family};
 use crate::ctx::Ctx;
 use crate::errors::GatewayError;
-use crate::govern::{self, Governance};
-use crate::record::{Tags, MAX_TAG_VALUE};
+use crate::governance::{self, Governance};
+use crate::metering::record::{Tags, MAX_TAG_VALUE};
+use crate::text::{bounded, truncate};
+use body::RequestFields;
 use bytes::{Bytes, BytesMut};
 use pingora::proxy::Session;
 use std::time::SystemTime;
@@ -32,12 +38,12 @@ pub async fn admit(
     let req = session.req_header();
     ctx.family = Family::of_path(req.uri.path());
     crate::server::http1::check_request(req)?;
-    ctx.cors_origin = crate::cors::allowed_origin(session, ctx);
+    ctx.cors_origin = crate::admission::cors::allowed_origin(session, ctx);
     let req = session.req_header();
-    if ctx.cors_origin.is_some() && crate::cors::is_preflight(req) {
+    if ctx.cors_origin.is_some() && crate::admission::cors::is_preflight(req) {
         return Ok(Admission::Preflight);
     }
-    let api = Api::classify(&req.method, req.uri.path())?;
+    let api = surface::classify(&req.method, req.uri.path())?;
     ctx.api = Some(api);
     ctx.family = api.family();
     let key = auth::authenticate(&ctx.snapshot, req, now)?;
@@ -71,7 +77,7 @@ pub async fn admit(
     if !key.scope.allows(model) {
         return Err(GatewayError::ModelNotAllowed(shown));
     }
-    if route.provider.kind != api.provider_kind() {
+    if route.provider.kind != api.family() {
         return Err(GatewayError::WrongSurface {
             model: shown,
             wanted: match api.family() {
@@ -99,7 +105,7 @@ pub async fn admit(
     }
     let org = ctx.snapshot.org(&key.org).cloned();
     let held = gov.admit(
-        &govern::Request {
+        &governance::Request {
             key: &key,
             org: org.as_deref(),
             model,
@@ -107,7 +113,7 @@ pub async fn admit(
             input_estimate: if api == Api::CountTokens {
                 0
             } else {
-                govern::estimate_input(ctx.bytes_in)
+                governance::estimate_input(ctx.bytes_in)
             },
             max_output: fields.max_output(),
             generates,

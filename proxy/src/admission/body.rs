@@ -47,7 +47,7 @@ impl<'a> RequestFields<'a> {
         let mut fields: Self = serde_json::from_slice(body).map_err(|e| {
             GatewayError::InvalidBody(format!(
                 "the request body is not a valid JSON object: {}",
-                crate::api::truncate(&e.to_string(), 200)
+                crate::text::truncate(&e.to_string(), 200)
             ))
         })?;
         if let Some(raw) = fields.model_raw {

@@ -16,7 +16,6 @@
 
 mod admission;
 mod entry;
-mod held;
 mod quota;
 mod requests;
 mod tokens;
@@ -41,7 +40,10 @@ pub use window::{RateInfo, Window};
 
 use crate::clock::{duration_nanos, Clock};
 use entry::Entry;
-use held::Held;
+
+/// The entries of one request's scopes (org, key, org × model: at most three today), kept inline
+/// so admitting a request allocates nothing.
+type Entries = smallvec::SmallVec<[Arc<Entry>; 3]>;
 use requests::Refused;
 use tokens::Short;
 
@@ -125,18 +127,20 @@ impl Limiter {
     /// is charged to every token-limited scope. An in-flight slot is counted only in scopes that
     /// had a concurrency limit at admission, so a limit added by a reload does not count
     /// requests already running.
-    // `Admitted` is larger than `Refusal`, so boxing the refusal would not shrink the `Result`;
-    // it would only add an allocation to the refused path.
-    #[allow(clippy::result_large_err)]
+    #[expect(
+        clippy::result_large_err,
+        reason = "`Admitted` is larger than `Refusal`, so boxing the refusal would not shrink the \
+                  `Result`; it would only add an allocation to the refused path"
+    )]
     pub fn admit(
         &self,
         scopes: &[(Scope, &Limits)],
         reserve_tokens: u64,
     ) -> Result<Admitted, Refusal> {
         let mut slots = Slots::default();
-        let mut reserved = Held::default();
+        let mut reserved = Entries::new();
         // The entries of the scopes that have limits, in order.
-        let mut entries = Held::default();
+        let mut entries = Entries::new();
         let now = duration_nanos(self.clock.monotonic());
         let mut refusal: Option<(LimitKind, usize, Duration)> = None;
         let mut info = RateInfo::default();

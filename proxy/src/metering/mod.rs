@@ -1,14 +1,19 @@
 //! Turning a finished request's context into its usage record: outcome, and exact or estimated
 //! token counts.
 
+pub mod pricing;
+pub mod record;
+pub mod response;
+pub mod sink;
+
 use crate::api::Api;
 use crate::ctx::Ctx;
 use crate::errors::GatewayError;
-use crate::record::{Outcome, UsageRecord, RECORD_VERSION};
 use crate::usage::{ReportedError, Usage};
 use pingora::{Error, ErrorSource, ErrorType};
+use record::{Outcome, UsageRecord, RECORD_VERSION};
 use std::borrow::Cow;
-use std::time::{Instant, UNIX_EPOCH};
+use std::time::{Duration, UNIX_EPOCH};
 
 /// How a request ended, from who answered and what error (if any) ended it.
 pub fn outcome(ctx: &Ctx, error: Option<&Error>) -> Outcome {
@@ -39,7 +44,7 @@ pub fn outcome(ctx: &Ctx, error: Option<&Error>) -> Outcome {
 
 /// The failure a provider reported inside a successful stream, if any.
 fn stream_error(ctx: &Ctx) -> Option<ReportedError> {
-    let seen = ctx.observer.as_ref()?.report();
+    let seen = ctx.response.observer.as_ref()?.report();
     (200..=299)
         .contains(&ctx.status)
         .then_some(seen.stream_error)?
@@ -50,8 +55,8 @@ fn stream_error(ctx: &Ctx) -> Option<ReportedError> {
 /// failure never reached it.
 fn failed_at_provider(ctx: &Ctx, error: Option<&Error>) -> bool {
     let Some(e) = error else { return false };
-    ctx.upstream_started.is_some()
-        && ctx.observer.is_none()
+    ctx.response.upstream_started.is_some()
+        && ctx.response.observer.is_none()
         && ctx.rejected.is_none()
         && !matches!(
             e.etype(),
@@ -71,13 +76,13 @@ fn failed_at_provider(ctx: &Ctx, error: Option<&Error>) -> bool {
 
 /// Exact counts when the provider reported them; otherwise what is known plus estimates.
 fn counts(ctx: &Ctx, error: Option<&Error>) -> (Usage, bool) {
-    let Some(observer) = &ctx.observer else {
+    let Some(observer) = &ctx.response.observer else {
         // No answer to read, but the provider may well have processed (and billed) the prompt:
         // its input is estimated as at admission, its output (never seen) as zero, and the
         // record says it is an estimate. `count_tokens` is never billed, so it stays exact zero.
         if failed_at_provider(ctx, error) && ctx.api != Some(Api::CountTokens) {
             let usage = Usage {
-                input_tokens: crate::govern::estimate_input(ctx.bytes_in),
+                input_tokens: crate::governance::estimate_input(ctx.bytes_in),
                 ..Usage::default()
             };
             return (usage, true);
@@ -98,7 +103,7 @@ fn counts(ctx: &Ctx, error: Option<&Error>) -> (Usage, bool) {
     }
     let mut usage = seen.usage;
     if !seen.input_known {
-        usage.input_tokens = crate::govern::estimate_input(ctx.bytes_in);
+        usage.input_tokens = crate::governance::estimate_input(ctx.bytes_in);
     }
     // Providers emit about one token per content delta.
     usage.output_tokens = usage.output_tokens.max(seen.delta_events);
@@ -114,11 +119,10 @@ pub fn charged_tokens(ctx: &Ctx, record: &UsageRecord) -> u64 {
     record.input_tokens.saturating_add(record.output_tokens)
 }
 
-/// Builds the record at the end of the request; the request's own strings move into it (this is
-/// the last phase), so nothing is copied.
-pub fn record(ctx: &mut Ctx, error: Option<&Error>, status: u16) -> UsageRecord {
-    let now = Instant::now();
-    let ms = |from: Instant, to: Instant| to.saturating_duration_since(from).as_secs_f64() * 1e3;
+/// Builds the record at the end of the request (`now`: the gateway clock's monotonic reading);
+/// the request's own strings move into it (this is the last phase), so nothing is copied.
+pub fn record(ctx: &mut Ctx, error: Option<&Error>, status: u16, now: Duration) -> UsageRecord {
+    let ms = |from: Duration, to: Duration| to.saturating_sub(from).as_secs_f64() * 1e3;
     let (usage, estimated) = counts(ctx, error);
     let outcome = outcome(ctx, error);
     let error_type = stream_error(ctx).map(|e| e.as_str().to_string());
@@ -130,7 +134,7 @@ pub fn record(ctx: &mut Ctx, error: Option<&Error>, status: u16) -> UsageRecord 
         .map_or(0, |p| p.cost(&usage));
     let tags = std::mem::take(&mut ctx.tags);
     // Text fields come from the client (model, tags): cleaned once, here, for every consumer.
-    crate::record::sanitized(UsageRecord {
+    crate::metering::record::sanitized(UsageRecord {
         v: RECORD_VERSION,
         id: ctx.id,
         time_ms: ctx
@@ -153,11 +157,11 @@ pub fn record(ctx: &mut Ctx, error: Option<&Error>, status: u16) -> UsageRecord 
         reasoning_tokens: usage.reasoning_tokens,
         estimated,
         cost_micro_usd,
-        ttft_ms: ctx.first_chunk_at.map(|t| ms(ctx.arrived, t)),
+        ttft_ms: ctx.response.first_chunk_at.map(|t| ms(ctx.arrived, t)),
         total_ms: ms(ctx.arrived, now),
-        upstream_ms: ctx.upstream_started.map(|t| ms(t, now)),
+        upstream_ms: ctx.response.upstream_started.map(|t| ms(t, now)),
         bytes_in: ctx.bytes_in,
-        bytes_out: ctx.bytes_out,
+        bytes_out: ctx.response.bytes_out,
         user: tags.user,
         session: tags.session,
         feature: tags.feature,

@@ -2,12 +2,15 @@
 //! answer streams, and charging at the end. State lives here, outside the configuration
 //! snapshot, so it survives reloads; the quotas themselves come from the request's snapshot.
 
-use crate::budgets::Spend;
+pub mod budgets;
+pub mod headers;
+pub mod limits;
+
 use crate::clock::Clock;
 use crate::config::{Org, Route, VirtualKey};
-use crate::errors::{GatewayError, LimitWhat};
-use crate::limits::{LimitKind, Limiter, Limits, RateInfo, Scope, Window};
-use crate::rate_headers::Shown;
+use crate::errors::GatewayError;
+use budgets::Spend;
+use limits::{LimitKind, Limiter, Limits, RateInfo, Scope};
 use smallvec::SmallVec;
 use std::sync::Arc;
 use std::time::Duration;
@@ -27,7 +30,7 @@ pub struct Governance {
 /// its token reservation.
 #[derive(Debug)]
 pub struct Held {
-    admitted: Option<crate::limits::Admitted>,
+    admitted: Option<crate::governance::limits::Admitted>,
     /// Output tokens reserved (the request's cap, or the route's default).
     max_output: u64,
     input_settled: bool,
@@ -37,27 +40,6 @@ impl Held {
     /// Whether the real input count would still change the reservation.
     pub fn wants_input(&self) -> bool {
         self.admitted.is_some() && !self.input_settled
-    }
-}
-
-/// The limits shown to the client, for the rate-limit headers.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct RateShown {
-    pub requests: Option<Shown>,
-    pub tokens: Option<Shown>,
-}
-
-impl RateShown {
-    fn from_info(info: &RateInfo) -> Self {
-        let shown = |w: &Window| Shown {
-            limit: w.limit,
-            remaining: w.remaining,
-            reset: w.reset,
-        };
-        Self {
-            requests: info.requests.as_ref().map(shown),
-            tokens: info.tokens.as_ref().map(shown),
-        }
     }
 }
 
@@ -112,7 +94,7 @@ impl Governance {
 
     /// Budget first (a spent org needs no limiter work), then every scope's limits. On success
     /// the returned [`Held`] must live as long as the request.
-    pub fn admit(&self, req: &Request<'_>, shown: &mut RateShown) -> Result<Held, GatewayError> {
+    pub fn admit(&self, req: &Request<'_>, shown: &mut RateInfo) -> Result<Held, GatewayError> {
         let org_id = &req.key.org;
         if let Some(org) = req.org.filter(|o| !o.budget.is_empty()) {
             if let Err(over) = self.spend.check(org_id, &org.budget, self.clock.now()) {
@@ -163,12 +145,12 @@ impl Governance {
         let reserve = req.input_estimate.saturating_add(max_output).min(capacity);
         match self.limiter.admit(&scopes, reserve) {
             Ok(admitted) => {
-                *shown = RateShown::from_info(&admitted.info);
+                *shown = admitted.info;
                 held.admitted = Some(admitted);
                 Ok(held)
             }
             Err(refusal) => {
-                *shown = RateShown::from_info(&refusal.info);
+                *shown = refusal.info;
                 let limits = scopes
                     .iter()
                     .find(|(s, _)| *s == refusal.scope)
@@ -229,24 +211,15 @@ fn refused(
         LimitKind::Concurrency => None,
     };
     let retry_after = period.map_or(retry_after, |p| retry_after.min(p));
-    let (what, limit) = match kind {
-        LimitKind::Requests => (
-            LimitWhat::Requests,
-            limits.and_then(|l| l.requests).map(|q| q.to_string()),
-        ),
-        LimitKind::Tokens => (
-            LimitWhat::Tokens,
-            limits.and_then(|l| l.tokens).map(|q| q.to_string()),
-        ),
-        LimitKind::Concurrency => (
-            LimitWhat::Concurrency,
-            limits
-                .and_then(|l| l.concurrent)
-                .map(|n| format!("{n} at once")),
-        ),
+    let limit = match kind {
+        LimitKind::Requests => limits.and_then(|l| l.requests).map(|q| q.to_string()),
+        LimitKind::Tokens => limits.and_then(|l| l.tokens).map(|q| q.to_string()),
+        LimitKind::Concurrency => limits
+            .and_then(|l| l.concurrent)
+            .map(|n| format!("{n} at once")),
     };
     GatewayError::RateLimited {
-        what,
+        kind,
         scope: scope_text,
         limit: limit.unwrap_or_default(),
         retry_after,
@@ -290,7 +263,7 @@ mod tests {
                 max_output: Some(max_output),
                 generates: true,
             },
-            &mut RateShown::default(),
+            &mut RateInfo::default(),
         )
     }
 

@@ -12,13 +12,13 @@ use crate::config::{LedgerSettings, SinkKind, UsageSettings};
 use crate::delivery::batcher::{Batching, Intake, Msg};
 use crate::delivery::{self, client::LedgerClient};
 use crate::metrics;
-use crate::server::lifecycle::{Background, Dedicated, Joined};
 use crate::record::UsageRecord;
+use crate::server::lifecycle::{Background, Dedicated, Joined};
+use std::future::Future;
 use std::io::Write;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc::{sync_channel, SyncSender, TrySendError};
 use std::sync::{Arc, Mutex};
-use std::future::Future;
 use std::time::{Duration, Instant};
 
 /// Time the intake thread gets at shutdown to flush the local sink, beyond the drain timeout.

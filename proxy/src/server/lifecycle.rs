@@ -254,10 +254,16 @@ mod tests {
     fn a_dedicated_thread_is_joined_and_a_panic_is_reported() {
         let (tx, rx) = mpsc::channel();
         let t = Dedicated::spawn("test-ok", move || tx.send(7).unwrap()).unwrap();
-        assert_eq!(t.join_by(Instant::now() + Duration::from_secs(30)), Joined::Finished);
+        assert_eq!(
+            t.join_by(Instant::now() + Duration::from_secs(30)),
+            Joined::Finished
+        );
         assert_eq!(rx.recv().unwrap(), 7);
         let p = Dedicated::spawn("test-panic", || panic!("expected in this test")).unwrap();
-        assert_eq!(p.join_by(Instant::now() + Duration::from_secs(30)), Joined::Panicked);
+        assert_eq!(
+            p.join_by(Instant::now() + Duration::from_secs(30)),
+            Joined::Panicked
+        );
     }
 
     #[test]
@@ -282,7 +288,10 @@ mod tests {
             end.await;
             let _ = tx.send(());
         });
-        assert!(rx.recv_timeout(DRAIN_POLL * 3).is_err(), "an open connection holds it");
+        assert!(
+            rx.recv_timeout(DRAIN_POLL * 3).is_err(),
+            "an open connection holds it"
+        );
         drop(permit);
         rx.recv_timeout(Duration::from_secs(30))
             .expect("drained once no connection is open");

@@ -18,13 +18,13 @@ use crate::config::{self, ProcessEnv};
 use crate::metrics;
 use crate::proxy::Gateway;
 use arc_swap::ArcSwap;
+use lifecycle::Lifecycle;
 use pingora::listeners::ListenerConfig;
 use pingora::protocols::l4::stream::L4BufferSettings;
 use pingora::server::configuration::Opt;
 use pingora::server::Server;
 use std::path::PathBuf;
 use std::sync::Arc;
-use lifecycle::Lifecycle;
 use upgrade::UpgradePaths;
 
 #[derive(Debug, Clone, Default)]

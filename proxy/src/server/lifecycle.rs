@@ -62,7 +62,8 @@ impl Background {
     pub fn new() -> Result<Self, String> {
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(1)
-            .max_blocking_threads(1)
+            // Blocking-pool threads only resolve the ledger's host name (hyper's resolver).
+            .max_blocking_threads(4)
             .thread_name("sluice-background")
             .enable_all()
             .build()
@@ -237,9 +238,20 @@ async fn mark_draining(mut phases: tokio::sync::broadcast::Receiver<ExecutionPha
 /// connections end by their idle timeout (ARCHITECTURE.md, Connections), so an empty count means
 /// every request has finished and queued its usage record. The admin listener is not counted: a
 /// scraper's idle connection must not hold a stopping process back.
+///
+/// Zero must be read twice in a row: a keep-alive connection's permit is released and taken
+/// again between two requests on it (Pingora's `handle_event` loop), a moment in which the count
+/// can read zero although the connection lives. Both happen within one poll of its task, so two
+/// reads a poll interval apart cannot both fall into that moment.
 fn drained(connections: Arc<ConnectionLimit>) -> GracePeriodEnd {
     Box::pin(async move {
-        while connections.open() > 0 {
+        let mut zero_before = false;
+        loop {
+            let zero = connections.open() == 0;
+            if zero && zero_before {
+                break;
+            }
+            zero_before = zero;
             tokio::time::sleep(DRAIN_POLL).await;
         }
         tracing::info!("all client connections closed; ending the grace period early");

@@ -35,13 +35,18 @@ pub struct Gateway {
 impl Gateway {
     pub fn new(config: Arc<ArcSwap<Snapshot>>, sink: UsageSink, clock: Arc<dyn Clock>) -> Self {
         let gov = Arc::new(Governance::new(clock.clone()));
-        gov.spawn_maintenance();
         Self {
             config,
             gov,
             sink,
             clock,
         }
+    }
+
+    /// Governance maintenance (idle limiter state, ended budget periods), for the lifecycle to
+    /// run; it ends once the gateway is gone.
+    pub fn maintenance(&self) -> impl std::future::Future<Output = ()> + Send + 'static {
+        Governance::maintain(Arc::downgrade(&self.gov))
     }
 
     /// The per-org spend figures, shared with the ledger's spend feed.

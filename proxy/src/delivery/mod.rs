@@ -6,8 +6,8 @@
 //!
 //! Threads: the request path only `try_send`s into the sink's bounded queue. The intake thread
 //! (in [`batcher`]) writes the local sink and builds batches; the delivery worker (in [`sender`])
-//! runs on its own single-threaded tokio runtime and owns the spools. Neither is ever awaited by
-//! a request.
+//! runs on a thread of its own, driving its future on the lifecycle's background runtime
+//! (`server::lifecycle`), and owns the spools. Neither is ever awaited by a request.
 
 pub mod backoff;
 pub mod batcher;
@@ -23,18 +23,18 @@ pub mod spool;
 mod tests;
 
 use crate::config::LedgerSettings;
+use crate::server::lifecycle::{Background, Dedicated};
 use batcher::Batch;
 use client::LedgerClient;
 use spool::{Recovery, Spool};
 use std::path::Path;
-use std::thread::JoinHandle;
 use tokio::sync::mpsc::UnboundedSender;
 
 /// A started delivery worker: where the intake sends batches, and the thread to join.
 #[derive(Debug)]
 pub struct Started {
     pub to_worker: UnboundedSender<Batch>,
-    pub thread: JoinHandle<()>,
+    pub thread: Dedicated,
     pub client: LedgerClient,
 }
 
@@ -66,19 +66,21 @@ pub fn log_recovery(path: &Path, r: &Recovery) {
 
 /// Opens (and locks) a free slot of the spool directory and starts the delivery worker thread.
 /// Fails when the directory cannot be written or every slot is held by a live process.
-pub fn start(settings: &LedgerSettings) -> Result<Started, String> {
+pub fn start(settings: &LedgerSettings, background: &Background) -> Result<Started, String> {
     let (own, recovery) = spool::open_own(&settings.spool_dir).map_err(|e| e.to_string())?;
     log_recovery(own.path(), &recovery);
-    start_with_spool(settings, own)
+    start_with_spool(settings, own, background)
 }
 
-/// Starts the worker on an already opened spool.
-pub fn start_with_spool(settings: &LedgerSettings, own: Spool) -> Result<Started, String> {
+/// Starts the worker on an already opened spool: a [`Dedicated`] thread that drives the worker
+/// on the background runtime (its sockets and timers are that runtime's; its spool appends
+/// block this thread only).
+pub fn start_with_spool(
+    settings: &LedgerSettings,
+    own: Spool,
+    background: &Background,
+) -> Result<Started, String> {
     let client = LedgerClient::new(settings)?;
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .map_err(|e| format!("usage delivery runtime: {e}"))?;
     let (to_worker, rx) = tokio::sync::mpsc::unbounded_channel();
     let worker = sender::Worker::new(
         client.clone(),
@@ -89,10 +91,8 @@ pub fn start_with_spool(settings: &LedgerSettings, own: Spool) -> Result<Started
         settings.drain_timeout,
         settings.dead_letter_after,
     );
-    let thread = std::thread::Builder::new()
-        .name("sluice-ledger".into())
-        .spawn(move || runtime.block_on(worker.run()))
-        .map_err(|e| format!("usage delivery thread: {e}"))?;
+    let runtime = background.handle().clone();
+    let thread = Dedicated::spawn("sluice-ledger", move || runtime.block_on(worker.run()))?;
     Ok(Started {
         to_worker,
         thread,

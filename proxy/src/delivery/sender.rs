@@ -1,8 +1,8 @@
 //! The delivery worker: posts batches to the ledger, spools what cannot be delivered now, replays
 //! the spool in order, and drains at shutdown.
 //!
-//! One task on its own single-threaded runtime owns everything here (the memory queue and the
-//! spools), so there is no lock. While a request to the ledger is in flight the worker keeps
+//! One future, driven on a thread of its own (started by `server::lifecycle`), owns everything
+//! here (the memory queue and the spools), so there is no lock. While a request to the ledger is in flight the worker keeps
 //! taking batches from the intake thread, so a slow ledger never backs up the request path's
 //! queue: batches beyond a small memory bound go to the spool.
 //!

@@ -22,41 +22,30 @@ pub fn apply(spend: &Spend, answer: &SpendAnswer) {
     }
 }
 
-/// Starts the poller thread (its own small runtime); it runs for the life of the process.
-pub fn start(client: LedgerClient, period: Duration, spend: Arc<Spend>) -> std::io::Result<()> {
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()?;
-    std::thread::Builder::new()
-        .name("sluice-spend-feed".into())
-        .spawn(move || {
-            runtime.block_on(async move {
-                let mut ticks = tokio::time::interval(period);
-                ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-                let mut failing = false;
-                loop {
-                    ticks.tick().await;
-                    match client.spend().await {
-                        Ok(answer) => {
-                            apply(&spend, &answer);
-                            metrics::counter!(telemetry::SPEND_POLLS, "result" => "ok")
-                                .increment(1);
-                            if failing {
-                                tracing::info!("spend feed answering again");
-                            }
-                            failing = false;
-                        }
-                        Err(e) => {
-                            metrics::counter!(telemetry::SPEND_POLLS, "result" => "error")
-                                .increment(1);
-                            if !failing {
-                                tracing::warn!("spend feed failed (budgets use local spend): {e}");
-                            }
-                            failing = true;
-                        }
-                    }
+/// Polls the feed every `period` for as long as it runs (the lifecycle's background runtime
+/// runs it until the process stops).
+pub async fn poll(client: LedgerClient, period: Duration, spend: Arc<Spend>) {
+    let mut ticks = tokio::time::interval(period);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut failing = false;
+    loop {
+        ticks.tick().await;
+        match client.spend().await {
+            Ok(answer) => {
+                apply(&spend, &answer);
+                metrics::counter!(telemetry::SPEND_POLLS, "result" => "ok").increment(1);
+                if failing {
+                    tracing::info!("spend feed answering again");
                 }
-            });
-        })?;
-    Ok(())
+                failing = false;
+            }
+            Err(e) => {
+                metrics::counter!(telemetry::SPEND_POLLS, "result" => "error").increment(1);
+                if !failing {
+                    tracing::warn!("spend feed failed (budgets use local spend): {e}");
+                }
+                failing = true;
+            }
+        }
+    }
 }

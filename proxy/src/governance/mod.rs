@@ -12,7 +12,7 @@ use crate::errors::GatewayError;
 use budgets::Spend;
 use limits::{LimitKind, Limiter, Limits, RateInfo, Scope};
 use smallvec::SmallVec;
-use std::sync::Arc;
+use std::sync::{Arc, Weak};
 use std::time::Duration;
 
 /// How often idle limiter entries and past budget periods are dropped.
@@ -75,20 +75,17 @@ impl Governance {
         }
     }
 
-    /// Starts the thread that drops idle limiter state and ended budget periods, so that keys
-    /// seen once do not grow memory forever.
-    pub fn spawn_maintenance(self: &Arc<Self>) {
-        let weak = Arc::downgrade(self);
-        let spawned = std::thread::Builder::new()
-            .name("sluice-maintenance".into())
-            .spawn(move || loop {
-                std::thread::sleep(MAINTENANCE_EVERY);
-                let Some(gov) = weak.upgrade() else { return };
-                gov.limiter.evict_idle();
-                gov.spend.evict_past(gov.clock.now());
-            });
-        if let Err(e) = spawned {
-            tracing::warn!("cannot start the limiter maintenance thread: {e}");
+    /// Drops idle limiter state and ended budget periods every [`MAINTENANCE_EVERY`], so that
+    /// keys seen once do not grow memory forever; ends once the governance is gone. The
+    /// lifecycle runs it on its background runtime.
+    pub async fn maintain(gov: Weak<Self>) {
+        let mut ticks = tokio::time::interval(MAINTENANCE_EVERY);
+        ticks.tick().await;
+        loop {
+            ticks.tick().await;
+            let Some(gov) = gov.upgrade() else { return };
+            gov.limiter.evict_idle();
+            gov.spend.evict_past(gov.clock.now());
         }
     }
 

@@ -1,5 +1,5 @@
 //! Where usage records go: a bounded, non-blocking queue from the request path to the intake
-//! thread, which appends JSON lines to stdout or a file and, with `[ledger]`, batches records for
+//! thread (a dedicated thread of the lifecycle, `server::lifecycle`), which appends JSON lines to stdout or a file and, with `[ledger]`, batches records for
 //! the delivery worker (see [`crate::delivery`]).
 //!
 //! The request path only ever calls `try_send`: it never waits. A full queue drops the record and
@@ -12,13 +12,14 @@ use crate::delivery::batcher::{Batching, Intake, Msg};
 use crate::delivery::{self, client::LedgerClient};
 use crate::governance::budgets::Spend;
 use crate::metering::record::UsageRecord;
+use crate::server::lifecycle::{Background, Dedicated, Joined};
 use crate::telemetry;
+use std::future::Future;
 use std::io::Write;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc::{sync_channel, SyncSender, TrySendError};
 use std::sync::{Arc, Mutex};
-use std::thread::JoinHandle;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// Time the intake thread gets at shutdown to flush the local sink, beyond the drain timeout.
 const SHUTDOWN_SLACK: Duration = Duration::from_secs(5);
@@ -34,8 +35,8 @@ pub struct UsageSink {
 
 #[derive(Debug)]
 struct Workers {
-    intake: JoinHandle<()>,
-    delivery: Option<JoinHandle<()>>,
+    intake: Dedicated,
+    delivery: Option<Dedicated>,
     drain_timeout: Duration,
 }
 
@@ -47,14 +48,16 @@ impl UsageSink {
 
     /// Starts the sink for the `[usage]` and `[ledger]` settings. The ledger's spool takes the
     /// first free slot, so a process that still drains its own keeps it.
-    pub fn from_settings(usage: &UsageSettings) -> Result<Self, String> {
-        Self::start_with(&usage.sink, usage.queue_capacity, usage.ledger.as_ref())
+    /// Delivery runs on `background`, which must outlive [`Self::shutdown`].
+    pub fn from_settings(usage: &UsageSettings, background: &Background) -> Result<Self, String> {
+        let ledger = usage.ledger.as_ref().map(|l| (l, background));
+        Self::start_with(&usage.sink, usage.queue_capacity, ledger)
     }
 
     fn start_with(
         kind: &SinkKind,
         capacity: usize,
-        ledger: Option<&LedgerSettings>,
+        ledger: Option<(&LedgerSettings, &Background)>,
     ) -> Result<Self, String> {
         let out: Option<Box<dyn Write + Send>> = match kind {
             SinkKind::None => None,
@@ -79,8 +82,8 @@ impl UsageSink {
         }
         let (batching, delivery, drain_timeout) = match ledger {
             None => (None, None, Duration::ZERO),
-            Some(settings) => {
-                let started = delivery::start(settings)?;
+            Some((settings, background)) => {
+                let started = delivery::start(settings, background)?;
                 sink.ledger = Some((started.client.clone(), settings.spend_poll));
                 let batching = Batching {
                     max_records: settings.batch_records,
@@ -92,10 +95,8 @@ impl UsageSink {
         };
         let (tx, rx) = sync_channel(capacity);
         let intake = Intake::new(rx, out, batching);
-        let intake = std::thread::Builder::new()
-            .name("sluice-usage-sink".into())
-            .spawn(move || intake.run())
-            .map_err(|e| format!("usage sink thread: {e}"))?;
+        // Blocking work (a blocking queue, stdout or file writes): a thread of its own.
+        let intake = Dedicated::spawn("sluice-usage-sink", move || intake.run())?;
         sink.tx = Some(tx);
         sink.workers = Arc::new(Mutex::new(Some(Workers {
             intake,
@@ -105,15 +106,13 @@ impl UsageSink {
         Ok(sink)
     }
 
-    /// Starts polling the ledger's spend feed into `spend` (no-op without `[ledger]` or with
-    /// `spend_poll = "0s"`).
-    pub fn start_spend_feed(&self, spend: Arc<Spend>) {
-        let Some((client, Some(period))) = &self.ledger else {
-            return;
+    /// The poller of the ledger's spend feed into `spend`, for the lifecycle to run (`None`
+    /// without `[ledger]` or with `spend_poll = "0s"`).
+    pub fn spend_feed(&self, spend: Arc<Spend>) -> Option<impl Future<Output = ()> + Send> {
+        let (client, Some(period)) = self.ledger.as_ref()? else {
+            return None;
         };
-        if let Err(e) = delivery::spend::start(client.clone(), *period, spend) {
-            tracing::warn!("cannot start the spend feed; budgets use local spend only: {e}");
-        }
+        Some(delivery::spend::poll(client.clone(), *period, spend))
     }
 
     /// Hands a record to the intake thread without blocking.
@@ -152,8 +151,7 @@ impl UsageSink {
     /// Closes the queue and waits until the local sink is flushed and the delivery worker has
     /// delivered or spooled every record (bounded by the drain timeout plus a few seconds).
     /// Call it after the last request was logged; later records are dropped and counted. Only
-    /// the first call does the work; a concurrent one waits for it (the drain thread's early exit
-    /// and Pingora's own return both call this, and the process must not end under either).
+    /// the first call does the work; a concurrent one waits for it.
     pub fn shutdown(&self) {
         let mut guard = match self.workers.lock() {
             Ok(guard) => guard,
@@ -166,24 +164,18 @@ impl UsageSink {
             let _ = tx.send(Msg::Close);
         }
         let bound = workers.drain_timeout + SHUTDOWN_SLACK;
-        let (done_tx, done_rx) = std::sync::mpsc::channel();
-        let joiner = std::thread::Builder::new()
-            .name("sluice-usage-join".into())
-            .spawn(move || {
-                let intake_ok = workers.intake.join().is_ok();
-                let delivery_ok = workers.delivery.is_none_or(|d| d.join().is_ok());
-                let _ = done_tx.send(intake_ok && delivery_ok);
-            });
-        if joiner.is_err() {
-            tracing::error!("cannot wait for the usage sink to drain");
-            return;
-        }
-        match done_rx.recv_timeout(bound) {
-            Ok(true) => tracing::info!("usage sink closed"),
-            Ok(false) => tracing::error!("a usage sink thread panicked during shutdown"),
-            Err(_) => tracing::error!(
+        let deadline = Instant::now() + bound;
+        // The intake first: it hands its last batch to delivery as it ends.
+        let intake = workers.intake.join_by(deadline);
+        let delivery = workers
+            .delivery
+            .map_or(Joined::Finished, |d| d.join_by(deadline));
+        match (intake, delivery) {
+            (Joined::Finished, Joined::Finished) => tracing::info!("usage sink closed"),
+            (Joined::TimedOut, _) | (_, Joined::TimedOut) => tracing::error!(
                 "usage sink did not finish within {bound:?}; records still in memory are lost"
             ),
+            _ => tracing::error!("a usage sink thread panicked during shutdown"),
         }
     }
 }

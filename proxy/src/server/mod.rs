@@ -1,11 +1,11 @@
 //! Building and running the Pingora server around the [`Gateway`](crate::proxy::Gateway): the
-//! proxy and admin listeners, hot reload triggers, and the graceful-upgrade settings.
+//! proxy and admin listeners, hot reload, the graceful-upgrade settings, and the [`lifecycle`]
+//! that starts, drains and stops everything that runs beside Pingora.
 
 mod admin;
 pub mod conn;
-mod drain;
 pub mod http1;
-mod procnet;
+pub mod lifecycle;
 mod ready;
 pub mod reload;
 mod triggers;
@@ -15,14 +15,14 @@ pub use reload::reload;
 
 use crate::clock::SystemClock;
 use crate::config::{self, ProcessEnv};
-use crate::metering::sink::UsageSink;
 use crate::proxy::Gateway;
 use crate::telemetry;
 use arc_swap::ArcSwap;
+use lifecycle::Lifecycle;
 use pingora::listeners::ListenerConfig;
 use pingora::protocols::l4::stream::L4BufferSettings;
 use pingora::server::configuration::Opt;
-use pingora::server::{RunArgs, Server};
+use pingora::server::Server;
 use std::path::PathBuf;
 use std::sync::Arc;
 use upgrade::UpgradePaths;
@@ -38,8 +38,9 @@ pub struct RunOptions {
     pub upgrade: bool,
 }
 
-/// Loads the configuration, starts the reload triggers, the usage sink and the listeners, and
-/// serves until a shutdown signal (SIGTERM/SIGINT, or SIGQUIT once a new process took over).
+/// Loads the configuration, starts the lifecycle (reload triggers, usage sink, background work)
+/// and the listeners, and serves until a shutdown signal (SIGTERM/SIGINT, or SIGQUIT once a new
+/// process took over); see [`lifecycle`] for the whole sequence.
 pub fn run(opts: RunOptions) -> Result<(), String> {
     let snapshot = config::load(&opts.config, &ProcessEnv).map_err(|e| e.to_string())?;
     let listen = if opts.listen.is_empty() {
@@ -54,19 +55,22 @@ pub fn run(opts: RunOptions) -> Result<(), String> {
     ready::check_distinct(&listen, admin.as_deref())?;
     let paths = UpgradePaths::resolve(&opts.config, &snapshot.server);
     let conf = upgrade::server_conf(&snapshot.server, &paths);
-    // Before bootstrap: a spool directory that cannot be written refuses the start here.
-    let sink = UsageSink::from_settings(&snapshot.usage).map_err(|e| format!("usage sink: {e}"))?;
+    let usage = snapshot.usage.clone();
 
     telemetry::install();
     telemetry::record_start(reload::generation());
     let connection_settings = snapshot.server.connections.clone();
     let current = Arc::new(ArcSwap::from_pointee(snapshot));
-    // SIGHUP's default action kills the process and Pingora does not handle it: the handler goes
-    // in before anything else can take time (an upgrade waits here for the old process).
-    triggers::start(triggers::ReloadSetup {
-        config: opts.config.clone(),
-        env: Box::new(ProcessEnv),
-        current: current.clone(),
+    // Before bootstrap: SIGHUP is handled from here on, and a spool directory that cannot be
+    // written refuses the start.
+    let lifecycle = Lifecycle::start(lifecycle::Start {
+        reload: triggers::ReloadSetup {
+            config: opts.config.clone(),
+            env: Box::new(ProcessEnv),
+            current: current.clone(),
+        },
+        usage,
+        pid_file: paths.pid_file.clone(),
     })?;
 
     let opt = Opt {
@@ -90,12 +94,12 @@ pub fn run(opts: RunOptions) -> Result<(), String> {
     // process after Pingora's ~5 s of retries).
     server.bootstrap();
 
-    let gateway = Gateway::new(current, sink.clone(), Arc::new(SystemClock));
-    sink.start_spend_feed(gateway.spend());
-    let (server_options, _connections) = conn::server_options(&connection_settings);
-    let mut service = pingora::proxy::ProxyServiceBuilder::new(&server.configuration, gateway)
-        .server_options(server_options)
-        .build();
+    let gateway = Gateway::new(current, lifecycle.sink().clone(), Arc::new(SystemClock));
+    let (server_options, connections) = conn::server_options(&connection_settings);
+    let mut service =
+        pingora::proxy::ProxyServiceBuilder::new(&server.configuration, gateway.clone())
+            .server_options(server_options)
+            .build();
     for addr in &listen {
         service.add_listener(listener(addr));
     }
@@ -103,19 +107,8 @@ pub fn run(opts: RunOptions) -> Result<(), String> {
     if let Some(addr) = &admin {
         server.add_service(admin::service(addr));
     }
-    upgrade::write_pid_file(&paths.pid_file);
-    ready::announce_when_listening(listen, admin);
-    drain::exit_when_drained(
-        server.watch_execution_phase(),
-        paths.pid_file.clone(),
-        sink.clone(),
-    );
-    server.run(RunArgs::default());
-    // Every request has ended (or was cut by the runtimes' shutdown): deliver or spool what the
-    // usage queue still holds before the process exits.
-    sink.shutdown();
-    upgrade::remove_pid_file(&paths.pid_file);
-    tracing::info!("sluice-proxy stopped");
+    lifecycle.serve(server, &gateway, connections, listen, admin);
+    lifecycle.stop();
     Ok(())
 }
 

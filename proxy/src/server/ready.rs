@@ -2,60 +2,75 @@
 //!
 //! Pingora binds inside its service runtime and does not report the port it got for
 //! `127.0.0.1:0`, so we read it back from the kernel: our own listening sockets are the `LISTEN`
-//! rows of `/proc/self/net/tcp{,6}` whose inode is one of our file descriptors. This makes port 0
-//! race-free for tests and gives scripts a readiness line (`sluice-proxy listening on http://…`
-//! on stderr) instead of guessing with sleeps. Linux only, as is Pingora's graceful upgrade (see
-//! `procnet`).
+//! rows of `/proc/self/net/tcp{,6}` whose inode is one of our file descriptors (the `procfs`
+//! crate parses them). This makes port 0 race-free for tests and gives scripts a readiness line
+//! (`sluice-proxy listening on http://…` on stderr) instead of guessing with sleeps. Linux only,
+//! as is Pingora's graceful upgrade.
 
-use super::procnet::listening;
+use procfs::net::TcpState;
+use procfs::process::{FDTarget, Process};
+use std::collections::HashSet;
 use std::net::{SocketAddr, ToSocketAddrs};
-use std::sync::OnceLock;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-/// The proxy addresses announced, for the drain check at shutdown. The admin listener is left
-/// out: a scraper's idle keep-alive connection must not hold a stopping process back.
-static ANNOUNCED: OnceLock<Vec<SocketAddr>> = OnceLock::new();
-
-/// The proxy addresses announced as listening (empty until they are).
-pub fn announced() -> Vec<SocketAddr> {
-    ANNOUNCED.get().cloned().unwrap_or_default()
-}
+/// How long the listeners get to come up before a warning.
+const READY_WITHIN: Duration = Duration::from_secs(30);
 
 /// Prints one line per listening address once all of `listen` and `admin` listen (gives up after
 /// 30 s): `sluice-proxy listening on http://…` for the proxy, `sluice-proxy admin on http://…`
-/// for the admin listener.
-pub fn announce_when_listening(listen: Vec<String>, admin: Option<String>) {
+/// for the admin listener. Runs on the lifecycle's background runtime.
+pub async fn announce_when_listening(listen: Vec<String>, admin: Option<String>) {
     let expected = listen.len() + usize::from(admin.is_some());
-    let spawned = std::thread::Builder::new()
-        .name("sluice-ready".into())
-        .spawn(move || {
-            let deadline = Instant::now() + Duration::from_secs(30);
-            let mut wait = Duration::from_millis(1);
-            while Instant::now() < deadline {
-                let found = listening();
-                if found.len() >= expected {
-                    let admin_addr = admin
-                        .as_deref()
-                        .and_then(|a| pick_admin(&found, &listen, a));
-                    let proxy = found.iter().filter(|a| Some(**a) != admin_addr);
-                    let _ = ANNOUNCED.set(proxy.copied().collect());
-                    for addr in found {
-                        if Some(addr) == admin_addr {
-                            eprintln!("sluice-proxy admin on http://{addr}");
-                        } else {
-                            eprintln!("sluice-proxy listening on http://{addr}");
-                        }
-                    }
-                    return;
-                }
-                std::thread::sleep(wait);
-                wait = (wait * 2).min(Duration::from_millis(50));
+    let mut wait = Duration::from_millis(1);
+    let found = tokio::time::timeout(READY_WITHIN, async {
+        loop {
+            let found = listening();
+            if found.len() >= expected {
+                return found;
             }
-            tracing::warn!("listeners did not come up within 30 s");
-        });
-    if spawned.is_err() {
-        tracing::warn!("cannot start the readiness thread");
+            tokio::time::sleep(wait).await;
+            wait = (wait * 2).min(Duration::from_millis(50));
+        }
+    })
+    .await;
+    let Ok(found) = found else {
+        tracing::warn!("listeners did not come up within 30 s");
+        return;
+    };
+    let admin_addr = admin
+        .as_deref()
+        .and_then(|a| pick_admin(&found, &listen, a));
+    for addr in found {
+        if Some(addr) == admin_addr {
+            eprintln!("sluice-proxy admin on http://{addr}");
+        } else {
+            eprintln!("sluice-proxy listening on http://{addr}");
+        }
     }
+}
+
+/// This process's listening TCP sockets: the `LISTEN` rows of the kernel's TCP tables whose
+/// inode is one of our file descriptors (read with procfs; Pingora binds inside its service
+/// runtime and does not report the address it got).
+fn listening() -> Vec<SocketAddr> {
+    let Ok(me) = Process::myself() else {
+        return Vec::new();
+    };
+    let ours: HashSet<u64> = match me.fd() {
+        Ok(fds) => fds
+            .filter_map(|fd| match fd.ok()?.target {
+                FDTarget::Socket(inode) => Some(inode),
+                _ => None,
+            })
+            .collect(),
+        Err(_) => return Vec::new(),
+    };
+    [me.tcp(), me.tcp6()]
+        .into_iter()
+        .flat_map(Result::unwrap_or_default)
+        .filter(|e| e.state == TcpState::Listen && ours.contains(&e.inode))
+        .map(|e| e.local_address)
+        .collect()
 }
 
 /// Refuses listener sets the announcement (and Pingora's socket hand-over, which keys sockets by
@@ -112,6 +127,19 @@ fn pick_admin(found: &[SocketAddr], listen: &[String], admin: &str) -> Option<So
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn finds_a_listener_of_this_process() {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = l.local_addr().unwrap();
+        assert!(listening().contains(&addr));
+        let _client = std::net::TcpStream::connect(addr).unwrap();
+        let (accepted, _) = l.accept().unwrap();
+        // An accepted connection shares the listener's address but is not listening.
+        let found = listening();
+        assert_eq!(found.iter().filter(|a| **a == addr).count(), 1);
+        assert!(!found.contains(&accepted.peer_addr().unwrap()));
+    }
 
     #[test]
     fn tells_the_admin_listener_apart() {

@@ -1,8 +1,8 @@
 //! What starts a reload: SIGHUP, and changes to the config file or the master key file.
 //!
-//! Both triggers only post to one channel; a single worker thread performs the reloads, so they
-//! are serialized by construction (and [`reload`](super::reload::reload) locks as well, for
-//! callers outside this module). Triggers that pile up while a reload runs are coalesced: the
+//! Both triggers (tasks on the lifecycle's background runtime) only post to one channel; a
+//! single reload thread performs the reloads, so they are serialized by construction (and
+//! [`reload`](super::reload::reload) locks as well, for callers outside this module). Triggers that pile up while a reload runs are coalesced: the
 //! reload that follows reads the files as they are by then, which covers all of them.
 //!
 //! Files are watched through their directory, not their inode: editors and configuration
@@ -10,17 +10,18 @@
 //! after the first change. Events are filtered to the watched file names and debounced, so one
 //! save (often several events) is one reload.
 
+use super::lifecycle::{Background, Dedicated};
 use super::reload;
 use crate::config::{Env, Snapshot};
 use arc_swap::ArcSwap;
 use notify::{Event, EventKind, RecommendedWatcher, RecursiveMode, Watcher};
-use signal_hook::consts::signal::SIGHUP;
-use signal_hook::iterator::Signals;
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
-use std::sync::mpsc::{channel, Receiver, RecvTimeoutError, Sender};
+use std::sync::mpsc::{channel, Receiver, Sender};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
+use tokio::signal::unix::{signal, SignalKind};
+use tokio::sync::mpsc::{unbounded_channel, UnboundedReceiver};
 
 /// Quiet time after the last file event before a reload starts.
 const DEBOUNCE: Duration = Duration::from_millis(250);
@@ -39,26 +40,28 @@ pub struct ReloadSetup {
 }
 
 /// Installs the SIGHUP handler (at once, so a SIGHUP from here on reloads instead of killing the
-/// process), starts the file watch when the snapshot asks for it, and the worker thread.
-pub fn start(setup: ReloadSetup) -> Result<(), String> {
+/// process), starts the file watch when the snapshot asks for it, and the reload thread, which
+/// ends once both triggers are gone (when the background runtime stops).
+pub fn start(setup: ReloadSetup, background: &Background) -> Result<Dedicated, String> {
     let (tx, rx) = channel();
-    let mut signals =
-        Signals::new([SIGHUP]).map_err(|e| format!("cannot install the SIGHUP handler: {e}"))?;
+    let mut hangups = {
+        // The signal stream registers with the runtime's driver; the handler is installed here.
+        let _inside = background.handle().enter();
+        signal(SignalKind::hangup())
+            .map_err(|e| format!("cannot install the SIGHUP handler: {e}"))?
+    };
     let signal_tx = tx.clone();
-    std::thread::Builder::new()
-        .name("sluice-sighup".into())
-        .spawn(move || {
-            for _ in signals.forever() {
-                if signal_tx.send(Trigger::Signal).is_err() {
-                    return;
-                }
+    background.spawn(async move {
+        while hangups.recv().await.is_some() {
+            if signal_tx.send(Trigger::Signal).is_err() {
+                return;
             }
-        })
-        .map_err(|e| format!("cannot start the signal thread: {e}"))?;
+        }
+    });
 
     let watch = if setup.current.load().server.watch {
         // Without a watch (e.g. the inotify limit is reached) SIGHUP still reloads: serve anyway.
-        Watch::start(tx)
+        Watch::start(tx, background)
             .inspect_err(|e| tracing::warn!("{e}; reload with SIGHUP instead"))
             .ok()
     } else {
@@ -68,11 +71,8 @@ pub fn start(setup: ReloadSetup) -> Result<(), String> {
     if let Some(w) = &worker.watch {
         w.follow(&worker.targets());
     }
-    std::thread::Builder::new()
-        .name("sluice-reload".into())
-        .spawn(move || worker.run(rx))
-        .map_err(|e| format!("cannot start the reload thread: {e}"))?;
-    Ok(())
+    // A thread of its own: a reload reads files and resolves DNS, blocking work.
+    Dedicated::spawn("sluice-reload", move || worker.run(rx))
 }
 
 struct Worker {
@@ -123,10 +123,10 @@ struct Watch {
 }
 
 impl Watch {
-    fn start(tx: Sender<Trigger>) -> Result<Self, String> {
+    fn start(tx: Sender<Trigger>, background: &Background) -> Result<Self, String> {
         let targets: Arc<Mutex<HashSet<PathBuf>>> = Arc::default();
         let wanted = targets.clone();
-        let (raw_tx, raw_rx) = channel::<()>();
+        let (raw_tx, raw_rx) = unbounded_channel::<()>();
         let watcher = notify::recommended_watcher(move |res: notify::Result<Event>| match res {
             Ok(event) => {
                 if matches!(event.kind, EventKind::Access(_)) {
@@ -140,10 +140,7 @@ impl Watch {
             Err(e) => tracing::warn!("config file watch error: {e}"),
         })
         .map_err(|e| format!("cannot watch the config file: {e}"))?;
-        std::thread::Builder::new()
-            .name("sluice-watch".into())
-            .spawn(move || debounce(&raw_rx, &tx))
-            .map_err(|e| format!("cannot start the watch thread: {e}"))?;
+        background.spawn(debounce(raw_rx, tx));
         Ok(Self {
             watcher: Mutex::new(watcher),
             targets,
@@ -177,13 +174,13 @@ impl Watch {
 
 /// Turns bursts of file events into one trigger, sent once no event came for [`DEBOUNCE`]: a
 /// save is often several events (truncate, writes, rename), and the reload must see the result.
-fn debounce(raw: &Receiver<()>, tx: &Sender<Trigger>) {
-    while raw.recv().is_ok() {
+async fn debounce(mut raw: UnboundedReceiver<()>, tx: Sender<Trigger>) {
+    while raw.recv().await.is_some() {
         loop {
-            match raw.recv_timeout(DEBOUNCE) {
-                Ok(()) => {}
-                Err(RecvTimeoutError::Timeout) => break,
-                Err(RecvTimeoutError::Disconnected) => return,
+            match tokio::time::timeout(DEBOUNCE, raw.recv()).await {
+                Ok(Some(())) => {}
+                Err(_quiet) => break,
+                Ok(None) => return,
             }
         }
         if tx.send(Trigger::FileChange).is_err() {
@@ -222,18 +219,18 @@ mod tests {
 
     #[test]
     fn a_burst_of_file_events_is_one_trigger() {
-        let (raw_tx, raw_rx) = channel();
+        let background = Background::new().unwrap();
+        let (raw_tx, raw_rx) = unbounded_channel();
         let (tx, rx) = channel();
-        let worker = std::thread::spawn(move || debounce(&raw_rx, &tx));
         for _ in 0..5 {
             raw_tx.send(()).unwrap();
         }
+        background.spawn(debounce(raw_rx, tx));
         let first = rx.recv_timeout(Duration::from_secs(20)).unwrap();
         assert_eq!(first, Trigger::FileChange);
         // Closing the event source ends the debouncer, which closes the trigger channel: any
         // second trigger would have been queued before that.
         drop(raw_tx);
-        worker.join().unwrap();
         assert!(rx.recv().is_err(), "exactly one trigger");
     }
 }

@@ -8,9 +8,10 @@ use super::spend;
 use crate::config::{LedgerSettings, SinkKind, UsageSettings};
 use crate::governance::budgets::{Period, Spend};
 use crate::metering::sink::UsageSink;
+use crate::server::lifecycle::Background;
 use harness::*;
 use std::sync::atomic::Ordering;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 const HOUR: Duration = Duration::from_secs(3600);
@@ -21,7 +22,13 @@ fn sink(settings: LedgerSettings) -> UsageSink {
         queue_capacity: 10_000,
         ledger: Some(settings),
     };
-    UsageSink::from_settings(&usage).unwrap()
+    UsageSink::from_settings(&usage, background()).unwrap()
+}
+
+/// One background runtime for every test's sink, as one process has one (it outlives them all).
+fn background() -> &'static Background {
+    static BACKGROUND: OnceLock<Background> = OnceLock::new();
+    BACKGROUND.get_or_init(|| Background::new().expect("background runtime"))
 }
 
 #[test]

@@ -177,11 +177,19 @@ impl ShutdownSignalWatch for UnixShutdownSignalWatch {
     }
 }
 
+/// sluice patch: a future that ends the grace period early when it completes (see
+/// [`RunArgs::grace_period_end`]).
+pub type GracePeriodEnd = std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>;
+
 /// Arguments to configure running of the pingora server.
 pub struct RunArgs {
     /// Signal for initating shutdown
     #[cfg(unix)]
     pub shutdown_signal: Box<dyn ShutdownSignalWatch>,
+    /// sluice patch: polled only during a graceful shutdown's grace period, on the server's own
+    /// runtime; when it completes first, the grace period ends at once and the runtimes are
+    /// shut down (e.g. once no connection is left). `None`: the full grace period.
+    pub grace_period_end: Option<GracePeriodEnd>,
 }
 
 impl Default for RunArgs {
@@ -189,12 +197,15 @@ impl Default for RunArgs {
     fn default() -> Self {
         Self {
             shutdown_signal: Box::new(UnixShutdownSignalWatch),
+            grace_period_end: None,
         }
     }
 
     #[cfg(windows)]
     fn default() -> Self {
-        Self {}
+        Self {
+            grace_period_end: None,
+        }
     }
 }
 
@@ -639,8 +650,10 @@ impl Server {
     /// never return.
     /// Instead it will either start the daemon process and exit, or panic
     /// if daemonization fails.
-    pub fn run(mut self, run_args: RunArgs) {
+    pub fn run(mut self, mut run_args: RunArgs) {
         info!("Server starting");
+        // sluice patch: kept for the grace period, `main_loop` only reads the signal watch.
+        let grace_period_end = run_args.grace_period_end.take();
 
         let conf = self.configuration.as_ref();
 
@@ -808,8 +821,24 @@ impl Server {
                 .grace_period_seconds
                 .unwrap_or(EXIT_TIMEOUT);
             info!("Graceful shutdown: grace period {}s starts", exit_timeout);
-            thread::sleep(Duration::from_secs(exit_timeout));
-            info!("Graceful shutdown: grace period ends");
+            let grace = Duration::from_secs(exit_timeout);
+            // sluice patch: the grace period may end early (`RunArgs::grace_period_end`).
+            match grace_period_end {
+                Some(end) => {
+                    let early = server_runtime
+                        .get_handle()
+                        .block_on(async { tokio::time::timeout(grace, end).await.is_ok() });
+                    if early {
+                        info!("Graceful shutdown: grace period ended early");
+                    } else {
+                        info!("Graceful shutdown: grace period ends");
+                    }
+                }
+                None => {
+                    thread::sleep(grace);
+                    info!("Graceful shutdown: grace period ends");
+                }
+            }
         }
 
         // Give tokio runtimes time to exit
@@ -892,5 +921,79 @@ mod listen_address_tests {
 
         server.add_service(UnknownService);
         assert_eq!(server.collect_listen_addresses(), None);
+    }
+}
+
+// sluice patch: the grace period ends early when `RunArgs::grace_period_end` completes, and
+// still ends by its length when it never does.
+#[cfg(all(test, unix))]
+mod sluice_grace_period_tests {
+    use super::*;
+    use std::sync::mpsc;
+
+    /// Asks for a graceful terminate at once, as SIGTERM would.
+    struct TerminateNow;
+
+    #[async_trait]
+    impl ShutdownSignalWatch for TerminateNow {
+        async fn recv(&self) -> ShutdownSignal {
+            ShutdownSignal::GracefulTerminate
+        }
+    }
+
+    /// Runs a server without services in its own thread; the receiver gets the phases seen by
+    /// the time `run` returned.
+    fn run_with(grace_seconds: u64, end: Option<GracePeriodEnd>) -> mpsc::Receiver<Vec<String>> {
+        let conf = ServerConf {
+            grace_period_seconds: Some(grace_seconds),
+            graceful_shutdown_timeout_seconds: Some(0),
+            ..ServerConf::default()
+        };
+        let server = Server::new_with_opt_and_conf(None, conf);
+        let mut phases = server.watch_execution_phase();
+        let (tx, rx) = mpsc::channel();
+        thread::spawn(move || {
+            server.run(RunArgs {
+                shutdown_signal: Box::new(TerminateNow),
+                grace_period_end: end,
+            });
+            let mut seen = Vec::new();
+            while let Ok(p) = phases.try_recv() {
+                seen.push(format!("{p:?}"));
+            }
+            let _ = tx.send(seen);
+        });
+        rx
+    }
+
+    #[test]
+    fn sluice_grace_period_ends_when_the_future_completes() {
+        // A grace period of a day: only the future can end it within the test's bound.
+        let (drained_tx, drained_rx) = tokio::sync::oneshot::channel::<()>();
+        let done = run_with(
+            24 * 3600,
+            Some(Box::pin(async move {
+                let _ = drained_rx.await;
+            })),
+        );
+        assert!(
+            done.recv_timeout(Duration::from_millis(200)).is_err(),
+            "run waits while the future is pending"
+        );
+        drained_tx.send(()).unwrap();
+        let phases = done
+            .recv_timeout(Duration::from_secs(60))
+            .expect("run returns once the future completed");
+        assert!(phases.contains(&"ShutdownGracePeriod".to_string()), "{phases:?}");
+        assert!(phases.contains(&"Terminated".to_string()), "{phases:?}");
+    }
+
+    #[test]
+    fn sluice_grace_period_still_ends_by_its_length() {
+        let done = run_with(0, Some(Box::pin(std::future::pending())));
+        let phases = done
+            .recv_timeout(Duration::from_secs(60))
+            .expect("run returns when the grace period is over");
+        assert!(phases.contains(&"Terminated".to_string()), "{phases:?}");
     }
 }

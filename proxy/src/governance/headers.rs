@@ -9,7 +9,7 @@
 //!   `retry-after-ms` (which the official SDKs prefer when present).
 
 use crate::api::Family;
-use crate::governance::limits::Window;
+use crate::governance::limits::{LimitKind, Window};
 use crate::text::go_duration;
 use std::time::{Duration, SystemTime};
 
@@ -21,9 +21,9 @@ pub fn rate_limit_headers(
     now: SystemTime,
     mut put: impl FnMut(&'static str, String),
 ) {
-    for (kind, shown) in [(Kind::Requests, requests), (Kind::Tokens, tokens)] {
+    for (kind, shown) in [(LimitKind::Requests, requests), (LimitKind::Tokens, tokens)] {
         let Some(s) = shown else { continue };
-        let names = kind.names(family);
+        let names = names(family, kind);
         put(names[0], s.limit.to_string());
         put(names[1], s.remaining.to_string());
         put(
@@ -47,36 +47,30 @@ pub fn retry_after_headers(wait: Duration, mut put: impl FnMut(&'static str, Str
     put("retry-after-ms", wait.as_millis().max(1).to_string());
 }
 
-#[derive(Clone, Copy)]
-enum Kind {
-    Requests,
-    Tokens,
-}
-
-impl Kind {
-    fn names(self, family: Family) -> [&'static str; 3] {
-        match (family, self) {
-            (Family::OpenAi, Kind::Requests) => [
-                "x-ratelimit-limit-requests",
-                "x-ratelimit-remaining-requests",
-                "x-ratelimit-reset-requests",
-            ],
-            (Family::OpenAi, Kind::Tokens) => [
-                "x-ratelimit-limit-tokens",
-                "x-ratelimit-remaining-tokens",
-                "x-ratelimit-reset-tokens",
-            ],
-            (Family::Anthropic, Kind::Requests) => [
-                "anthropic-ratelimit-requests-limit",
-                "anthropic-ratelimit-requests-remaining",
-                "anthropic-ratelimit-requests-reset",
-            ],
-            (Family::Anthropic, Kind::Tokens) => [
-                "anthropic-ratelimit-tokens-limit",
-                "anthropic-ratelimit-tokens-remaining",
-                "anthropic-ratelimit-tokens-reset",
-            ],
-        }
+/// The three header names of a limit kind; concurrency has none of its own (a refusal says
+/// `retry-after`), so only requests and tokens are asked for.
+fn names(family: Family, kind: LimitKind) -> [&'static str; 3] {
+    match (family, kind) {
+        (Family::OpenAi, LimitKind::Requests) => [
+            "x-ratelimit-limit-requests",
+            "x-ratelimit-remaining-requests",
+            "x-ratelimit-reset-requests",
+        ],
+        (Family::OpenAi, LimitKind::Tokens | LimitKind::Concurrency) => [
+            "x-ratelimit-limit-tokens",
+            "x-ratelimit-remaining-tokens",
+            "x-ratelimit-reset-tokens",
+        ],
+        (Family::Anthropic, LimitKind::Requests) => [
+            "anthropic-ratelimit-requests-limit",
+            "anthropic-ratelimit-requests-remaining",
+            "anthropic-ratelimit-requests-reset",
+        ],
+        (Family::Anthropic, LimitKind::Tokens | LimitKind::Concurrency) => [
+            "anthropic-ratelimit-tokens-limit",
+            "anthropic-ratelimit-tokens-remaining",
+            "anthropic-ratelimit-tokens-reset",
+        ],
     }
 }
 

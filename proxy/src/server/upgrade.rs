@@ -53,10 +53,10 @@ fn config_tag(config: &Path) -> String {
     data_encoding::HEXLOWER.encode(digest.as_ref().get(..6).unwrap_or_default())
 }
 
-/// Pingora's server settings from ours.
 /// Idle upstream connections kept for reuse (per process, all providers).
 pub const UPSTREAM_KEEPALIVE_POOL: usize = 2048;
 
+/// Pingora's server settings from ours.
 pub fn server_conf(server: &ServerSettings, paths: &UpgradePaths) -> ServerConf {
     ServerConf {
         threads: server.threads,

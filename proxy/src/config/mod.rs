@@ -65,6 +65,17 @@ pub trait Env {
     fn var(&self, name: &str) -> Option<String>;
 }
 
+/// An environment with nothing in it (no master key, no provider keys): for configurations that
+/// need no secrets, in tests and benchmarks.
+#[derive(Debug, Clone, Copy)]
+pub struct NoEnv;
+
+impl Env for NoEnv {
+    fn var(&self, _: &str) -> Option<String> {
+        None
+    }
+}
+
 /// The real process environment.
 #[derive(Debug, Clone, Copy)]
 pub struct ProcessEnv;

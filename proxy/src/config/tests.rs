@@ -1,16 +1,7 @@
 //! Configuration validation: the shipped default, and the governance sections.
 
-use super::{parse, ConfigError, Env};
+use super::{parse, ConfigError, NoEnv};
 use std::time::Duration;
-
-/// An environment with nothing in it: no master key, no provider keys.
-struct Empty;
-
-impl Env for Empty {
-    fn var(&self, _: &str) -> Option<String> {
-        None
-    }
-}
 
 /// One provider and one model; `allow_no_keys` lets the governance tests below leave keys out.
 const BASE: &str = r#"
@@ -28,7 +19,7 @@ provider = "p"
 "#;
 
 fn load(extra: &str) -> Result<super::Snapshot, ConfigError> {
-    parse(&format!("{BASE}\n{extra}"), "test.toml", &Empty)
+    parse(&format!("{BASE}\n{extra}"), "test.toml", &NoEnv)
 }
 
 fn error(extra: &str) -> String {
@@ -43,7 +34,7 @@ fn the_shipped_default_configuration_is_valid() {
         include_str!("../../../conf/sluice.toml"),
         "ab".repeat(32)
     );
-    let snap = parse(&text, "conf/sluice.toml", &Empty).unwrap();
+    let snap = parse(&text, "conf/sluice.toml", &NoEnv).unwrap();
     let demo = snap.org("demo").expect("the quick start's org");
     assert_eq!(demo.limits.concurrent, Some(64));
     assert!(demo.budget.daily.is_some());
@@ -115,7 +106,7 @@ const KEY: &str =
 
 /// A config with every table as given, and nothing else.
 fn bare(text: &str) -> String {
-    parse(text, "test.toml", &Empty)
+    parse(text, "test.toml", &NoEnv)
         .map(|_| ())
         .unwrap_err()
         .to_string()

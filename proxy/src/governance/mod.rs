@@ -227,14 +227,7 @@ fn refused(
 mod tests {
     use super::*;
     use crate::clock::FakeClock;
-    use crate::config::{self, Env, Snapshot};
-
-    struct NoEnv;
-    impl Env for NoEnv {
-        fn var(&self, _: &str) -> Option<String> {
-            None
-        }
-    }
+    use crate::config::{self, NoEnv, Snapshot};
 
     /// One org with a 1000-tokens-a-day limit and one key.
     fn snapshot() -> Snapshot {

@@ -104,13 +104,7 @@ pub fn start_only_changes(old: &Snapshot, new: &Snapshot) -> Vec<&'static str> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    struct NoEnv;
-    impl Env for NoEnv {
-        fn var(&self, _: &str) -> Option<String> {
-            None
-        }
-    }
+    use crate::config::NoEnv;
 
     const KEY_A: &str = "sha256:aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa";
     const KEY_B: &str = "sha256:bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb";

@@ -101,14 +101,7 @@ pub fn remove_pid_file(path: &Path) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::{self, Env};
-
-    struct NoEnv;
-    impl Env for NoEnv {
-        fn var(&self, _: &str) -> Option<String> {
-            None
-        }
-    }
+    use crate::config::{self, NoEnv};
 
     fn settings(extra: &str) -> ServerSettings {
         config::parse(&config::serving(&format!("[server]\n{extra}")), "t", &NoEnv)

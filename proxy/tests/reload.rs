@@ -59,7 +59,7 @@ fn count(text: &str, needle: &str) -> usize {
 async fn swap_keys_then_refuse_bad_files(s: &mut Sluice, removed: &str, added: &str, hup: bool) {
     let trigger = |s: &Sluice| {
         if hup {
-            s.proc.signal("HUP");
+            s.proc.signal(Signal::SIGHUP);
         }
     };
     assert_eq!(s.proc.metric("sluice_config_generation").await, 1.0);

@@ -102,7 +102,7 @@ async fn upgrade_hands_over_sockets_without_failing_a_request() {
         t.contains("waiting for the listening sockets")
     })
     .await;
-    s.proc.signal("QUIT");
+    s.proc.signal(Signal::SIGQUIT);
     new.wait_listening().await;
     assert_eq!(
         new.addr, s.addr,
@@ -299,7 +299,7 @@ async fn keep_alive_clients_lose_no_request_across_an_upgrade() {
         t.contains("waiting for the listening sockets")
     })
     .await;
-    s.proc.signal("QUIT");
+    s.proc.signal(Signal::SIGQUIT);
     new.wait_listening().await;
     pool.wait_more(30).await;
     let status = s.proc.wait_exit().await;
@@ -316,7 +316,7 @@ async fn keep_alive_clients_lose_no_request_across_a_sigterm_restart() {
     let (pool, tasks) = Pool::start(s.url("/v1/chat/completions"), s.cfg.keys.acme.clone(), 6);
     pool.wait_more(30).await;
 
-    s.proc.signal("TERM");
+    s.proc.signal(Signal::SIGTERM);
     // The old process stops listening at once (its connections still drain); then the new one
     // can bind the same address.
     let deadline = tokio::time::Instant::now() + WAIT;

@@ -1,6 +1,6 @@
 //! A real `sluice-control` process and the figures the scenarios compare.
 
-use crate::process::{binary, spawn, Spawned};
+use sluice_test_support::{binary, Process};
 use sluice_wire::UsageAnswer;
 use std::collections::HashSet;
 use std::process::Command;
@@ -9,7 +9,7 @@ pub const INGEST_TOKEN: &str = "e2e-ingest-token-0123456789abcdef";
 pub const ADMIN_TOKEN: &str = "e2e-admin-token-0123456789abcdef";
 
 pub struct Ledger {
-    pub proc: Spawned,
+    pub proc: Process,
     /// `http://ADDR`
     pub base: String,
     http: reqwest::Client,
@@ -23,8 +23,8 @@ impl Ledger {
             .env("SLUICE_INGEST_TOKEN", INGEST_TOKEN)
             .env("SLUICE_ADMIN_TOKEN", ADMIN_TOKEN)
             .env("RUST_LOG", "warn");
-        let proc = spawn(cmd, "sluice-control", "sluice-control listening on ");
-        let base = proc.addr.clone();
+        let proc = Process::spawn("sluice-control", cmd);
+        let base = proc.wait_line("sluice-control listening on ", crate::WAIT);
         Self {
             proc,
             base,

@@ -2,10 +2,10 @@
 
 use crate::ledger::INGEST_TOKEN;
 use sluice_proxy::keys::{self, KeyDigest};
+use sluice_test_support::{binary, Process};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use sluice_test_support::{binary, Process};
 
 /// The org every scenario bills.
 pub const ORG: &str = "acme";
@@ -104,7 +104,10 @@ impl Proxy {
             .env("SLUICE_INGEST_TOKEN", INGEST_TOKEN)
             .env("RUST_LOG", "info");
         let proc = Process::spawn("sluice-proxy", cmd);
-        let base = format!("http://{}", proc.wait_line("listening on http://", crate::WAIT));
+        let base = format!(
+            "http://{}",
+            proc.wait_line("listening on http://", crate::WAIT)
+        );
         // Both lines are printed together, in either order.
         let admin = format!("http://{}", proc.wait_line("admin on http://", crate::WAIT));
         Self { proc, base, admin }

@@ -255,9 +255,7 @@ async fn a_plain_start_runs_beside_a_process_that_still_drains() {
     .await;
     // A stream that stalls until the client leaves keeps the old process draining.
     let resp = old
-        .client()
-        .post(old.url("/v1/chat/completions"))
-        .bearer_auth(&old.cfg.keys.acme)
+        .openai_post("/v1/chat/completions")
         .header("x-mock-stall-after", "2")
         .json(&chat("mock-gpt", true))
         .send()

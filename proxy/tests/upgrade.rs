@@ -38,9 +38,7 @@ async fn upgrade_hands_over_sockets_without_failing_a_request() {
     let mut streams = Vec::new();
     for _ in 0..3 {
         let resp = s
-            .client()
-            .post(s.url("/v1/chat/completions"))
-            .bearer_auth(&s.cfg.keys.acme)
+            .openai_post("/v1/chat/completions")
             .header("x-mock-chunks", CHUNKS.to_string())
             .header("x-mock-gap-ms", GAP_MS)
             .json(&chat("mock-gpt", true))
@@ -136,9 +134,7 @@ async fn upgrade_hands_over_sockets_without_failing_a_request() {
 
     // After the old process is gone the new one answers, and the trickle never saw a failure.
     let resp = s
-        .client()
-        .post(s.url("/v1/chat/completions"))
-        .bearer_auth(&s.cfg.keys.acme)
+        .openai_post("/v1/chat/completions")
         .json(&chat("mock-gpt", false))
         .send()
         .await

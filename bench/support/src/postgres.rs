@@ -46,7 +46,11 @@ fn start() -> Option<Server> {
         let _ = BufReader::new(stdout).read_line(&mut line);
         let _ = tx.send(line);
     });
-    let url = rx.recv_timeout(START).unwrap_or_default().trim().to_string();
+    let url = rx
+        .recv_timeout(START)
+        .unwrap_or_default()
+        .trim()
+        .to_string();
     if url.starts_with("postgres://") {
         return Some(Server {
             url,

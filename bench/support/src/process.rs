@@ -160,9 +160,7 @@ impl Process {
         within: Duration,
         done: impl Fn(&str) -> bool,
     ) -> String {
-        let seen = self
-            .until_async(within, |t| t.ended || done(&t.text))
-            .await;
+        let seen = self.until_async(within, |t| t.ended || done(&t.text)).await;
         self.judge(what, seen, done)
     }
 
@@ -170,7 +168,11 @@ impl Process {
     pub fn wait_exit(&mut self, within: Duration) -> ExitStatus {
         // stderr reaching its end is the observable sign of exit; then `wait` returns at once.
         if self.until(within, |t| t.ended).is_none() {
-            self.fail("did not exit within", &format!("{within:?}"), &self.stderr());
+            self.fail(
+                "did not exit within",
+                &format!("{within:?}"),
+                &self.stderr(),
+            );
         }
         self.reap()
     }
@@ -178,7 +180,11 @@ impl Process {
     /// [`Process::wait_exit`] for async tests.
     pub async fn wait_exit_async(&mut self, within: Duration) -> ExitStatus {
         if self.until_async(within, |t| t.ended).await.is_none() {
-            self.fail("did not exit within", &format!("{within:?}"), &self.stderr());
+            self.fail(
+                "did not exit within",
+                &format!("{within:?}"),
+                &self.stderr(),
+            );
         }
         self.reap()
     }
@@ -289,7 +295,10 @@ mod tests {
 
     #[test]
     fn reads_the_announcement_and_signals_through_nix() {
-        let mut p = Process::spawn("sh", sh("echo 'x listening on 127.0.0.1:9' >&2; exec sleep 60"));
+        let mut p = Process::spawn(
+            "sh",
+            sh("echo 'x listening on 127.0.0.1:9' >&2; exec sleep 60"),
+        );
         assert_eq!(p.wait_line("listening on ", WAIT), "127.0.0.1:9");
         assert_eq!(p.announced("x "), Some("listening on 127.0.0.1:9".into()));
         p.signal(Signal::SIGTERM);
@@ -306,7 +315,8 @@ mod tests {
 
     #[tokio::test]
     async fn async_waits_see_lines_and_exit() {
-        let (mut p, stdout) = Process::spawn_with_stdout("sh", sh("echo out; echo one >&2; echo two >&2"));
+        let (mut p, stdout) =
+            Process::spawn_with_stdout("sh", sh("echo out; echo one >&2; echo two >&2"));
         let text = p
             .wait_stderr_async("two lines", WAIT, |t| t.contains("two"))
             .await;

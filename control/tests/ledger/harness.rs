@@ -5,9 +5,8 @@
 //! Postgres variants skip, loudly, only when no Postgres installation is found; set
 //! `SLUICE_TEST_REQUIRE_POSTGRES=1` to make that a failure.
 
-use sluice_wire::{IngestAnswer, Outcome, UsageAnswer, UsageRecord};
 use sluice_test_support::Process;
-use std::borrow::Cow;
+use sluice_wire::{IngestAnswer, UsageAnswer, UsageRecord};
 use std::process::Command;
 use std::sync::Arc;
 use std::time::Duration;
@@ -134,36 +133,11 @@ impl Ledger {
 /// A successful record of `org` at `time_ms` with the given counts; tags are left empty.
 pub fn record(org: &str, time_ms: u64, input: u64, output: u64, cost: u64) -> UsageRecord {
     UsageRecord {
-        v: 1,
-        id: uuid::Uuid::now_v7(),
         time_ms,
-        org: Some(Arc::from(org)),
-        key_id: Some(Arc::from("key_0000000000000001")),
-        provider: Some(Arc::from("mock")),
-        model: Some("mock-gpt".into()),
-        upstream_model: Some("mock-gpt-1".into()),
-        api: Cow::Borrowed("chat.completions"),
-        stream: true,
-        status: 200,
-        outcome: Outcome::Ok,
         input_tokens: input,
         output_tokens: output,
-        cached_tokens: 0,
-        cache_write_tokens: 0,
-        reasoning_tokens: 0,
-        estimated: false,
         cost_micro_usd: cost,
-        ttft_ms: Some(1.5),
-        total_ms: 10.25,
-        upstream_ms: Some(9.0),
-        bytes_in: 100,
-        bytes_out: 200,
-        user: None,
-        session: None,
-        feature: None,
-        meta: Default::default(),
-        client_ip: None,
-        error_type: None,
+        ..sluice_test_support::usage_record(org)
     }
 }
 

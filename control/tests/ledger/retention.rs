@@ -3,9 +3,9 @@
 
 use crate::both_backends;
 use crate::harness::{now_ms, record, Db, Ledger};
-use sluice_test_support::FakeClock;
 use sluice_control::db::{Retention, Store};
 use sluice_control::time::DAY_MS;
+use sluice_test_support::FakeClock;
 use sluice_wire::{ErasureAnswer, GroupBy};
 use std::sync::Arc;
 

@@ -244,6 +244,22 @@ impl Sluice {
             .build()
             .expect("client")
     }
+
+    /// A POST to `path` as org acme with the OpenAI-style credential (`Authorization: Bearer`).
+    pub fn openai_post(&self, path: &str) -> reqwest::RequestBuilder {
+        self.client()
+            .post(self.url(path))
+            .bearer_auth(&self.cfg.keys.acme)
+    }
+
+    /// A POST to `path` as org acme the way the Anthropic SDK sends it (`x-api-key` and
+    /// `anthropic-version`).
+    pub fn anthropic_post(&self, path: &str) -> reqwest::RequestBuilder {
+        self.client()
+            .post(self.url(path))
+            .header("x-api-key", &self.cfg.keys.acme)
+            .header("anthropic-version", "2023-06-01")
+    }
 }
 
 /// Asserts that an OpenAI chat SSE body ended with `[DONE]` and carried `chunks` content deltas.

@@ -3,14 +3,13 @@
 //! settings, and a bounded wait on observable conditions.
 
 use crate::config::{IngestToken, LedgerSettings};
-use crate::record::{Outcome, UsageRecord};
+use crate::record::UsageRecord;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use sluice_wire::{IngestAnswer, IngestBatch, Rejection, UsageTotals};
 use sluice_test_support::{binary, eventually, Process};
-use std::borrow::Cow;
+use sluice_wire::{IngestAnswer, IngestBatch, Rejection, UsageTotals};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -29,38 +28,17 @@ pub fn wait_until(cond: impl FnMut() -> bool) -> bool {
 
 pub fn record(org: &str, input: u64, output: u64) -> UsageRecord {
     UsageRecord {
-        v: 1,
-        id: uuid::Uuid::now_v7(),
-        time_ms: std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_millis() as u64),
-        org: Some(Arc::from(org)),
-        key_id: Some(Arc::from("key_0000000000000001")),
-        provider: Some(Arc::from("mock")),
-        model: Some("mock-gpt".into()),
         upstream_model: None,
-        api: Cow::Borrowed("chat.completions"),
         stream: false,
-        status: 200,
-        outcome: Outcome::Ok,
         input_tokens: input,
         output_tokens: output,
-        cached_tokens: 0,
-        cache_write_tokens: 0,
-        reasoning_tokens: 0,
-        estimated: false,
         cost_micro_usd: input + output,
         ttft_ms: None,
         total_ms: 1.0,
         upstream_ms: None,
         bytes_in: 10,
         bytes_out: 20,
-        user: None,
-        session: None,
-        feature: None,
-        meta: Default::default(),
-        client_ip: None,
-        error_type: None,
+        ..sluice_test_support::usage_record(org)
     }
 }
 

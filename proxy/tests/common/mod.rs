@@ -262,6 +262,42 @@ impl Sluice {
     }
 }
 
+/// Opens a slow chat stream with `key` (`chunks` content chunks, `gap_ms` apart), waits for its
+/// first bytes (so it surely started under the current configuration and process), and returns
+/// a task yielding the whole body.
+pub async fn open_stream(
+    s: &Sluice,
+    key: &str,
+    chunks: usize,
+    gap_ms: &str,
+) -> tokio::task::JoinHandle<String> {
+    use futures_util::StreamExt;
+    let resp = s
+        .client()
+        .post(s.url("/v1/chat/completions"))
+        .bearer_auth(key)
+        .header("x-mock-chunks", chunks.to_string())
+        .header("x-mock-gap-ms", gap_ms)
+        .json(&chat("mock-gpt", true))
+        .send()
+        .await
+        .expect("stream request");
+    assert_eq!(resp.status(), 200);
+    let mut body = resp.bytes_stream();
+    let first = body
+        .next()
+        .await
+        .expect("first bytes")
+        .expect("first bytes");
+    tokio::spawn(async move {
+        let mut text = String::from_utf8_lossy(&first).to_string();
+        while let Some(chunk) = body.next().await {
+            text.push_str(&String::from_utf8_lossy(&chunk.expect("stream chunk")));
+        }
+        text
+    })
+}
+
 /// Asserts that an OpenAI chat SSE body ended with `[DONE]` and carried `chunks` content deltas.
 pub fn assert_chat_stream_complete(body: &str, chunks: usize) {
     let data: Vec<&str> = body

@@ -37,15 +37,19 @@ impl Ledger {
         self.base.trim_start_matches("http://").to_string()
     }
 
-    /// The org's totals over all time.
-    pub async fn usage(&self, org: &str) -> UsageAnswer {
-        let r = self
-            .http
-            .get(format!("{}/v1/usage?org={org}", self.base))
+    /// `GET path` with the admin token.
+    async fn admin_get(&self, path: &str) -> reqwest::Response {
+        self.http
+            .get(format!("{}{path}", self.base))
             .bearer_auth(ADMIN_TOKEN)
             .send()
             .await
-            .expect("usage query");
+            .unwrap_or_else(|e| panic!("GET {path}: {e}"))
+    }
+
+    /// The org's totals over all time.
+    pub async fn usage(&self, org: &str) -> UsageAnswer {
+        let r = self.admin_get(&format!("/v1/usage?org={org}")).await;
         assert_eq!(r.status(), 200, "usage query status");
         r.json().await.expect("usage answer")
     }
@@ -54,12 +58,8 @@ impl Ledger {
     /// lines the export had: equal when no id is stored twice.
     pub async fn exported_ids(&self, org: &str) -> (HashSet<String>, usize) {
         let text = self
-            .http
-            .get(format!("{}/v1/orgs/{org}/export?format=jsonl", self.base))
-            .bearer_auth(ADMIN_TOKEN)
-            .send()
+            .admin_get(&format!("/v1/orgs/{org}/export?format=jsonl"))
             .await
-            .expect("export")
             .text()
             .await
             .expect("export body");

@@ -199,42 +199,40 @@ fn tear_spool_tail(spool: &Path) {
     assert!(torn > 0, "no spool file in {}", spool.display());
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn sqlite_ledger_killed_during_load() {
-    ledger_killed_during_load(Backend::Sqlite).await;
+/// One test per backend for a scenario: `$sqlite` and `$postgres` run `$scenario(backend, $args)`.
+macro_rules! on_both_backends {
+    ($sqlite:ident, $postgres:ident, $scenario:ident $(, $arg:expr)*) => {
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        async fn $sqlite() {
+            $scenario(Backend::Sqlite $(, $arg)*).await;
+        }
+
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        async fn $postgres() {
+            $scenario(Backend::Postgres $(, $arg)*).await;
+        }
+    };
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn postgres_ledger_killed_during_load() {
-    ledger_killed_during_load(Backend::Postgres).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn sqlite_proxy_restarted_gracefully_during_load() {
-    proxy_restarted_gracefully_during_load(Backend::Sqlite).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn postgres_proxy_restarted_gracefully_during_load() {
-    proxy_restarted_gracefully_during_load(Backend::Postgres).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn sqlite_proxy_killed_while_ledger_down() {
-    proxy_killed_while_ledger_down(Backend::Sqlite, false).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn postgres_proxy_killed_while_ledger_down() {
-    proxy_killed_while_ledger_down(Backend::Postgres, false).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn sqlite_spool_with_a_torn_tail() {
-    proxy_killed_while_ledger_down(Backend::Sqlite, true).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn postgres_spool_with_a_torn_tail() {
-    proxy_killed_while_ledger_down(Backend::Postgres, true).await;
-}
+on_both_backends!(
+    sqlite_ledger_killed_during_load,
+    postgres_ledger_killed_during_load,
+    ledger_killed_during_load
+);
+on_both_backends!(
+    sqlite_proxy_restarted_gracefully_during_load,
+    postgres_proxy_restarted_gracefully_during_load,
+    proxy_restarted_gracefully_during_load
+);
+on_both_backends!(
+    sqlite_proxy_killed_while_ledger_down,
+    postgres_proxy_killed_while_ledger_down,
+    proxy_killed_while_ledger_down,
+    false
+);
+on_both_backends!(
+    sqlite_spool_with_a_torn_tail,
+    postgres_spool_with_a_torn_tail,
+    proxy_killed_while_ledger_down,
+    true
+);

@@ -1,6 +1,6 @@
 //! A real `sluice-control` process and the figures the scenarios compare.
 
-use crate::process::{binary, spawn, Spawned};
+use sluice_test_support::{binary, Process};
 use sluice_wire::UsageAnswer;
 use std::collections::HashSet;
 use std::process::Command;
@@ -9,7 +9,7 @@ pub const INGEST_TOKEN: &str = "e2e-ingest-token-0123456789abcdef";
 pub const ADMIN_TOKEN: &str = "e2e-admin-token-0123456789abcdef";
 
 pub struct Ledger {
-    pub proc: Spawned,
+    pub proc: Process,
     /// `http://ADDR`
     pub base: String,
     http: reqwest::Client,
@@ -23,8 +23,8 @@ impl Ledger {
             .env("SLUICE_INGEST_TOKEN", INGEST_TOKEN)
             .env("SLUICE_ADMIN_TOKEN", ADMIN_TOKEN)
             .env("RUST_LOG", "warn");
-        let proc = spawn(cmd, "sluice-control", "sluice-control listening on ");
-        let base = proc.addr.clone();
+        let proc = Process::spawn("sluice-control", cmd);
+        let base = proc.wait_line("sluice-control listening on ", crate::WAIT);
         Self {
             proc,
             base,
@@ -37,15 +37,19 @@ impl Ledger {
         self.base.trim_start_matches("http://").to_string()
     }
 
-    /// The org's totals over all time.
-    pub async fn usage(&self, org: &str) -> UsageAnswer {
-        let r = self
-            .http
-            .get(format!("{}/v1/usage?org={org}", self.base))
+    /// `GET path` with the admin token.
+    async fn admin_get(&self, path: &str) -> reqwest::Response {
+        self.http
+            .get(format!("{}{path}", self.base))
             .bearer_auth(ADMIN_TOKEN)
             .send()
             .await
-            .expect("usage query");
+            .unwrap_or_else(|e| panic!("GET {path}: {e}"))
+    }
+
+    /// The org's totals over all time.
+    pub async fn usage(&self, org: &str) -> UsageAnswer {
+        let r = self.admin_get(&format!("/v1/usage?org={org}")).await;
         assert_eq!(r.status(), 200, "usage query status");
         r.json().await.expect("usage answer")
     }
@@ -54,12 +58,8 @@ impl Ledger {
     /// lines the export had: equal when no id is stored twice.
     pub async fn exported_ids(&self, org: &str) -> (HashSet<String>, usize) {
         let text = self
-            .http
-            .get(format!("{}/v1/orgs/{org}/export?format=jsonl", self.base))
-            .bearer_auth(ADMIN_TOKEN)
-            .send()
+            .admin_get(&format!("/v1/orgs/{org}/export?format=jsonl"))
             .await
-            .expect("export")
             .text()
             .await
             .expect("export body");

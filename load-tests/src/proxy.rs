@@ -1,8 +1,8 @@
 //! A real `sluice-proxy` process delivering to a ledger, in front of the in-process mock.
 
 use crate::ledger::INGEST_TOKEN;
-use crate::process::{binary, spawn, Spawned};
 use sluice_proxy::credentials::keys::{self, KeyDigest};
+use sluice_test_support::{binary, Process};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -88,7 +88,7 @@ org = "{ORG}"
 }
 
 pub struct Proxy {
-    pub proc: Spawned,
+    pub proc: Process,
     /// `http://ADDR`
     pub base: String,
     /// `http://ADDR` of the admin listener (metrics).
@@ -103,21 +103,13 @@ impl Proxy {
             .args(["--listen", "127.0.0.1:0", "--admin-listen", "127.0.0.2:0"])
             .env("SLUICE_INGEST_TOKEN", INGEST_TOKEN)
             .env("RUST_LOG", "info");
-        let proc = spawn(cmd, "sluice-proxy", "listening on http://");
-        let base = format!("http://{}", proc.addr);
+        let proc = Process::spawn("sluice-proxy", cmd);
+        let base = format!(
+            "http://{}",
+            proc.wait_line("listening on http://", crate::WAIT)
+        );
         // Both lines are printed together, in either order.
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-        let admin = loop {
-            if let Some(a) = crate::process::announced(&proc, "admin on http://") {
-                break format!("http://{a}");
-            }
-            assert!(
-                std::time::Instant::now() < deadline,
-                "no admin line:\n{}",
-                proc.log()
-            );
-            std::thread::sleep(std::time::Duration::from_millis(5));
-        };
+        let admin = format!("http://{}", proc.wait_line("admin on http://", crate::WAIT));
         Self { proc, base, admin }
     }
 

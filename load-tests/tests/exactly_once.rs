@@ -14,7 +14,8 @@ use sluice_bench::mock::{MockProvider, Outcome};
 use sluice_load_tests::ledger::Ledger;
 use sluice_load_tests::load::drive;
 use sluice_load_tests::proxy::{Proxy, ProxyConfig, ORG};
-use sluice_load_tests::{pg, wait_for};
+use sluice_load_tests::{fresh_postgres, wait_for};
+use sluice_test_support::Signal;
 use std::io::Write as _;
 use std::path::Path;
 use std::time::Duration;
@@ -29,7 +30,7 @@ enum Backend {
 async fn database(backend: &Backend, dir: &Path) -> Option<String> {
     match backend {
         Backend::Sqlite => Some(format!("sqlite://{}", dir.join("ledger.db").display())),
-        Backend::Postgres => pg::fresh_database().await,
+        Backend::Postgres => fresh_postgres().await,
     }
 }
 
@@ -119,14 +120,14 @@ async fn proxy_restarted_gracefully_during_load(backend: Backend) {
         async move { drive(&base, &key, 400, 8).await }
     });
     served_at_least(&s.mock, 100).await;
-    first.proc.signal("TERM");
+    first.proc.signal(Signal::SIGTERM);
     // Requests that reached it finish; later ones find it gone and fail at connect.
     let before = load.await.unwrap();
     assert!(before.ok >= 100, "{before:?}");
     assert!(
-        first.proc.wait_exit(Duration::from_secs(60)),
+        first.proc.wait_exit(Duration::from_secs(60)).success(),
         "clean exit:\n{}",
-        first.proc.log()
+        first.proc.stderr()
     );
     let second = Proxy::start(&config);
     let after = drive(&second.base, &cfg.key, 300, 8).await;
@@ -198,42 +199,40 @@ fn tear_spool_tail(spool: &Path) {
     assert!(torn > 0, "no spool file in {}", spool.display());
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn sqlite_ledger_killed_during_load() {
-    ledger_killed_during_load(Backend::Sqlite).await;
+/// One test per backend for a scenario: `$sqlite` and `$postgres` run `$scenario(backend, $args)`.
+macro_rules! on_both_backends {
+    ($sqlite:ident, $postgres:ident, $scenario:ident $(, $arg:expr)*) => {
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        async fn $sqlite() {
+            $scenario(Backend::Sqlite $(, $arg)*).await;
+        }
+
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        async fn $postgres() {
+            $scenario(Backend::Postgres $(, $arg)*).await;
+        }
+    };
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn postgres_ledger_killed_during_load() {
-    ledger_killed_during_load(Backend::Postgres).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn sqlite_proxy_restarted_gracefully_during_load() {
-    proxy_restarted_gracefully_during_load(Backend::Sqlite).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn postgres_proxy_restarted_gracefully_during_load() {
-    proxy_restarted_gracefully_during_load(Backend::Postgres).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn sqlite_proxy_killed_while_ledger_down() {
-    proxy_killed_while_ledger_down(Backend::Sqlite, false).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn postgres_proxy_killed_while_ledger_down() {
-    proxy_killed_while_ledger_down(Backend::Postgres, false).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn sqlite_spool_with_a_torn_tail() {
-    proxy_killed_while_ledger_down(Backend::Sqlite, true).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn postgres_spool_with_a_torn_tail() {
-    proxy_killed_while_ledger_down(Backend::Postgres, true).await;
-}
+on_both_backends!(
+    sqlite_ledger_killed_during_load,
+    postgres_ledger_killed_during_load,
+    ledger_killed_during_load
+);
+on_both_backends!(
+    sqlite_proxy_restarted_gracefully_during_load,
+    postgres_proxy_restarted_gracefully_during_load,
+    proxy_restarted_gracefully_during_load
+);
+on_both_backends!(
+    sqlite_proxy_killed_while_ledger_down,
+    postgres_proxy_killed_while_ledger_down,
+    proxy_killed_while_ledger_down,
+    false
+);
+on_both_backends!(
+    sqlite_spool_with_a_torn_tail,
+    postgres_spool_with_a_torn_tail,
+    proxy_killed_while_ledger_down,
+    true
+);

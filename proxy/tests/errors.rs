@@ -233,9 +233,7 @@ async fn oversized_body_gets_413_by_declared_length_and_by_chunked_stream() {
             .collect::<Vec<_>>(),
     );
     let resp = s
-        .client()
-        .post(s.url("/v1/chat/completions"))
-        .bearer_auth(&s.cfg.keys.acme)
+        .openai_post("/v1/chat/completions")
         .body(reqwest::Body::wrap_stream(stream))
         .send()
         .await;
@@ -287,9 +285,7 @@ async fn upstream_connect_failure_is_502_and_timeout_is_504() {
 async fn provider_errors_pass_through_unchanged() {
     let mut s = Sluice::start().await;
     let resp = s
-        .client()
-        .post(s.url("/v1/chat/completions"))
-        .bearer_auth(&s.cfg.keys.acme)
+        .openai_post("/v1/chat/completions")
         .header("x-mock-status", "429")
         .json(&chat("mock-gpt", false))
         .send()

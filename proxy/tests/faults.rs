@@ -12,10 +12,7 @@ async fn client_disconnect_closes_upstream_and_records_estimate() {
     let mut s = Sluice::start().await;
     // The provider sends 3 events then stalls: the client reads them and hangs up.
     let resp = s
-        .client()
-        .post(s.url("/v1/messages"))
-        .header("x-api-key", &s.cfg.keys.acme)
-        .header("anthropic-version", "2023-06-01")
+        .anthropic_post("/v1/messages")
         .header("x-mock-stall-after", "4")
         .json(
             &serde_json::json!({"model": "mock-claude", "max_tokens": 50, "stream": true,
@@ -54,9 +51,7 @@ async fn client_disconnect_closes_upstream_and_records_estimate() {
 async fn upstream_drop_mid_stream_is_recorded_and_visible_to_the_client() {
     let mut s = Sluice::start().await;
     let resp = s
-        .client()
-        .post(s.url("/v1/chat/completions"))
-        .bearer_auth(&s.cfg.keys.acme)
+        .openai_post("/v1/chat/completions")
         .header("x-mock-drop-after", "4")
         .json(&chat("mock-gpt", true))
         .send()
@@ -81,9 +76,7 @@ async fn stalled_stream_times_out_on_idle() {
     let mut s = Sluice::start().await;
     // The slow provider's idle timeout is 300 ms; the mock stalls forever after 2 events.
     let resp = s
-        .client()
-        .post(s.url("/v1/chat/completions"))
-        .bearer_auth(&s.cfg.keys.acme)
+        .openai_post("/v1/chat/completions")
         .header("x-mock-stall-after", "2")
         .json(&chat("slow-gpt", true))
         .send()

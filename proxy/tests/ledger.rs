@@ -9,16 +9,16 @@
 
 mod common;
 use common::*;
-use std::io::{BufRead, BufReader};
+use sluice_test_support::{binary, wait_for, Process};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 
 /// The ledger's admin token (the ingest token is the one the proxy already has in its
 /// environment, `MOCK_SHARED_KEY`, so the test need not change the proxy's environment).
 const ADMIN: &str = "ledger-test-admin-token-0001";
 
 struct Ledger {
-    child: Child,
+    process: Process,
     addr: String,
     data: PathBuf,
 }
@@ -46,41 +46,14 @@ impl Ledger {
     }
 
     fn spawn(args: &[&std::ffi::OsStr]) -> Self {
-        // target/release/deps/<this test> → target/release/sluice-control
-        let exe = std::env::current_exe().unwrap();
-        let bin = exe
-            .parent()
-            .unwrap()
-            .parent()
-            .unwrap()
-            .join("sluice-control");
-        assert!(
-            bin.exists(),
-            "build it first: cargo build --release -p sluice-control"
-        );
-        let mut child = Command::new(bin)
-            .args(args)
+        let mut cmd = Command::new(binary("sluice-control"));
+        cmd.args(args)
             .env("SLUICE_INGEST_TOKEN", config::SHARED_PROVIDER_KEY)
-            .env("SLUICE_ADMIN_TOKEN", ADMIN)
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let stderr = child.stderr.take().unwrap();
-        let (tx, rx) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            let mut lines = BufReader::new(stderr).lines().map_while(Result::ok);
-            for line in lines.by_ref() {
-                if let Some(a) = line.strip_prefix("sluice-control listening on http://") {
-                    let _ = tx.send(a.trim().to_string());
-                    break;
-                }
-            }
-            lines.for_each(drop);
-        });
-        let addr = rx.recv_timeout(WAIT).expect("ledger listening");
+            .env("SLUICE_ADMIN_TOKEN", ADMIN);
+        let process = Process::spawn("sluice-control", cmd);
+        let addr = process.wait_line("sluice-control listening on http://", WAIT);
         Self {
-            child,
+            process,
             addr,
             data: PathBuf::new(),
         }
@@ -102,8 +75,7 @@ impl Ledger {
     }
 
     fn kill(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        self.process.kill();
     }
 
     async fn totals(&self, org: &str) -> sluice_wire::UsageTotals {
@@ -112,20 +84,12 @@ impl Ledger {
 
     /// Polls the ledger (bounded) until `org` has `requests` requests; returns its totals.
     async fn await_requests(&self, org: &str, requests: u64) -> sluice_wire::UsageTotals {
-        let deadline = tokio::time::Instant::now() + WAIT;
-        loop {
+        let what = format!("{requests} requests of {org} in the ledger");
+        wait_for(&what, WAIT, || async {
             let t = self.totals(org).await;
-            if t.requests >= requests || tokio::time::Instant::now() >= deadline {
-                return t;
-            }
-            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-        }
-    }
-}
-
-impl Drop for Ledger {
-    fn drop(&mut self) {
-        self.kill();
+            (t.requests >= requests).then_some(t)
+        })
+        .await
     }
 }
 
@@ -172,7 +136,7 @@ async fn sigterm_drains_every_record_to_the_ledger() {
     let (input, output) = traffic(&mut s, 25).await;
     assert_eq!(ledger.totals("acme").await.requests, 0);
 
-    s.proc.signal("TERM");
+    s.proc.signal(Signal::SIGTERM);
     assert!(s.proc.wait_exit().await.success());
     let t = ledger.totals("acme").await;
     assert_eq!(
@@ -197,16 +161,12 @@ async fn a_proxy_killed_while_the_ledger_is_down_delivers_its_spool_at_the_next_
     let admin = ["--admin-listen", "127.0.0.2:0"];
     let mut s = Sluice::start_with_args(|c| c.extra = table, &admin).await;
     let (input, output) = traffic(&mut s, 12).await;
-    let deadline = tokio::time::Instant::now() + WAIT;
-    while s.proc.metric("sluice_usage_records_spooled_total").await < 12.0 {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "records not spooled"
-        );
-        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-    }
+    wait_for("12 records spooled", WAIT, || async {
+        (s.proc.metric("sluice_usage_records_spooled_total").await >= 12.0).then_some(())
+    })
+    .await;
     assert_eq!(s.proc.metric("sluice_ledger_up").await, 0.0);
-    s.proc.signal("KILL");
+    s.proc.signal(Signal::SIGKILL);
     s.proc.wait_exit().await;
 
     let ledger = Ledger::start(&ledger.data, &ledger.addr.clone());
@@ -216,61 +176,6 @@ async fn a_proxy_killed_while_the_ledger_is_down_delivers_its_spool_at_the_next_
         (t.requests, t.input_tokens, t.output_tokens),
         (12, input, output)
     );
-}
-
-/// A throwaway Postgres cluster from the ledger's own script, stopped when the test drops it
-/// (the script stops the cluster when its stdin closes).
-struct Postgres {
-    url: String,
-    _stdin: std::process::ChildStdin,
-    _child: Child,
-}
-
-/// Starts Postgres, or says loudly that it is skipped (a failure with
-/// `SLUICE_TEST_REQUIRE_POSTGRES=1`, which CI sets).
-fn postgres() -> Option<Postgres> {
-    let script = concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../control/scripts/postgres.sh"
-    );
-    let mut child = Command::new("bash")
-        .args([script, "run"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .unwrap();
-    let stdout = child.stdout.take().unwrap();
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        let mut line = String::new();
-        let _ = BufReader::new(stdout).read_line(&mut line);
-        let _ = tx.send(line);
-    });
-    let url = rx
-        .recv_timeout(std::time::Duration::from_secs(120))
-        .unwrap_or_default()
-        .trim()
-        .to_string();
-    if url.starts_with("postgres://") {
-        return Some(Postgres {
-            url,
-            _stdin: child.stdin.take().unwrap(),
-            _child: child,
-        });
-    }
-    let status = child.wait().ok().and_then(|s| s.code());
-    assert_eq!(
-        status,
-        Some(2),
-        "postgres.sh found Postgres but could not start it"
-    );
-    eprintln!("\n\n!!!!!!!! POSTGRES NOT AVAILABLE: the Postgres variant of this test is SKIPPED !!!!!!!!\n");
-    assert!(
-        std::env::var_os("SLUICE_TEST_REQUIRE_POSTGRES").is_none(),
-        "SLUICE_TEST_REQUIRE_POSTGRES is set but Postgres is not available"
-    );
-    None
 }
 
 /// Requests whose records carry a NUL (a model name answered 404, a body `user`) between good
@@ -327,8 +232,10 @@ async fn poisoned_records_do_not_stop_billing_on_sqlite() {
 
 #[tokio::test]
 async fn poisoned_records_do_not_stop_billing_on_postgres() {
-    let Some(pg) = postgres() else { return };
-    poisoned_records_do_not_stop_billing(Ledger::start_url(&pg.url)).await;
+    let Some(url) = sluice_test_support::postgres::server_url() else {
+        return;
+    };
+    poisoned_records_do_not_stop_billing(Ledger::start_url(url)).await;
 }
 
 /// A restart (a plain start, not `--upgrade`) while the old process still drains a stream on the
@@ -348,9 +255,7 @@ async fn a_plain_start_runs_beside_a_process_that_still_drains() {
     .await;
     // A stream that stalls until the client leaves keeps the old process draining.
     let resp = old
-        .client()
-        .post(old.url("/v1/chat/completions"))
-        .bearer_auth(&old.cfg.keys.acme)
+        .openai_post("/v1/chat/completions")
         .header("x-mock-stall-after", "2")
         .json(&chat("mock-gpt", true))
         .send()
@@ -359,7 +264,7 @@ async fn a_plain_start_runs_beside_a_process_that_still_drains() {
     assert_eq!(resp.status(), 200);
     let mut body = resp.bytes_stream();
     body.next().await.unwrap().unwrap();
-    old.proc.signal("TERM");
+    old.proc.signal(Signal::SIGTERM);
     old.proc
         .wait_stderr("the drain to begin", |e| e.contains("SIGTERM received"))
         .await;
@@ -382,6 +287,6 @@ async fn a_plain_start_runs_beside_a_process_that_still_drains() {
     drop(body);
     assert!(old.proc.wait_exit().await.success());
     assert_eq!(ledger.await_requests("acme", 2).await.requests, 2);
-    new.signal("TERM");
+    new.signal(Signal::SIGTERM);
     assert!(new.wait_exit().await.success());
 }

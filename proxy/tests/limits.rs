@@ -413,7 +413,7 @@ async fn reload_acme(s: &mut Sluice, acme_org: String, generation: u32) {
     let mut cfg = s.cfg.clone();
     cfg.acme_org = acme_org;
     s.write_config(&cfg.render());
-    s.proc.signal("HUP");
+    s.proc.signal(Signal::SIGHUP);
     let done = format!("(generation {generation})");
     s.proc
         .wait_stderr("the reload", |t| t.contains(&done))

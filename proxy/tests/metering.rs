@@ -11,9 +11,7 @@ async fn a_request_that_timed_out_at_the_provider_is_estimated() {
     let mut s = Sluice::start().await;
     let body = chat("slow-gpt", false);
     let resp = s
-        .client()
-        .post(s.url("/v1/chat/completions"))
-        .bearer_auth(&s.cfg.keys.acme)
+        .openai_post("/v1/chat/completions")
         .header("x-mock-header-delay-ms", "3000")
         .json(&body)
         .send()
@@ -32,10 +30,7 @@ async fn a_request_that_timed_out_at_the_provider_is_estimated() {
 async fn count_tokens_records_the_counted_input_at_no_cost() {
     let mut s = Sluice::start().await;
     let resp = s
-        .client()
-        .post(s.url("/v1/messages/count_tokens"))
-        .header("x-api-key", &s.cfg.keys.acme)
-        .header("anthropic-version", "2023-06-01")
+        .anthropic_post("/v1/messages/count_tokens")
         .json(&json!({"model": "mock-claude",
                       "messages": [{"role": "user", "content": "one two three four"}]}))
         .send()

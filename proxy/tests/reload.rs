@@ -6,37 +6,11 @@
 mod common;
 use common::config::{entry, new_key};
 use common::*;
-use futures_util::StreamExt;
 
 /// Content chunks and the gap between them in the slow streams kept open across a reload.
 const CHUNKS: usize = 20;
 const GAP_MS: &str = "50";
 const STREAMS: usize = 3;
-
-/// Opens a slow stream with `key`, waits for its first bytes (so it surely started under the
-/// current configuration), and returns a task yielding the whole body.
-async fn open_stream(s: &Sluice, key: &str) -> tokio::task::JoinHandle<String> {
-    let resp = s
-        .client()
-        .post(s.url("/v1/chat/completions"))
-        .bearer_auth(key)
-        .header("x-mock-chunks", CHUNKS.to_string())
-        .header("x-mock-gap-ms", GAP_MS)
-        .json(&chat("mock-gpt", true))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(resp.status(), 200);
-    let mut body = resp.bytes_stream();
-    let first = body.next().await.unwrap().unwrap();
-    tokio::spawn(async move {
-        let mut text = String::from_utf8_lossy(&first).to_string();
-        while let Some(chunk) = body.next().await {
-            text.push_str(&String::from_utf8_lossy(&chunk.unwrap()));
-        }
-        text
-    })
-}
 
 async fn status(s: &Sluice, key: &str) -> u16 {
     s.client()
@@ -59,7 +33,7 @@ fn count(text: &str, needle: &str) -> usize {
 async fn swap_keys_then_refuse_bad_files(s: &mut Sluice, removed: &str, added: &str, hup: bool) {
     let trigger = |s: &Sluice| {
         if hup {
-            s.proc.signal("HUP");
+            s.proc.signal(Signal::SIGHUP);
         }
     };
     assert_eq!(s.proc.metric("sluice_config_generation").await, 1.0);
@@ -67,7 +41,7 @@ async fn swap_keys_then_refuse_bad_files(s: &mut Sluice, removed: &str, added: &
     assert_eq!(status(s, added).await, 401);
     let mut streams = Vec::new();
     for _ in 0..STREAMS {
-        streams.push(open_stream(s, removed).await);
+        streams.push(open_stream(s, removed, CHUNKS, GAP_MS).await);
     }
 
     // Remove one key, add another.

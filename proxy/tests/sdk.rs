@@ -99,6 +99,17 @@ async fn run_case(s: &Sluice, python: &str, case: &str) -> Value {
     run_json(s, cmd, case).await
 }
 
+/// One SDK call against a fresh sluice with the standard configuration: sluice, what the SDK
+/// printed, and the usage the mock reported for it (the call's only upstream request). `None`
+/// when SDK tests are skipped.
+async fn one_call(case: &str) -> Option<(Sluice, Value, MockUsage)> {
+    let py = sdk_python()?;
+    let s = Sluice::start().await;
+    let out = run_case(&s, &py, case).await;
+    let truth = only_usage(&s);
+    Some((s, out, truth))
+}
+
 /// The text the mock streams by default: chunk `i` is `tok{i} `.
 fn mock_text() -> String {
     (0..DEFAULT_CHUNKS).map(|i| format!("tok{i} ")).collect()
@@ -136,10 +147,9 @@ async fn assert_record(s: &mut Sluice, api: &str, stream: bool, truth: MockUsage
 
 #[tokio::test]
 async fn openai_chat_non_stream() {
-    let Some(py) = sdk_python() else { return };
-    let mut s = Sluice::start().await;
-    let out = run_case(&s, &py, "chat").await;
-    let truth = only_usage(&s);
+    let Some((mut s, out, truth)) = one_call("chat").await else {
+        return;
+    };
     assert_eq!(out["text"], mock_text(), "{out}");
     assert_eq!(out["finish_reason"], "stop", "{out}");
     assert_sdk_usage(&out["usage"], truth);
@@ -150,10 +160,9 @@ async fn openai_chat_non_stream() {
 /// chunk again: an SDK that did not ask must never see it, yet the record is still exact.
 #[tokio::test]
 async fn openai_chat_stream_without_usage_sees_no_usage_chunk() {
-    let Some(py) = sdk_python() else { return };
-    let mut s = Sluice::start().await;
-    let out = run_case(&s, &py, "chat_stream").await;
-    let truth = only_usage(&s);
+    let Some((mut s, out, truth)) = one_call("chat_stream").await else {
+        return;
+    };
     assert_eq!(out["text"], mock_text(), "{out}");
     assert_eq!(out["finish_reason"], "stop", "{out}");
     assert_eq!(out["usage_chunks"], 0, "{out}");
@@ -169,10 +178,9 @@ async fn openai_chat_stream_without_usage_sees_no_usage_chunk() {
 
 #[tokio::test]
 async fn openai_chat_stream_with_usage() {
-    let Some(py) = sdk_python() else { return };
-    let mut s = Sluice::start().await;
-    let out = run_case(&s, &py, "chat_stream_usage").await;
-    let truth = only_usage(&s);
+    let Some((mut s, out, truth)) = one_call("chat_stream_usage").await else {
+        return;
+    };
     assert_eq!(out["text"], mock_text(), "{out}");
     assert_eq!(out["usage_chunks"], 1, "{out}");
     assert_sdk_usage(&out["usage"], truth);
@@ -181,10 +189,9 @@ async fn openai_chat_stream_with_usage() {
 
 #[tokio::test]
 async fn openai_legacy_completions() {
-    let Some(py) = sdk_python() else { return };
-    let mut s = Sluice::start().await;
-    let out = run_case(&s, &py, "completions").await;
-    let truth = only_usage(&s);
+    let Some((mut s, out, truth)) = one_call("completions").await else {
+        return;
+    };
     assert_eq!(out["text"], mock_text(), "{out}");
     assert_sdk_usage(&out["usage"], truth);
     assert_record(&mut s, "completions", false, truth).await;
@@ -193,10 +200,9 @@ async fn openai_legacy_completions() {
 /// Legacy completions streams get the same injected-then-stripped usage chunk as chat.
 #[tokio::test]
 async fn openai_legacy_completions_stream_without_usage() {
-    let Some(py) = sdk_python() else { return };
-    let mut s = Sluice::start().await;
-    let out = run_case(&s, &py, "completions_stream").await;
-    let truth = only_usage(&s);
+    let Some((mut s, out, truth)) = one_call("completions_stream").await else {
+        return;
+    };
     assert_eq!(out["text"], mock_text(), "{out}");
     assert_eq!(out["usage_chunks"], 0, "{out}");
     assert_record(&mut s, "completions", true, truth).await;
@@ -205,10 +211,9 @@ async fn openai_legacy_completions_stream_without_usage() {
 /// The SDK asks for base64 and decodes it; the floats it ends up with must be the mock's.
 #[tokio::test]
 async fn openai_embeddings() {
-    let Some(py) = sdk_python() else { return };
-    let mut s = Sluice::start().await;
-    let out = run_case(&s, &py, "embeddings").await;
-    let truth = only_usage(&s);
+    let Some((mut s, out, truth)) = one_call("embeddings").await else {
+        return;
+    };
     let sent = s.mock.requests()[0].json().expect("JSON body");
     assert_eq!(sent["encoding_format"], "base64", "{sent}");
     assert_eq!(out["usage"]["input"], truth.input_tokens, "{out}");
@@ -247,10 +252,9 @@ async fn openai_embeddings() {
 
 #[tokio::test]
 async fn openai_responses_non_stream() {
-    let Some(py) = sdk_python() else { return };
-    let mut s = Sluice::start().await;
-    let out = run_case(&s, &py, "responses").await;
-    let truth = only_usage(&s);
+    let Some((mut s, out, truth)) = one_call("responses").await else {
+        return;
+    };
     assert_eq!(out["text"], mock_text(), "{out}");
     assert_eq!(out["status"], "completed", "{out}");
     assert_sdk_usage(&out["usage"], truth);
@@ -259,10 +263,9 @@ async fn openai_responses_non_stream() {
 
 #[tokio::test]
 async fn openai_responses_stream() {
-    let Some(py) = sdk_python() else { return };
-    let mut s = Sluice::start().await;
-    let out = run_case(&s, &py, "responses_stream").await;
-    let truth = only_usage(&s);
+    let Some((mut s, out, truth)) = one_call("responses_stream").await else {
+        return;
+    };
     assert_eq!(out["text"], mock_text(), "{out}");
     assert_eq!(out["status"], "completed", "{out}");
     assert_eq!(out["last_event"], "response.completed", "{out}");
@@ -320,10 +323,9 @@ async fn anthropic_models_list() {
 
 #[tokio::test]
 async fn anthropic_messages_non_stream() {
-    let Some(py) = sdk_python() else { return };
-    let mut s = Sluice::start().await;
-    let out = run_case(&s, &py, "messages").await;
-    let truth = only_usage(&s);
+    let Some((mut s, out, truth)) = one_call("messages").await else {
+        return;
+    };
     assert_eq!(out["text"], mock_text(), "{out}");
     assert_eq!(out["stop_reason"], "end_turn", "{out}");
     assert_sdk_usage(&out["usage"], truth);
@@ -332,10 +334,9 @@ async fn anthropic_messages_non_stream() {
 
 #[tokio::test]
 async fn anthropic_messages_stream() {
-    let Some(py) = sdk_python() else { return };
-    let mut s = Sluice::start().await;
-    let out = run_case(&s, &py, "messages_stream").await;
-    let truth = only_usage(&s);
+    let Some((mut s, out, truth)) = one_call("messages_stream").await else {
+        return;
+    };
     assert_eq!(out["text"], mock_text(), "{out}");
     assert_eq!(out["streamed_text"], mock_text(), "{out}");
     assert_eq!(out["stop_reason"], "end_turn", "{out}");
@@ -373,16 +374,15 @@ async fn anthropic_count_tokens() {
     assert_eq!(out["input_tokens"], billed.input_tokens, "{out}");
 }
 
-/// Sluice's own refusals must map to the SDKs' typed exceptions, so apps' error handling works.
-#[tokio::test]
-async fn openai_error_mapping() {
-    let Some(py) = sdk_python() else { return };
-    let mut s = Sluice::start().await;
-    let out = run_case(&s, &py, "openai_errors").await;
-    assert_eq!(out["bad_key"]["raised"], "AuthenticationError", "{out}");
-    assert_eq!(out["bad_key"]["status"], 401, "{out}");
-    assert_eq!(out["unknown_model"]["raised"], "NotFoundError", "{out}");
-    assert_eq!(out["unknown_model"]["status"], 404, "{out}");
+/// The SDK raised `exception` with `status` for the call the script named `call`.
+fn assert_raised(out: &Value, call: &str, exception: &str, status: u16) {
+    assert_eq!(out[call]["raised"], exception, "{out}");
+    assert_eq!(out[call]["status"], status, "{out}");
+}
+
+/// Sluice recorded the refusals of a bad key (401) and an unknown model (404), and neither
+/// reached the provider.
+async fn assert_refused_before_the_provider(s: &mut Sluice) {
     for status in [401, 404] {
         let rec = s.next_record().await;
         assert_eq!(
@@ -397,35 +397,33 @@ async fn openai_error_mapping() {
     );
 }
 
+/// Sluice's own refusals must map to the SDKs' typed exceptions, so apps' error handling works.
+#[tokio::test]
+async fn openai_error_mapping() {
+    let Some(py) = sdk_python() else { return };
+    let mut s = Sluice::start().await;
+    let out = run_case(&s, &py, "openai_errors").await;
+    assert_raised(&out, "bad_key", "AuthenticationError", 401);
+    assert_raised(&out, "unknown_model", "NotFoundError", 404);
+    assert_refused_before_the_provider(&mut s).await;
+}
+
 #[tokio::test]
 async fn anthropic_error_mapping() {
     let Some(py) = sdk_python() else { return };
     let mut s = Sluice::start().await;
     let out = run_case(&s, &py, "anthropic_errors").await;
-    assert_eq!(out["bad_key"]["raised"], "AuthenticationError", "{out}");
-    assert_eq!(out["bad_key"]["status"], 401, "{out}");
+    assert_raised(&out, "bad_key", "AuthenticationError", 401);
     assert_eq!(
         out["bad_key"]["body"]["type"], "error",
         "Anthropic-shaped: {out}"
     );
-    assert_eq!(out["unknown_model"]["raised"], "NotFoundError", "{out}");
-    assert_eq!(out["unknown_model"]["status"], 404, "{out}");
+    assert_raised(&out, "unknown_model", "NotFoundError", 404);
     assert_eq!(
         out["unknown_model"]["body"]["error"]["type"], "not_found_error",
         "{out}"
     );
-    for status in [401, 404] {
-        let rec = s.next_record().await;
-        assert_eq!(
-            (rec["status"].as_u64(), rec["outcome"].as_str()),
-            (Some(status), Some("rejected")),
-            "{rec}"
-        );
-    }
-    assert!(
-        s.mock.requests().is_empty(),
-        "refused requests never reach the provider"
-    );
+    assert_refused_before_the_provider(&mut s).await;
 }
 
 /// The Node SDK parses streams with its own code; not in CI because it needs an npm install
@@ -472,8 +470,7 @@ async fn sdk_backs_off(case: &str, headers: [&str; 2]) {
     let out = run_case(&s, &py, case).await;
     assert_eq!(out["headers"][headers[0]], "1", "{out}");
     assert_eq!(out["headers"][headers[1]], "0", "{out}");
-    assert_eq!(out["limited"]["raised"], "RateLimitError", "{out}");
-    assert_eq!(out["limited"]["status"], 429, "{out}");
+    assert_raised(&out, "limited", "RateLimitError", 429);
     assert_eq!(out["retried_text"], mock_text(), "{out}");
     // Exactly two calls reached the provider: the first, and the retry that was admitted.
     let reached = s.mock.requests();

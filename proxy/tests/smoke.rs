@@ -8,9 +8,7 @@ use common::*;
 async fn chat_completion_round_trip_and_record() {
     let mut s = Sluice::start().await;
     let resp = s
-        .client()
-        .post(s.url("/v1/chat/completions"))
-        .bearer_auth(&s.cfg.keys.acme)
+        .openai_post("/v1/chat/completions")
         .json(&chat("mock-gpt", false))
         .send()
         .await

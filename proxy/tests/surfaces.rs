@@ -357,9 +357,7 @@ async fn cors_is_off_by_default_and_grants_only_allowed_origins() {
     assert_eq!(r.status(), 405);
     assert_eq!(acao(&r), None);
     let r = off
-        .client()
-        .post(off.url("/v1/chat/completions"))
-        .bearer_auth(&off.cfg.keys.acme)
+        .openai_post("/v1/chat/completions")
         .header("origin", app)
         .json(&chat("mock-gpt", false))
         .send()

@@ -6,7 +6,7 @@
 
 mod common;
 use common::*;
-use futures_util::StreamExt;
+use sluice_test_support::wait_for;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -37,26 +37,7 @@ async fn upgrade_hands_over_sockets_without_failing_a_request() {
     // Streams on the old process, each past its first bytes.
     let mut streams = Vec::new();
     for _ in 0..3 {
-        let resp = s
-            .client()
-            .post(s.url("/v1/chat/completions"))
-            .bearer_auth(&s.cfg.keys.acme)
-            .header("x-mock-chunks", CHUNKS.to_string())
-            .header("x-mock-gap-ms", GAP_MS)
-            .json(&chat("mock-gpt", true))
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(resp.status(), 200);
-        let mut body = resp.bytes_stream();
-        let first = body.next().await.unwrap().unwrap();
-        streams.push(tokio::spawn(async move {
-            let mut text = String::from_utf8_lossy(&first).to_string();
-            while let Some(chunk) = body.next().await {
-                text.push_str(&String::from_utf8_lossy(&chunk.unwrap()));
-            }
-            text
-        }));
+        streams.push(open_stream(&s, &s.cfg.keys.acme, CHUNKS, GAP_MS).await);
     }
 
     // A steady trickle of new requests, each on a new connection: a keep-alive connection to the
@@ -102,7 +83,7 @@ async fn upgrade_hands_over_sockets_without_failing_a_request() {
         t.contains("waiting for the listening sockets")
     })
     .await;
-    s.proc.signal("QUIT");
+    s.proc.signal(Signal::SIGQUIT);
     new.wait_listening().await;
     assert_eq!(
         new.addr, s.addr,
@@ -136,9 +117,7 @@ async fn upgrade_hands_over_sockets_without_failing_a_request() {
 
     // After the old process is gone the new one answers, and the trickle never saw a failure.
     let resp = s
-        .client()
-        .post(s.url("/v1/chat/completions"))
-        .bearer_auth(&s.cfg.keys.acme)
+        .openai_post("/v1/chat/completions")
         .json(&chat("mock-gpt", false))
         .send()
         .await
@@ -299,7 +278,7 @@ async fn keep_alive_clients_lose_no_request_across_an_upgrade() {
         t.contains("waiting for the listening sockets")
     })
     .await;
-    s.proc.signal("QUIT");
+    s.proc.signal(Signal::SIGQUIT);
     new.wait_listening().await;
     pool.wait_more(30).await;
     let status = s.proc.wait_exit().await;
@@ -316,14 +295,16 @@ async fn keep_alive_clients_lose_no_request_across_a_sigterm_restart() {
     let (pool, tasks) = Pool::start(s.url("/v1/chat/completions"), s.cfg.keys.acme.clone(), 6);
     pool.wait_more(30).await;
 
-    s.proc.signal("TERM");
+    s.proc.signal(Signal::SIGTERM);
     // The old process stops listening at once (its connections still drain); then the new one
     // can bind the same address.
-    let deadline = tokio::time::Instant::now() + WAIT;
-    while tokio::net::TcpStream::connect(s.addr).await.is_ok() {
-        assert!(tokio::time::Instant::now() < deadline, "still listening");
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    wait_for("the old process to stop listening", WAIT, || async {
+        tokio::net::TcpStream::connect(s.addr)
+            .await
+            .is_err()
+            .then_some(())
+    })
+    .await;
     let addr = s.addr.to_string();
     let mut new = Proc::start(&s.config_path(), &["--listen", &addr]).await;
     pool.wait_more(30).await;

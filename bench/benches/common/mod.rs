@@ -218,3 +218,20 @@ pub fn criterion() -> Criterion {
         .warm_up_time(Duration::from_millis(500))
         .sample_size(20)
 }
+
+/// The `main` of a bench that uses these settings: one group of `targets` under
+/// [`criterion()`].
+// `allow`, not `expect`: only `alloc_per_chunk`, which has its own `main`, leaves these unused.
+#[allow(unused_macros, reason = "alloc_per_chunk has its own main")]
+macro_rules! bench_main {
+    ($($target:path),+ $(,)?) => {
+        ::criterion::criterion_group! {
+            name = benches;
+            config = $crate::common::criterion();
+            targets = $($target),+
+        }
+        ::criterion::criterion_main!(benches);
+    };
+}
+#[allow(unused_imports, reason = "alloc_per_chunk has its own main")]
+pub(crate) use bench_main;

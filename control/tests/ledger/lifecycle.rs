@@ -1,20 +1,17 @@
 //! Process life cycle: the default SQLite database in the data directory (in WAL mode),
 //! refusal of unusable configuration, and a clean exit on SIGTERM.
 
-use crate::harness::{now_ms, record, ADMIN, INGEST};
-use std::io::{BufRead, BufReader};
-use std::process::{Command, Stdio};
-use std::sync::mpsc;
-use std::time::Duration;
+use crate::harness::{now_ms, record, wait_listening, INGEST, START_TIMEOUT};
+use sluice_test_support::{Process, Signal};
+use std::process::Command;
 
+/// The ledger (with the test tokens) on its default store in `data_dir`, no database URL from
+/// the environment.
 fn ledger_command(data_dir: &std::path::Path) -> Command {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_sluice-control"));
-    cmd.args(["--listen", "127.0.0.1:0", "--data-dir"])
+    let mut cmd = crate::harness::ledger_command();
+    cmd.arg("--data-dir")
         .arg(data_dir)
-        .env_remove("SLUICE_DATABASE_URL")
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped());
+        .env_remove("SLUICE_DATABASE_URL");
     cmd
 }
 
@@ -22,26 +19,8 @@ fn ledger_command(data_dir: &std::path::Path) -> Command {
 async fn default_sqlite_store_is_wal_and_sigterm_exits_cleanly() {
     let dir = tempfile::tempdir().expect("temp dir");
     let data = dir.path().join("nested").join("data");
-    let mut child = ledger_command(&data)
-        .env("SLUICE_INGEST_TOKEN", INGEST)
-        .env("SLUICE_ADMIN_TOKEN", ADMIN)
-        .spawn()
-        .expect("spawn");
-    let stderr = child.stderr.take().expect("stderr");
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            let _ = tx.send(line);
-        }
-    });
-    let base = loop {
-        let line = rx
-            .recv_timeout(Duration::from_secs(60))
-            .expect("ledger output");
-        if let Some(addr) = line.strip_prefix("sluice-control listening on ") {
-            break addr.to_string();
-        }
-    };
+    let mut ledger = Process::spawn("sluice-control", ledger_command(&data));
+    let base = wait_listening(&ledger);
     assert!(
         data.join("ledger.db").exists(),
         "database created in the data directory"
@@ -62,15 +41,8 @@ async fn default_sqlite_store_is_wal_and_sigterm_exits_cleanly() {
     // A committed write in WAL mode leaves the write-ahead log beside the database.
     assert!(data.join("ledger.db-wal").exists(), "journal mode is WAL");
 
-    let status = Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status()
-        .expect("kill");
-    assert!(status.success());
-    let exit = tokio::task::spawn_blocking(move || child.wait())
-        .await
-        .expect("join")
-        .expect("wait");
+    ledger.signal(Signal::SIGTERM);
+    let exit = ledger.wait_exit_async(START_TIMEOUT).await;
     assert!(exit.success(), "graceful exit on SIGTERM: {exit:?}");
 }
 
@@ -89,7 +61,6 @@ fn unusable_configuration_is_refused_without_echoing_tokens() {
 
     let missing = ledger_command(dir.path())
         .env_remove("SLUICE_INGEST_TOKEN")
-        .env("SLUICE_ADMIN_TOKEN", ADMIN)
         .output()
         .expect("run");
     assert!(!missing.status.success());
@@ -97,8 +68,6 @@ fn unusable_configuration_is_refused_without_echoing_tokens() {
 
     let scheme = ledger_command(dir.path())
         .args(["--database-url", "mysql://u:pw@host/db"])
-        .env("SLUICE_INGEST_TOKEN", INGEST)
-        .env("SLUICE_ADMIN_TOKEN", ADMIN)
         .output()
         .expect("run");
     assert!(!scheme.status.success());

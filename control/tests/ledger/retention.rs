@@ -3,16 +3,16 @@
 
 use crate::both_backends;
 use crate::harness::{now_ms, record, Db, Ledger};
-use sluice_control::clock::FakeClock;
 use sluice_control::db::{Retention, Store};
 use sluice_control::time::DAY_MS;
+use sluice_test_support::FakeClock;
 use sluice_wire::{ErasureAnswer, GroupBy};
 use std::sync::Arc;
 
 async fn retention_purges_raw_records_and_ips_but_keeps_aggregates(db: Db) {
     let store = Store::open(&db.url(), 4).await.expect("open store");
     let now = 400 * DAY_MS + 12_345;
-    let clock = FakeClock::new(now);
+    let clock = FakeClock::at_ms(now);
     let aged = |days: u64, ip: bool| {
         let mut r = record("keep", now - days * DAY_MS, 10, 1, 100);
         if ip {
@@ -91,7 +91,7 @@ async fn retention_purges_raw_records_and_ips_but_keeps_aggregates(db: Db) {
             .expect("purge"),
         Default::default()
     );
-    clock.advance(31 * DAY_MS);
+    clock.advance(std::time::Duration::from_millis(31 * DAY_MS));
     let report = store
         .purge(&clock, Retention::default())
         .await

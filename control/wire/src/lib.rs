@@ -13,6 +13,7 @@
 //! request path at no extra cost.
 
 mod answers;
+pub mod clock;
 mod record;
 
 #[cfg(test)]

@@ -5,15 +5,16 @@
 pub mod config;
 
 use sluice_bench::mock::MockProvider;
+use sluice_test_support::Process;
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitStatus, Stdio};
-use std::sync::{Arc, Mutex};
+use std::process::{Command, ExitStatus};
 use std::time::Duration;
-use tokio::sync::{mpsc, watch};
+use tokio::sync::mpsc;
 
 pub use config::{TestConfig, MASTER_KEY};
+pub use sluice_test_support::Signal;
 
 /// Bound for anything a test waits on; reaching it is a failure, never a synchronisation.
 pub const WAIT: Duration = Duration::from_secs(20);
@@ -24,11 +25,8 @@ pub struct Proc {
     pub addr: SocketAddr,
     /// The admin listener's address, when it has one.
     pub admin: Option<SocketAddr>,
-    child: Child,
+    process: Process,
     records: mpsc::UnboundedReceiver<serde_json::Value>,
-    stderr: Arc<Mutex<String>>,
-    /// Bumped on every stderr line; closed (sender dropped) when stderr reaches its end.
-    lines: watch::Receiver<usize>,
     /// Whether the command line asked for an admin listener (its line is awaited too).
     expect_admin: bool,
 }
@@ -50,21 +48,15 @@ impl Proc {
 
     /// [`Proc::spawn`] with `RUST_LOG` set to `log` (e.g. `trace`, to scan every log level).
     pub fn spawn_logging(config: &Path, args: &[&str], log: &str) -> Self {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_sluice-proxy"))
-            .arg("--config")
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_sluice-proxy"));
+        cmd.arg("--config")
             .arg(config)
             .args(args)
             .env("SLUICE_MASTER_KEY", MASTER_KEY)
             .env("MOCK_SHARED_KEY", config::SHARED_PROVIDER_KEY)
-            .env("RUST_LOG", log)
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("spawn sluice-proxy");
-
+            .env("RUST_LOG", log);
+        let (process, stdout) = Process::spawn_with_stdout("sluice-proxy", cmd);
         let (tx, records) = mpsc::unbounded_channel();
-        let stdout = child.stdout.take().expect("stdout");
         std::thread::spawn(move || {
             for line in BufReader::new(stdout).lines().map_while(Result::ok) {
                 let v = serde_json::from_str(&line)
@@ -74,28 +66,11 @@ impl Proc {
                 }
             }
         });
-        let stderr_text = Arc::new(Mutex::new(String::new()));
-        let (lines_tx, lines) = watch::channel(0usize);
-        let stderr = child.stderr.take().expect("stderr");
-        let sink = stderr_text.clone();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                {
-                    let mut s = sink.lock().expect("stderr lock");
-                    s.push_str(&line);
-                    s.push('\n');
-                }
-                lines_tx.send_modify(|n| *n += 1);
-            }
-            // Dropping `lines_tx` here tells waiters that stderr ended (the process exited).
-        });
         Self {
             addr: SocketAddr::from(([0, 0, 0, 0], 0)),
             admin: None,
-            child,
+            process,
             records,
-            stderr: stderr_text,
-            lines,
             expect_admin: args.contains(&"--admin-listen"),
         }
     }
@@ -104,70 +79,34 @@ impl Proc {
     /// `server.admin_listen` is in effect: detected from the text, both come together).
     pub async fn wait_listening(&mut self) {
         let admin = self.expect_admin;
-        let text = self
-            .wait_stderr("the listening announcement", |s| {
-                s.contains("listening on http://") && (!admin || s.contains("admin on http://"))
-            })
-            .await;
-        let after = |marker: &str| {
-            text.lines()
-                .find_map(|l| l.split(marker).nth(1))
-                .map(|a| a.trim().parse().expect("announced address"))
+        self.wait_stderr("the listening announcement", |s| {
+            s.contains("listening on http://") && (!admin || s.contains("admin on http://"))
+        })
+        .await;
+        let parse = |marker: &str| {
+            let a = self.process.announced(marker)?;
+            Some(a.parse().expect("announced address"))
         };
-        self.addr = after("listening on http://").expect("listening address");
-        self.admin = after("admin on http://");
+        self.addr = parse("listening on http://").expect("listening address");
+        self.admin = parse("admin on http://");
     }
 
     /// Waits until the stderr text so far satisfies `done`; returns that text.
     pub async fn wait_stderr(&mut self, what: &str, done: impl Fn(&str) -> bool) -> String {
-        let deadline = tokio::time::Instant::now() + WAIT;
-        loop {
-            let text = self.stderr();
-            if done(&text) {
-                return text;
-            }
-            match tokio::time::timeout_at(deadline, self.lines.changed()).await {
-                Ok(Ok(())) => {}
-                Ok(Err(_)) => {
-                    // stderr ended: one last look, since the final lines may have just arrived.
-                    let text = self.stderr();
-                    if done(&text) {
-                        return text;
-                    }
-                    panic!("sluice exited while waiting for {what}; stderr:\n{text}");
-                }
-                Err(_) => panic!("timed out waiting for {what}; stderr:\n{text}"),
-            }
-        }
+        self.process.wait_stderr_async(what, WAIT, done).await
     }
 
     /// Waits (bounded) for the process to exit by itself.
     pub async fn wait_exit(&mut self) -> ExitStatus {
-        let deadline = tokio::time::Instant::now() + WAIT;
-        // stderr reaching its end is the observable sign of exit; then `wait` returns at once.
-        while self.lines.has_changed().is_ok() {
-            if tokio::time::timeout_at(deadline, self.lines.changed())
-                .await
-                .is_err()
-            {
-                panic!("process did not exit; stderr:\n{}", self.stderr());
-            }
-        }
-        self.child.wait().expect("wait for sluice")
+        self.process.wait_exit_async(WAIT).await
     }
 
     pub fn pid(&self) -> u32 {
-        self.child.id()
+        self.process.pid()
     }
 
-    /// Sends a signal by name (`HUP`, `QUIT`, `TERM`) with the system's `kill`.
-    pub fn signal(&self, name: &str) {
-        let status = Command::new("kill")
-            .arg(format!("-{name}"))
-            .arg(self.pid().to_string())
-            .status()
-            .expect("run kill");
-        assert!(status.success(), "kill -{name} failed");
+    pub fn signal(&self, signal: Signal) {
+        self.process.signal(signal);
     }
 
     /// The next usage record this process wrote.
@@ -185,7 +124,7 @@ impl Proc {
 
     /// Everything the process logged so far.
     pub fn stderr(&self) -> String {
-        self.stderr.lock().expect("stderr lock").clone()
+        self.process.stderr()
     }
 
     pub fn url(&self, path: &str) -> String {
@@ -211,13 +150,6 @@ impl Proc {
         text.lines()
             .find_map(|l| l.strip_prefix(sample)?.strip_prefix(' '))
             .map_or(0.0, |v| v.trim().parse().expect("metric value"))
-    }
-}
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
     }
 }
 
@@ -312,6 +244,58 @@ impl Sluice {
             .build()
             .expect("client")
     }
+
+    /// A POST to `path` as org acme with the OpenAI-style credential (`Authorization: Bearer`).
+    pub fn openai_post(&self, path: &str) -> reqwest::RequestBuilder {
+        self.client()
+            .post(self.url(path))
+            .bearer_auth(&self.cfg.keys.acme)
+    }
+
+    /// A POST to `path` as org acme the way the Anthropic SDK sends it (`x-api-key` and
+    /// `anthropic-version`).
+    pub fn anthropic_post(&self, path: &str) -> reqwest::RequestBuilder {
+        self.client()
+            .post(self.url(path))
+            .header("x-api-key", &self.cfg.keys.acme)
+            .header("anthropic-version", "2023-06-01")
+    }
+}
+
+/// Opens a slow chat stream with `key` (`chunks` content chunks, `gap_ms` apart), waits for its
+/// first bytes (so it surely started under the current configuration and process), and returns
+/// a task yielding the whole body.
+pub async fn open_stream(
+    s: &Sluice,
+    key: &str,
+    chunks: usize,
+    gap_ms: &str,
+) -> tokio::task::JoinHandle<String> {
+    use futures_util::StreamExt;
+    let resp = s
+        .client()
+        .post(s.url("/v1/chat/completions"))
+        .bearer_auth(key)
+        .header("x-mock-chunks", chunks.to_string())
+        .header("x-mock-gap-ms", gap_ms)
+        .json(&chat("mock-gpt", true))
+        .send()
+        .await
+        .expect("stream request");
+    assert_eq!(resp.status(), 200);
+    let mut body = resp.bytes_stream();
+    let first = body
+        .next()
+        .await
+        .expect("first bytes")
+        .expect("first bytes");
+    tokio::spawn(async move {
+        let mut text = String::from_utf8_lossy(&first).to_string();
+        while let Some(chunk) = body.next().await {
+            text.push_str(&String::from_utf8_lossy(&chunk.expect("stream chunk")));
+        }
+        text
+    })
 }
 
 /// Asserts that an OpenAI chat SSE body ended with `[DONE]` and carried `chunks` content deltas.

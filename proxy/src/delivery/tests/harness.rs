@@ -3,19 +3,18 @@
 //! settings, and a bounded wait on observable conditions.
 
 use crate::config::{IngestToken, LedgerSettings};
-use crate::metering::record::{Outcome, UsageRecord};
+use crate::metering::record::UsageRecord;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
+use sluice_test_support::{binary, eventually, Process};
 use sluice_wire::{IngestAnswer, IngestBatch, Rejection, UsageTotals};
-use std::borrow::Cow;
-use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 pub const INGEST: &str = "delivery-test-ingest-token-0123";
 pub const ADMIN: &str = "delivery-test-admin-token-4567";
@@ -23,51 +22,23 @@ pub const ADMIN: &str = "delivery-test-admin-token-4567";
 pub const WAIT: Duration = Duration::from_secs(30);
 
 /// Polls `cond` until it holds or [`WAIT`] passes; returns whether it held.
-pub fn wait_until(mut cond: impl FnMut() -> bool) -> bool {
-    let start = Instant::now();
-    while start.elapsed() < WAIT {
-        if cond() {
-            return true;
-        }
-        std::thread::sleep(Duration::from_millis(10));
-    }
-    cond()
+pub fn wait_until(cond: impl FnMut() -> bool) -> bool {
+    eventually(WAIT, cond)
 }
 
 pub fn record(org: &str, input: u64, output: u64) -> UsageRecord {
     UsageRecord {
-        v: 1,
-        id: uuid::Uuid::now_v7(),
-        time_ms: std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_millis() as u64),
-        org: Some(Arc::from(org)),
-        key_id: Some(Arc::from("key_0000000000000001")),
-        provider: Some(Arc::from("mock")),
-        model: Some("mock-gpt".into()),
         upstream_model: None,
-        api: Cow::Borrowed("chat.completions"),
         stream: false,
-        status: 200,
-        outcome: Outcome::Ok,
         input_tokens: input,
         output_tokens: output,
-        cached_tokens: 0,
-        cache_write_tokens: 0,
-        reasoning_tokens: 0,
-        estimated: false,
         cost_micro_usd: input + output,
         ttft_ms: None,
         total_ms: 1.0,
         upstream_ms: None,
         bytes_in: 10,
         bytes_out: 20,
-        user: None,
-        session: None,
-        feature: None,
-        meta: Default::default(),
-        client_ip: None,
-        error_type: None,
+        ..sluice_test_support::usage_record(org)
     }
 }
 
@@ -107,53 +78,24 @@ fn block_on<F: std::future::Future>(f: F) -> F::Output {
 
 /// The real ledger binary over SQLite in `data`.
 pub struct RealLedger {
-    child: Child,
+    process: Process,
     pub addr: String,
     data: PathBuf,
-}
-
-fn control_binary() -> PathBuf {
-    // target/release/deps/<test binary> → target/release/sluice-control
-    let exe = std::env::current_exe().expect("test binary path");
-    let dir = exe.parent().and_then(Path::parent).expect("target dir");
-    let bin = dir.join("sluice-control");
-    assert!(
-        bin.exists(),
-        "{} is missing: run `cargo build --release -p sluice-control` first",
-        bin.display()
-    );
-    bin
 }
 
 impl RealLedger {
     /// Starts the ledger on `listen` (`127.0.0.1:0` for a free port) and waits until it listens.
     pub fn start(data: &Path, listen: &str) -> Self {
-        let mut child = Command::new(control_binary())
-            .args(["--listen", listen, "--data-dir"])
+        let mut cmd = Command::new(binary("sluice-control"));
+        cmd.args(["--listen", listen, "--data-dir"])
             .arg(data)
             .env("SLUICE_INGEST_TOKEN", INGEST)
             .env("SLUICE_ADMIN_TOKEN", ADMIN)
-            .env("RUST_LOG", "warn")
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("start sluice-control");
-        let stderr = child.stderr.take().expect("piped stderr");
-        let (tx, rx) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            let mut lines = BufReader::new(stderr).lines();
-            for line in lines.by_ref().map_while(Result::ok) {
-                if let Some(addr) = line.strip_prefix("sluice-control listening on http://") {
-                    let _ = tx.send(addr.trim().to_string());
-                    break;
-                }
-            }
-            // Keep draining so the child never blocks on a full pipe.
-            for _ in lines {}
-        });
-        let addr = rx.recv_timeout(WAIT).expect("sluice-control listening");
+            .env("RUST_LOG", "warn");
+        let process = Process::spawn("sluice-control", cmd);
+        let addr = process.wait_line("sluice-control listening on http://", WAIT);
         Self {
-            child,
+            process,
             addr,
             data: data.to_path_buf(),
         }
@@ -165,8 +107,7 @@ impl RealLedger {
 
     /// SIGKILL, as a crash would.
     pub fn kill(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        self.process.kill();
     }
 
     /// Starts the ledger again on the same address and data.
@@ -193,12 +134,6 @@ impl RealLedger {
                 .expect("usage answer");
             answer.total
         })
-    }
-}
-
-impl Drop for RealLedger {
-    fn drop(&mut self) {
-        self.kill();
     }
 }
 

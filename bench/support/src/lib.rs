@@ -1,0 +1,28 @@
+//! What the tests of every sluice crate share, in one place: a child process that announces its
+//! readiness on stderr ([`Process`]), the path of a workspace binary ([`binary`]), the throwaway
+//! Postgres cluster ([`postgres`]), bounded polls ([`wait_for`], [`eventually`]), the fake clock
+//! ([`FakeClock`]) and a usage record to start from ([`usage_record`]).
+//!
+//! It is a dev-dependency only and stays light (no Pingora, no HTTP stack): each harness
+//! (`proxy/tests/common`, `control/tests/ledger/harness.rs`, `load-tests/src`, the proxy's
+//! delivery tests) wraps these with its own binary, environment and client.
+#![expect(
+    clippy::expect_used,
+    reason = "test support: a failed expectation is a failed test, said with its cause"
+)]
+#![expect(
+    clippy::panic,
+    reason = "test support: a failed wait is a failed test, said with its cause"
+)]
+
+mod clock;
+mod poll;
+pub mod postgres;
+mod process;
+mod record;
+
+pub use clock::FakeClock;
+pub use nix::sys::signal::Signal;
+pub use poll::{eventually, wait_for};
+pub use process::{binary, Process};
+pub use record::usage_record;

@@ -14,6 +14,12 @@
 //! `fs`/`ftbl` frames) to find where any allocation comes from.
 //!
 //! Run: `cargo bench -p sluice-bench --bench alloc_per_chunk`.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    reason = "a panic fails the test"
+)]
 
 mod common;
 

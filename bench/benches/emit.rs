@@ -6,6 +6,12 @@
 //! What the intake thread does with a record afterwards (JSON line, batching, delivery to the
 //! ledger) happens off the request path and is not timed, but it runs concurrently, as it would
 //! in production.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    reason = "a panic fails the test"
+)]
 
 use criterion::{criterion_group, criterion_main, Criterion};
 use sluice_proxy::config::SinkKind;

@@ -1,9 +1,14 @@
 //! Integration tests of the mock provider over real TCP: each endpoint's wire format and
 //! usage, streamed and not.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    reason = "a panic fails the test"
+)]
 
 // Helpers outside `#[test]` functions are not covered by clippy's allow-unwrap-in-tests, yet
 // a panic in them is still just a failed test.
-#![allow(clippy::unwrap_used)]
 
 mod common;
 

@@ -1,8 +1,13 @@
 //! Integration tests of the mock provider's fault injection, SSE framing and recording.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    reason = "a panic fails the test"
+)]
 
 // Helpers outside `#[test]` functions are not covered by clippy's allow-unwrap-in-tests, yet
 // a panic in them is still just a failed test.
-#![allow(clippy::unwrap_used)]
 
 mod common;
 

@@ -3,7 +3,12 @@
 //! driver. Each process reports readiness on stderr; nothing here waits by sleeping, except the
 //! bounded polls of an observable figure in [`wait_for`]. Processes, Postgres and polls are
 //! `sluice_test_support`'s.
-#![allow(clippy::unwrap_used, clippy::expect_used)] // test harness: a panic is a failed test
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    reason = "a panic fails the test"
+)]
 
 pub mod ledger;
 pub mod load;

@@ -8,7 +8,12 @@
 //!    load;
 //! 3. the proxy is SIGKILLed while the ledger is down: its spool survives and is replayed;
 //! 4. as 3, with a torn entry at the spool's tail (a crash in the middle of an append).
-#![allow(clippy::unwrap_used, clippy::expect_used)] // tests: a panic is a failed test
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    reason = "a panic fails the test"
+)]
 
 use sluice_bench::mock::{MockProvider, Outcome};
 use sluice_load_tests::ledger::Ledger;

@@ -1,6 +1,11 @@
 //! Every error sluice answers itself, in the caller's API shape, with the right status — and a
 //! usage record for each.
-#![allow(clippy::unwrap_used)] // helpers outside #[test] fns: a panic is a failed test
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    reason = "a panic fails the test"
+)]
 
 mod common;
 use common::*;

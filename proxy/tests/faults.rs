@@ -1,6 +1,11 @@
 //! Streams cut short: a client that goes away, a provider that drops or stalls. Each yields one
 //! record with what is known, flagged estimated, and the upstream is closed promptly.
-#![allow(clippy::unwrap_used)] // helpers outside #[test] fns: a panic is a failed test
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    reason = "a panic fails the test"
+)]
 
 mod common;
 use common::*;

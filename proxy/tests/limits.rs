@@ -1,7 +1,12 @@
 //! Limits and budgets against a real sluice and the mock provider: request bursts, token
 //! reservations settled to real usage, concurrency caps, and spend caps — with the exact 429
 //! answers and rate-limit headers the providers' SDKs expect.
-#![allow(clippy::unwrap_used)] // helpers outside #[test] fns: a panic is a failed test
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    reason = "a panic fails the test"
+)]
 
 mod common;
 use common::*;

@@ -1,6 +1,11 @@
 //! Usage records of requests that end without a provider usage report: a request that failed
 //! at the provider is an estimate, and `count_tokens` records the count it answered.
-#![allow(clippy::unwrap_used)] // helpers outside #[test] fns: a panic is a failed test
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    reason = "a panic fails the test"
+)]
 
 mod common;
 use common::*;

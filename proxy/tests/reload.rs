@@ -1,7 +1,12 @@
 //! Hot reload against a real process: SIGHUP and file changes swap keys while streams that
 //! started on the old configuration run to their end; bad configurations are refused and counted;
 //! `sluice-proxy check` tells a good file from a bad one.
-#![allow(clippy::unwrap_used)] // helpers outside #[test] fns: a panic is a failed test
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    reason = "a panic fails the test"
+)]
 
 mod common;
 use common::config::{entry, new_key};

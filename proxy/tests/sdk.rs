@@ -5,7 +5,12 @@
 //! The SDKs live in a venv that `./test.sh` builds and names in `SLUICE_SDK_PYTHON`. Without it
 //! every test fails (a silent pass would hide that the SDKs were never exercised), unless
 //! `SLUICE_SKIP_SDK=1` says skipping is intended.
-#![allow(clippy::unwrap_used)] // helpers outside #[test] fns: a panic is a failed test
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    reason = "a panic fails the test"
+)]
 
 mod common;
 use common::*;

@@ -1,7 +1,12 @@
 //! Credentials: the provider sees the org's provider key and never the virtual key; client
 //! credentials, hop-by-hop and `x-sluice-*` headers are stripped; no secret is ever logged or
 //! recorded; sealed keys are bound to their org and survive master-key rotation.
-#![allow(clippy::unwrap_used)] // helpers outside #[test] fns: a panic is a failed test
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    reason = "a panic fails the test"
+)]
 
 mod common;
 use common::config::{ACME_ANTHROPIC_KEY, ACME_OPENAI_KEY, SHARED_PROVIDER_KEY};

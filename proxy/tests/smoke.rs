@@ -1,5 +1,10 @@
 //! First end-to-end check: a chat completion through a real sluice to the mock, both shapes.
-#![allow(clippy::unwrap_used)] // helpers outside #[test] fns: a panic is a failed test
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    reason = "a panic fails the test"
+)]
 
 mod common;
 use common::*;

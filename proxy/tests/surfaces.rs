@@ -1,6 +1,11 @@
 //! Every API surface, streaming and not, through sluice: the client gets the provider's answer,
 //! and the usage record equals the mock's counts exactly.
-#![allow(clippy::unwrap_used)] // helpers outside #[test] fns: a panic is a failed test
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    reason = "a panic fails the test"
+)]
 
 mod common;
 use common::*;

@@ -6,7 +6,10 @@
 //! integration tests and the SDKs) agree on.
 
 // Each benchmark crate uses a different subset of these helpers.
-#![allow(dead_code)]
+#![allow(
+    dead_code,
+    reason = "each test binary or bench uses a different part of this module"
+)]
 
 use std::hint::black_box;
 use std::sync::OnceLock;

@@ -51,8 +51,11 @@ pub(crate) fn micros(d: Duration) -> u64 {
     u64::try_from(d.as_micros()).unwrap_or(u64::MAX)
 }
 
+#[expect(
+    clippy::expect_used,
+    reason = "the bounds are constants hdrhistogram accepts (low 1, high >= 2 x low, sigfig <= 5)"
+)]
 fn histogram() -> Histogram<u64> {
-    // Bounds are constants that hdrhistogram accepts (low 1, high ≥ 2 × low, sigfig ≤ 5).
     Histogram::new_with_bounds(1, HIGHEST_US, SIGFIG).expect("constant histogram bounds are valid")
 }
 

@@ -1,7 +1,10 @@
 //! Shared helpers for the mock provider's integration tests: HTTP calls and SSE parsing.
 
 // Each test crate uses a different subset of these helpers.
-#![allow(dead_code)]
+#![allow(
+    dead_code,
+    reason = "each test binary or bench uses a different part of this module"
+)]
 
 use std::future::Future;
 use std::time::Duration;

@@ -1,6 +1,9 @@
 //! Integration-test harness: a real `sluice-proxy` process listening on port 0, in front of the
 //! in-process mock provider over TCP, with its usage records read from its stdout.
-#![allow(dead_code)] // each test binary uses a different part of the harness
+#![allow(
+    dead_code,
+    reason = "each test binary uses a different part of the harness"
+)]
 
 pub mod config;
 

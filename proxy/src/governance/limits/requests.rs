@@ -92,6 +92,10 @@ pub(super) enum Refused {
 
 impl RequestBucket {
     /// A full bucket.
+    #[expect(
+        clippy::expect_used,
+        reason = "governor refuses only a zero period, and `t` is at least 1 ns"
+    )]
     pub(super) fn new(quota: Quota, clock: &GovernorClock) -> Self {
         let amount = quota.amount.clamp(1, u64::from(u32::MAX));
         let t = (duration_nanos(quota.period) / amount).max(1);

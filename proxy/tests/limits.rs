@@ -5,7 +5,7 @@
     clippy::unwrap_used,
     clippy::expect_used,
     clippy::panic,
-    reason = "a panic fails the test"
+    reason = "a panic fails a test"
 )]
 
 mod common;

@@ -36,6 +36,16 @@ pub enum Api {
 }
 
 impl Api {
+    /// Every surface whose answers report usage (all but the model list), for tests and fuzzing.
+    pub const REPORTING_USAGE: [Api; 6] = [
+        Api::ChatCompletions,
+        Api::Completions,
+        Api::Embeddings,
+        Api::Responses,
+        Api::Messages,
+        Api::CountTokens,
+    ];
+
     pub fn family(self) -> Family {
         match self {
             Api::Messages | Api::CountTokens => Family::Anthropic,

@@ -16,14 +16,7 @@ use bytes::Bytes;
 use api::Api;
 use usage::{Observed, UsageObserver};
 
-pub const SHAPES: [Api; 6] = [
-    Api::ChatCompletions,
-    Api::Completions,
-    Api::Embeddings,
-    Api::Responses,
-    Api::Messages,
-    Api::CountTokens,
-];
+pub const SHAPES: [Api; 6] = Api::REPORTING_USAGE;
 
 /// Splits fuzz input into a payload and cut points: the first byte says how many cuts (0..16)
 /// follow as little-endian u16 offsets, so the fuzzer controls the chunking as well as the bytes.

@@ -133,14 +133,7 @@ fn sse_soup() -> impl Strategy<Value = Vec<u8>> {
     prop::collection::vec(token, 0..64).prop_map(|t| t.concat())
 }
 
-const SHAPES: [Api; 6] = [
-    Api::ChatCompletions,
-    Api::Completions,
-    Api::Embeddings,
-    Api::Responses,
-    Api::Messages,
-    Api::CountTokens,
-];
+const SHAPES: [Api; 6] = Api::REPORTING_USAGE;
 
 proptest! {
     #[test]

@@ -3,12 +3,8 @@
 //! Quotas are large enough that nothing is refused while measuring the admitted path; the
 //! refused path is measured on its own. Each admitted iteration also drops the `Admitted`
 //! (releasing its slots), since every real request pays for both.
-#![allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::panic,
-    reason = "a panic fails a test"
-)]
+#![allow(clippy::unwrap_used, clippy::expect_used, reason = "test code")]
+#![allow(clippy::panic, reason = "test code: a panic fails the test")]
 
 use std::hint::black_box;
 use std::sync::{Arc, Barrier};

@@ -14,12 +14,8 @@
 //! `fs`/`ftbl` frames) to find where any allocation comes from.
 //!
 //! Run: `cargo bench -p sluice-bench --bench alloc_per_chunk`.
-#![allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::panic,
-    reason = "a panic fails a test"
-)]
+#![allow(clippy::unwrap_used, clippy::expect_used, reason = "test code")]
+#![allow(clippy::panic, reason = "test code: a panic fails the test")]
 
 mod common;
 

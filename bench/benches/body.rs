@@ -2,12 +2,8 @@
 //! model, stream, caps, stream options and user) and `body::rewrite` (the `include_usage`
 //! insertion, and with it an alias model swap) on typical chat bodies of about 1 KiB and 64 KiB.
 //! Times are thread CPU time (see `common::timed`).
-#![allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::panic,
-    reason = "a panic fails a test"
-)]
+#![allow(clippy::unwrap_used, clippy::expect_used, reason = "test code")]
+#![allow(clippy::panic, reason = "test code: a panic fails the test")]
 
 use std::hint::black_box;
 

@@ -6,12 +6,8 @@
 //! What the intake thread does with a record afterwards (JSON line, batching, delivery to the
 //! ledger) happens off the request path and is not timed, but it runs concurrently, as it would
 //! in production.
-#![allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::panic,
-    reason = "a panic fails a test"
-)]
+#![allow(clippy::unwrap_used, clippy::expect_used, reason = "test code")]
+#![allow(clippy::panic, reason = "test code: a panic fails the test")]
 
 use criterion::{criterion_group, criterion_main, Criterion};
 use sluice_proxy::config::SinkKind;

@@ -6,12 +6,8 @@
 //! builds it. Lookups rotate over many different keys so that a large table is measured with the
 //! cache misses real traffic from many keys causes, not one hot entry. Times are thread CPU
 //! time (see `common::timed`).
-#![allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::panic,
-    reason = "a panic fails a test"
-)]
+#![allow(clippy::unwrap_used, clippy::expect_used, reason = "test code")]
+#![allow(clippy::panic, reason = "test code: a panic fails the test")]
 
 use std::hint::black_box;
 

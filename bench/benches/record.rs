@@ -1,12 +1,8 @@
 //! Micro-benchmark of usage-record encoding: `serde_json` of one `UsageRecord` into a reused
 //! buffer, as the sink's writer thread does per request; reports ns per record and prints the
 //! encoded size. Times are thread CPU time (see `common::timed`).
-#![allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::panic,
-    reason = "a panic fails a test"
-)]
+#![allow(clippy::unwrap_used, clippy::expect_used, reason = "test code")]
+#![allow(clippy::panic, reason = "test code: a panic fails the test")]
 
 use std::hint::black_box;
 

@@ -5,12 +5,8 @@
 //! One iteration is one whole response: a fresh scanner or observer fed every chunk and then the
 //! end of stream, so per-response setup is included, as every real response pays it.
 //! Times are thread CPU time (see `common::timed`; `SLUICE_BENCH_WALL=1` for wall-clock time).
-#![allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::panic,
-    reason = "a panic fails a test"
-)]
+#![allow(clippy::unwrap_used, clippy::expect_used, reason = "test code")]
+#![allow(clippy::panic, reason = "test code: a panic fails the test")]
 
 mod common;
 

@@ -1,12 +1,8 @@
 //! Integration tests of the load generator against the real mock provider over TCP: exact
 //! accounting, event and gap counts, error classification and the loopback rule. No test
 //! asserts a timing; bounded waits only guard against hangs.
-#![allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::panic,
-    reason = "a panic fails a test"
-)]
+#![allow(clippy::unwrap_used, clippy::expect_used, reason = "test code")]
+#![allow(clippy::panic, reason = "test code: a panic fails the test")]
 
 use std::future::Future;
 use std::process::Command;

@@ -1,14 +1,7 @@
 //! Integration tests of the mock provider over real TCP: each endpoint's wire format and
 //! usage, streamed and not.
-#![allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::panic,
-    reason = "a panic fails a test"
-)]
-
-// Helpers outside `#[test]` functions are not covered by clippy's allow-unwrap-in-tests, yet
-// a panic in them is still just a failed test.
+#![allow(clippy::unwrap_used, clippy::expect_used, reason = "test code")]
+#![allow(clippy::panic, reason = "test code: a panic fails the test")]
 
 mod common;
 

@@ -3,12 +3,8 @@
 //! driver. Each process reports readiness on stderr; nothing here waits by sleeping, except the
 //! bounded polls of an observable figure in [`wait_for`]. Processes, Postgres and polls are
 //! `sluice_test_support`'s.
-#![allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::panic,
-    reason = "a panic fails a test"
-)]
+#![allow(clippy::unwrap_used, clippy::expect_used, reason = "test code")]
+#![allow(clippy::panic, reason = "test code: a panic fails the test")]
 
 pub mod ledger;
 pub mod load;

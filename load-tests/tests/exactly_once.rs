@@ -8,12 +8,8 @@
 //!    load;
 //! 3. the proxy is SIGKILLed while the ledger is down: its spool survives and is replayed;
 //! 4. as 3, with a torn entry at the spool's tail (a crash in the middle of an append).
-#![allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::panic,
-    reason = "a panic fails a test"
-)]
+#![allow(clippy::unwrap_used, clippy::expect_used, reason = "test code")]
+#![allow(clippy::panic, reason = "test code: a panic fails the test")]
 
 use sluice_bench::mock::{MockProvider, Outcome};
 use sluice_load_tests::ledger::Ledger;

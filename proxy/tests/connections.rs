@@ -1,12 +1,8 @@
 //! Client connections over raw sockets: deadlines for slow headers and bodies, the keep-alive
 //! idle timeout, the connection cap, whether each kind of answer keeps the connection as its
 //! `Connection` header says, Pingora's own rejections, `Expect` and `Host`.
-#![allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::panic,
-    reason = "a panic fails a test"
-)]
+#![allow(clippy::unwrap_used, clippy::expect_used, reason = "test code")]
+#![allow(clippy::panic, reason = "test code: a panic fails the test")]
 
 mod common;
 use common::*;

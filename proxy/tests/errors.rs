@@ -1,11 +1,7 @@
 //! Every error sluice answers itself, in the caller's API shape, with the right status — and a
 //! usage record for each.
-#![allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::panic,
-    reason = "a panic fails a test"
-)]
+#![allow(clippy::unwrap_used, clippy::expect_used, reason = "test code")]
+#![allow(clippy::panic, reason = "test code: a panic fails the test")]
 
 mod common;
 use common::*;

@@ -1,11 +1,7 @@
 //! Streams cut short: a client that goes away, a provider that drops or stalls. Each yields one
 //! record with what is known, flagged estimated, and the upstream is closed promptly.
-#![allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::panic,
-    reason = "a panic fails a test"
-)]
+#![allow(clippy::unwrap_used, clippy::expect_used, reason = "test code")]
+#![allow(clippy::panic, reason = "test code: a panic fails the test")]
 
 mod common;
 use common::*;

@@ -5,12 +5,8 @@
 //! proxy wrote to its local sink, exactly. A record holding a NUL (a client's model name or
 //! tag) reaches the ledger sanitised and blocks nothing, on SQLite and on Postgres. A plain start
 //! runs beside a process that still drains on the same spool directory.
-#![allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::panic,
-    reason = "a panic fails a test"
-)]
+#![allow(clippy::unwrap_used, clippy::expect_used, reason = "test code")]
+#![allow(clippy::panic, reason = "test code: a panic fails the test")]
 
 mod common;
 use common::*;

@@ -1,12 +1,8 @@
 //! Limits and budgets against a real sluice and the mock provider: request bursts, token
 //! reservations settled to real usage, concurrency caps, and spend caps — with the exact 429
 //! answers and rate-limit headers the providers' SDKs expect.
-#![allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::panic,
-    reason = "a panic fails a test"
-)]
+#![allow(clippy::unwrap_used, clippy::expect_used, reason = "test code")]
+#![allow(clippy::panic, reason = "test code: a panic fails the test")]
 
 mod common;
 use common::*;

@@ -1,11 +1,7 @@
 //! Usage records of requests that end without a provider usage report: a request that failed
 //! at the provider is an estimate, and `count_tokens` records the count it answered.
-#![allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::panic,
-    reason = "a panic fails a test"
-)]
+#![allow(clippy::unwrap_used, clippy::expect_used, reason = "test code")]
+#![allow(clippy::panic, reason = "test code: a panic fails the test")]
 
 mod common;
 use common::*;

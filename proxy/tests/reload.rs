@@ -1,12 +1,8 @@
 //! Hot reload against a real process: SIGHUP and file changes swap keys while streams that
 //! started on the old configuration run to their end; bad configurations are refused and counted;
 //! `sluice-proxy check` tells a good file from a bad one.
-#![allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::panic,
-    reason = "a panic fails a test"
-)]
+#![allow(clippy::unwrap_used, clippy::expect_used, reason = "test code")]
+#![allow(clippy::panic, reason = "test code: a panic fails the test")]
 
 mod common;
 use common::config::{entry, new_key};

@@ -9,12 +9,8 @@
 //! Without the folder the test says so loudly and passes, except under CI (`CI` set), where
 //! it fails. All recordings run against one sluice and one mock, so the whole test takes a
 //! few seconds.
-#![allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::panic,
-    reason = "a panic fails a test"
-)]
+#![allow(clippy::unwrap_used, clippy::expect_used, reason = "test code")]
+#![allow(clippy::panic, reason = "test code: a panic fails the test")]
 
 mod common;
 use common::*;

@@ -5,12 +5,8 @@
 //! The SDKs live in a venv that `./test.sh` builds and names in `SLUICE_SDK_PYTHON`. Without it
 //! every test fails (a silent pass would hide that the SDKs were never exercised), unless
 //! `SLUICE_SKIP_SDK=1` says skipping is intended.
-#![allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::panic,
-    reason = "a panic fails a test"
-)]
+#![allow(clippy::unwrap_used, clippy::expect_used, reason = "test code")]
+#![allow(clippy::panic, reason = "test code: a panic fails the test")]
 
 mod common;
 use common::*;

@@ -1,12 +1,8 @@
 //! Credentials: the provider sees the org's provider key and never the virtual key; client
 //! credentials, hop-by-hop and `x-sluice-*` headers are stripped; no secret is ever logged or
 //! recorded; sealed keys are bound to their org and survive master-key rotation.
-#![allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::panic,
-    reason = "a panic fails a test"
-)]
+#![allow(clippy::unwrap_used, clippy::expect_used, reason = "test code")]
+#![allow(clippy::panic, reason = "test code: a panic fails the test")]
 
 mod common;
 use common::config::{ACME_ANTHROPIC_KEY, ACME_OPENAI_KEY, SHARED_PROVIDER_KEY};

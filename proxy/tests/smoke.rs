@@ -1,10 +1,6 @@
 //! First end-to-end check: a chat completion through a real sluice to the mock, both shapes.
-#![allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::panic,
-    reason = "a panic fails a test"
-)]
+#![allow(clippy::unwrap_used, clippy::expect_used, reason = "test code")]
+#![allow(clippy::panic, reason = "test code: a panic fails the test")]
 
 mod common;
 use common::*;

@@ -1,11 +1,7 @@
 //! Every API surface, streaming and not, through sluice: the client gets the provider's answer,
 //! and the usage record equals the mock's counts exactly.
-#![allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::panic,
-    reason = "a panic fails a test"
-)]
+#![allow(clippy::unwrap_used, clippy::expect_used, reason = "test code")]
+#![allow(clippy::panic, reason = "test code: a panic fails the test")]
 
 mod common;
 use common::*;

@@ -2,12 +2,8 @@
 //! listening socket over from the old one on SIGQUIT while streams run on the old process and a
 //! steady trickle of new requests keeps arriving. Nothing fails, the old process's streams finish,
 //! the new process serves, and the old one exits. Without a running instance, `--upgrade` fails.
-#![allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::panic,
-    reason = "a panic fails a test"
-)]
+#![allow(clippy::unwrap_used, clippy::expect_used, reason = "test code")]
+#![allow(clippy::panic, reason = "test code: a panic fails the test")]
 
 mod common;
 use common::*;

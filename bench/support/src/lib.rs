@@ -6,12 +6,8 @@
 //! It is a dev-dependency only and stays light (no Pingora, no HTTP stack): each harness
 //! (`proxy/tests/common`, `control/tests/ledger/harness.rs`, `load-tests/src`, the proxy's
 //! delivery tests) wraps these with its own binary, environment and client.
-#![allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::panic,
-    reason = "a panic fails a test"
-)]
+#![allow(clippy::unwrap_used, clippy::expect_used, reason = "test code")]
+#![allow(clippy::panic, reason = "test code: a panic fails the test")]
 #![expect(
     clippy::expect_used,
     reason = "test support: a failed expectation is a failed test, said with its cause"

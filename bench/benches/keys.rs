@@ -12,22 +12,13 @@
 use std::hint::black_box;
 
 use criterion::Criterion;
-use sluice_proxy::config::{self, Env, Snapshot};
+use sluice_proxy::config::{self, NoEnv, Snapshot};
 use sluice_proxy::credentials::keys::{self, KeyDigest};
 
 mod common;
 
 /// Keys presented in turn; with 100 000 keys these spread over the whole table.
 const PRESENTED: usize = 1024;
-
-/// No environment: the benchmark configuration has no secrets to look up.
-struct NoEnv;
-
-impl Env for NoEnv {
-    fn var(&self, _: &str) -> Option<String> {
-        None
-    }
-}
 
 /// A snapshot with `n` virtual keys of one org, and (up to `PRESENTED` of) the keys themselves.
 fn snapshot(n: usize) -> (Snapshot, Vec<String>) {

@@ -6,7 +6,7 @@
 
 /// A protocol family: whose error format, headers and conventions a surface follows, and which
 /// wire protocol a provider speaks.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Family {
     OpenAi,
     Anthropic,
@@ -23,7 +23,7 @@ impl Family {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Api {
     ChatCompletions,
     Completions,

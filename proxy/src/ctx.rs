@@ -8,6 +8,7 @@ use crate::governance::limits::RateInfo;
 use crate::governance::Held;
 use crate::metering::record::Tags;
 use crate::metering::response::ResponseMeter;
+use crate::telemetry::live::{RequestInFlight, StreamInFlight};
 use bytes::Bytes;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
@@ -47,6 +48,10 @@ pub struct Ctx {
     pub response: ResponseMeter,
     /// The request's `Origin`, when the CORS policy allows it (echoed on the answer).
     pub cors_origin: Option<http::HeaderValue>,
+    /// Counts this request in flight until the context is dropped.
+    pub in_flight: RequestInFlight,
+    /// Counts the event stream being relayed, if the answer is one.
+    pub stream_in_flight: Option<StreamInFlight>,
 }
 
 impl Ctx {
@@ -74,6 +79,8 @@ impl Ctx {
             status: 0,
             response: ResponseMeter::default(),
             cors_origin: None,
+            in_flight: RequestInFlight::start(),
+            stream_in_flight: None,
         }
     }
 }

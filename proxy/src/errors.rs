@@ -5,7 +5,7 @@
 //! secret: only model names, paths and limits.
 
 use crate::api::Family;
-use crate::governance::limits::LimitKind;
+use crate::governance::limits::{LimitKind, ScopeKind};
 use bytes::Bytes;
 use pingora::{Error as PError, ErrorType};
 use std::fmt;
@@ -79,6 +79,8 @@ pub enum GatewayError {
     #[error("rate limit reached for {kind} ({scope}: limit {limit}); please retry after {}", RetryText(*retry_after))]
     RateLimited {
         kind: LimitKind,
+        /// Which kind of scope refused (for metrics; `scope` names it for people).
+        scope_kind: ScopeKind,
         scope: String,
         limit: String,
         retry_after: Duration,

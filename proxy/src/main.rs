@@ -7,6 +7,7 @@ use sluice_proxy::config::{self, ProcessEnv};
 use sluice_proxy::credentials::crypto::MasterKeys;
 use sluice_proxy::credentials::keys;
 use sluice_proxy::server::{self, RunOptions};
+use sluice_proxy::telemetry;
 use std::io::Read;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -98,15 +99,13 @@ enum MasterKeyCommand {
 }
 
 fn main() -> ExitCode {
-    tracing_subscriber::fmt()
-        .with_writer(std::io::stderr)
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
-        .init();
     let cli = Cli::parse();
-    let result = match cli.command.unwrap_or(Command::Run) {
+    let command = cli.command.unwrap_or(Command::Run);
+    // Serving sets the log up from its config's `[log]` once loaded; the rest log as text.
+    if !matches!(command, Command::Run) {
+        telemetry::logging::init(&config::LogSettings::default());
+    }
+    let result = match command {
         Command::Run => server::run(RunOptions {
             config: cli.run.config,
             listen: cli.run.listen,

@@ -11,6 +11,8 @@ use crate::metering::sink::UsageSink;
 use crate::metering::{self, response::TotalTimeExceeded};
 use crate::respond::{self, REQUEST_ID};
 use crate::server::http1;
+use crate::telemetry::live::StreamInFlight;
+use crate::telemetry::requests::RequestMetrics;
 use crate::upstream::request;
 use crate::usage::{self, UsageObserver};
 use arc_swap::ArcSwap;
@@ -30,6 +32,7 @@ pub struct Gateway {
     gov: Arc<Governance>,
     sink: UsageSink,
     clock: Arc<dyn Clock>,
+    metrics: Arc<RequestMetrics>,
 }
 
 impl Gateway {
@@ -40,6 +43,7 @@ impl Gateway {
             gov,
             sink,
             clock,
+            metrics: Arc::default(),
         }
     }
 
@@ -162,6 +166,9 @@ impl ProxyHttp for Gateway {
                 .headers
                 .get(http::header::CONTENT_ENCODING)
                 .is_some_and(|v| usage::is_gzip(v.as_bytes()));
+            if sse {
+                ctx.stream_in_flight = Some(StreamInFlight::start());
+            }
             let strip = sse && ctx.strip_usage_chunk && !gzip;
             if strip {
                 // One event will be cut out, so the provider's length (if any) would be wrong.
@@ -240,6 +247,8 @@ impl ProxyHttp for Gateway {
         }
         // Concurrency slots are released here, before the record is queued.
         ctx.held = None;
+        ctx.stream_in_flight = None;
+        self.metrics.finished(ctx, &record);
         self.sink.emit(record);
     }
 }

@@ -33,6 +33,10 @@ pub struct FileConfig {
     pub ledger: Option<super::ledger::LedgerSection>,
     /// Browser access (absent: none; `OPTIONS` is a 405 and no CORS header is sent).
     pub cors: Option<CorsSection>,
+    /// Per-request metrics and their labels (absent: all on).
+    pub metrics: Option<super::observe::MetricsSection>,
+    /// Log format and level, and the access log (absent: text logs at `info`, no access log).
+    pub log: Option<super::observe::LogSection>,
 }
 
 /// `[cors]`: which web origins may call sluice from a browser, on which listeners.

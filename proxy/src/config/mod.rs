@@ -8,6 +8,7 @@ pub mod conn;
 pub mod file;
 mod governance;
 pub mod ledger;
+pub mod observe;
 mod providers;
 mod references;
 mod snapshot;
@@ -17,6 +18,7 @@ mod tests;
 pub use conn::ConnectionSettings;
 pub use governance::ModelLimits;
 pub use ledger::{IngestToken, LedgerSettings};
+pub use observe::{LogSettings, MetricsSettings};
 pub use providers::{AuthStyle, Provider, Timeouts};
 pub use snapshot::{Org, Route, ServerSettings, SinkKind, Snapshot, UsageSettings, VirtualKey};
 

@@ -61,6 +61,9 @@ pub struct UsageSettings {
 /// A model name's destination.
 #[derive(Debug)]
 pub struct Route {
+    /// The model entry's name as configured (an exact name or a glob): the route's label in
+    /// metrics, never a client's string.
+    pub name: Arc<str>,
     pub provider: Arc<Provider>,
     /// `None` means "send the requested name unchanged" (glob routes).
     pub upstream_model: Option<Arc<str>>,
@@ -119,6 +122,10 @@ pub struct Snapshot {
     /// When this snapshot was loaded: the `created` date the model list shows (sluice cannot
     /// know a model's release date).
     pub loaded_at: SystemTime,
+    /// Which per-request series to record (`[metrics]`; follows reloads).
+    pub metrics: super::MetricsSettings,
+    /// Log format, level and access log (`[log]`; read once at start).
+    pub log: super::LogSettings,
 }
 
 impl Snapshot {
@@ -230,6 +237,7 @@ pub(super) fn build(raw: FileConfig, env: &dyn Env) -> Result<Snapshot, ConfigEr
             ))
         })?;
         let route = Arc::new(Route {
+            name: Arc::from(m.name.as_str()),
             provider: provider.clone(),
             upstream_model: m.upstream_model.as_deref().map(Arc::from),
             max_output_tokens: m.max_output_tokens.unwrap_or(DEFAULT_MAX_OUTPUT),
@@ -319,6 +327,8 @@ pub(super) fn build(raw: FileConfig, env: &dyn Env) -> Result<Snapshot, ConfigEr
             .map(crate::admission::cors::CorsPolicy::build)
             .transpose()?,
         loaded_at: SystemTime::now(),
+        metrics: super::observe::metrics(raw.metrics.as_ref()),
+        log: super::observe::log(raw.log.as_ref())?,
     })
 }
 

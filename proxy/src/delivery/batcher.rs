@@ -3,6 +3,7 @@
 //! hands each batch, serialized once, to the delivery worker.
 
 use crate::metering::record::UsageRecord;
+use crate::telemetry::access::AccessLog;
 use sluice_wire::IngestBatchRef;
 use std::io::Write;
 use std::sync::mpsc::{Receiver, RecvTimeoutError};
@@ -54,6 +55,7 @@ pub struct Intake {
     batching: Option<Batching>,
     pending: Vec<UsageRecord>,
     first_pending: Option<Instant>,
+    access: Option<AccessLog>,
 }
 
 impl std::fmt::Debug for Intake {
@@ -62,6 +64,7 @@ impl std::fmt::Debug for Intake {
             .field("local", &self.out.is_some())
             .field("batching", &self.batching)
             .field("pending", &self.pending.len())
+            .field("access_log", &self.access.is_some())
             .finish()
     }
 }
@@ -81,6 +84,7 @@ impl Intake {
             pending: Vec::with_capacity(batching.as_ref().map_or(0, |b| b.max_records)),
             batching,
             first_pending: None,
+            access: None,
         }
     }
 
@@ -112,7 +116,10 @@ impl Intake {
             let mut closing = false;
             while let Some(msg) = next {
                 match msg {
-                    Msg::Record(record) => self.take(record),
+                    Msg::Record(record) => {
+                        crate::telemetry::live::usage_dequeued();
+                        self.take(record);
+                    }
                     Msg::Close => {
                         closing = true;
                         break;
@@ -142,7 +149,18 @@ impl Intake {
         self.first_pending.map(|t| t + batching.interval)
     }
 
+    /// Also writes the access log, from the same records.
+    pub fn with_access_log(mut self, access: Option<AccessLog>) -> Self {
+        self.access = access;
+        self
+    }
+
     fn take(&mut self, record: UsageRecord) {
+        if let Some(access) = &mut self.access {
+            if access.write(&record).is_err() {
+                tracing::error!("access log write failed");
+            }
+        }
         if let Some(out) = &mut self.out {
             if serde_json::to_writer(&mut *out, &record).is_err() || out.write_all(b"\n").is_err() {
                 tracing::error!("usage sink write failed");
@@ -192,6 +210,11 @@ impl Intake {
         if let Some(out) = &mut self.out {
             if out.flush().is_err() {
                 tracing::error!("usage sink flush failed");
+            }
+        }
+        if let Some(access) = &mut self.access {
+            if access.flush().is_err() {
+                tracing::error!("access log flush failed");
             }
         }
     }

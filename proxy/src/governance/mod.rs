@@ -217,6 +217,7 @@ fn refused(
     };
     GatewayError::RateLimited {
         kind,
+        scope_kind: scope.kind(),
         scope: scope_text,
         limit: limit.unwrap_or_default(),
         retry_after,

@@ -7,13 +7,14 @@
 //! the queue and waits (bounded) until the local sink is flushed and the worker has delivered or
 //! spooled everything.
 
+use crate::config::observe::AccessLogSettings;
 use crate::config::{LedgerSettings, SinkKind, UsageSettings};
 use crate::delivery::batcher::{Batching, Intake, Msg};
 use crate::delivery::{self, client::LedgerClient};
 use crate::governance::budgets::Spend;
 use crate::metering::record::UsageRecord;
 use crate::server::lifecycle::{Background, Dedicated, Joined};
-use crate::telemetry;
+use crate::telemetry::{self, access::AccessLog};
 use std::future::Future;
 use std::io::Write;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -43,21 +44,35 @@ struct Workers {
 impl UsageSink {
     /// Starts the local sink only (no ledger).
     pub fn start(kind: &SinkKind, capacity: usize) -> std::io::Result<Self> {
-        Self::start_with(kind, capacity, None).map_err(std::io::Error::other)
+        Self::start_with(kind, capacity, None, None).map_err(std::io::Error::other)
     }
 
     /// Starts the sink for the `[usage]` and `[ledger]` settings. The ledger's spool takes the
     /// first free slot, so a process that still drains its own keeps it.
     /// Delivery runs on `background`, which must outlive [`Self::shutdown`].
     pub fn from_settings(usage: &UsageSettings, background: &Background) -> Result<Self, String> {
+        Self::serving(usage, None, background)
+    }
+
+    /// [`Self::from_settings`], and the access log (`[log.access]`) written from the same
+    /// records by the same thread.
+    pub fn serving(
+        usage: &UsageSettings,
+        access: Option<&AccessLogSettings>,
+        background: &Background,
+    ) -> Result<Self, String> {
         let ledger = usage.ledger.as_ref().map(|l| (l, background));
-        Self::start_with(&usage.sink, usage.queue_capacity, ledger)
+        let access = access
+            .map(|a| AccessLog::open(a).map_err(|e| format!("access log: {e}")))
+            .transpose()?;
+        Self::start_with(&usage.sink, usage.queue_capacity, ledger, access)
     }
 
     fn start_with(
         kind: &SinkKind,
         capacity: usize,
         ledger: Option<(&LedgerSettings, &Background)>,
+        access: Option<AccessLog>,
     ) -> Result<Self, String> {
         let out: Option<Box<dyn Write + Send>> = match kind {
             SinkKind::None => None,
@@ -77,7 +92,7 @@ impl UsageSink {
             workers: Arc::default(),
             ledger: None,
         };
-        if out.is_none() && ledger.is_none() {
+        if out.is_none() && ledger.is_none() && access.is_none() {
             return Ok(sink);
         }
         let (batching, delivery, drain_timeout) = match ledger {
@@ -94,7 +109,7 @@ impl UsageSink {
             }
         };
         let (tx, rx) = sync_channel(capacity);
-        let intake = Intake::new(rx, out, batching);
+        let intake = Intake::new(rx, out, batching).with_access_log(access);
         // Blocking work (a blocking queue, stdout or file writes): a thread of its own.
         let intake = Dedicated::spawn("sluice-usage-sink", move || intake.run())?;
         sink.tx = Some(tx);
@@ -123,7 +138,7 @@ impl UsageSink {
             return;
         }
         match tx.try_send(Msg::Record(record)) {
-            Ok(()) => {}
+            Ok(()) => telemetry::live::usage_queued(),
             Err(TrySendError::Full(_)) => self.count_drop("queue_full"),
             Err(TrySendError::Disconnected(_)) => self.count_drop("closed"),
         }

@@ -154,6 +154,8 @@ pub struct Lifecycle {
 pub struct Start {
     pub reload: triggers::ReloadSetup,
     pub usage: crate::config::UsageSettings,
+    /// `[log.access]`, written by the usage intake thread.
+    pub access_log: Option<crate::config::observe::AccessLogSettings>,
     pub pid_file: PathBuf,
 }
 
@@ -163,7 +165,7 @@ impl Lifecycle {
         let background = Background::new()?;
         // SIGHUP first: from here on it reloads instead of killing the process.
         let reload = triggers::start(start.reload, &background)?;
-        let sink = UsageSink::from_settings(&start.usage, &background)
+        let sink = UsageSink::serving(&start.usage, start.access_log.as_ref(), &background)
             .map_err(|e| format!("usage sink: {e}"))?;
         Ok(Self {
             background,

@@ -43,6 +43,7 @@ pub struct RunOptions {
 /// process took over); see [`lifecycle`] for the whole sequence.
 pub fn run(opts: RunOptions) -> Result<(), String> {
     let snapshot = config::load(&opts.config, &ProcessEnv).map_err(|e| e.to_string())?;
+    telemetry::logging::init(&snapshot.log);
     let listen = if opts.listen.is_empty() {
         snapshot.server.listen.clone()
     } else {
@@ -56,6 +57,8 @@ pub fn run(opts: RunOptions) -> Result<(), String> {
     let paths = UpgradePaths::resolve(&opts.config, &snapshot.server);
     let conf = upgrade::server_conf(&snapshot.server, &paths);
     let usage = snapshot.usage.clone();
+    let usage_capacity = usage.queue_capacity;
+    let snapshot_log_access = snapshot.log.access.clone();
 
     telemetry::install();
     telemetry::record_start(reload::generation());
@@ -70,6 +73,7 @@ pub fn run(opts: RunOptions) -> Result<(), String> {
             current: current.clone(),
         },
         usage,
+        access_log: snapshot_log_access,
         pid_file: paths.pid_file.clone(),
     })?;
 
@@ -96,6 +100,12 @@ pub fn run(opts: RunOptions) -> Result<(), String> {
 
     let gateway = Gateway::new(current, lifecycle.sink().clone(), Arc::new(SystemClock));
     let (server_options, connections) = conn::server_options(&connection_settings);
+    let open = connections.clone();
+    let queue_capacity = usage_capacity as f64;
+    telemetry::live::on_scrape(move || {
+        metrics::gauge!(telemetry::DOWNSTREAM_CONNECTIONS).set(open.open() as f64);
+        metrics::gauge!(telemetry::USAGE_QUEUE_CAPACITY).set(queue_capacity);
+    });
     let mut service =
         pingora::proxy::ProxyServiceBuilder::new(&server.configuration, gateway.clone())
             .server_options(server_options)

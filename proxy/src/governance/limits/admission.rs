@@ -16,6 +16,24 @@ pub enum LimitKind {
     Concurrency,
 }
 
+impl LimitKind {
+    /// Every kind, for publishing the rejection series at zero.
+    pub const ALL: [LimitKind; 3] = [
+        LimitKind::Requests,
+        LimitKind::Tokens,
+        LimitKind::Concurrency,
+    ];
+
+    /// The one-word label value (`kind=` in metrics).
+    pub fn label(self) -> &'static str {
+        match self {
+            LimitKind::Requests => "requests",
+            LimitKind::Tokens => "tokens",
+            LimitKind::Concurrency => "concurrency",
+        }
+    }
+}
+
 impl fmt::Display for LimitKind {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(match self {

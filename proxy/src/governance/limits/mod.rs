@@ -70,6 +70,36 @@ pub enum Scope {
     OrgModel(Arc<str>, Arc<str>),
 }
 
+/// Which kind of scope a limit applies to, without whose it is (the `scope=` label in metrics).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum ScopeKind {
+    Org,
+    Key,
+    OrgModel,
+}
+
+impl ScopeKind {
+    pub const ALL: [ScopeKind; 3] = [ScopeKind::Org, ScopeKind::Key, ScopeKind::OrgModel];
+
+    pub fn label(self) -> &'static str {
+        match self {
+            ScopeKind::Org => "org",
+            ScopeKind::Key => "key",
+            ScopeKind::OrgModel => "org_model",
+        }
+    }
+}
+
+impl Scope {
+    pub fn kind(&self) -> ScopeKind {
+        match self {
+            Scope::Org(_) => ScopeKind::Org,
+            Scope::Key(_) => ScopeKind::Key,
+            Scope::OrgModel(..) => ScopeKind::OrgModel,
+        }
+    }
+}
+
 impl fmt::Display for Scope {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {

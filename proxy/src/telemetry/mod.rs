@@ -1,36 +1,21 @@
-//! Process metrics: the Prometheus recorder behind the `metrics` facade, and the names of the
-//! metrics the server itself exports (reloads, config generation, build info).
+//! Process metrics: the Prometheus recorder behind the `metrics` facade, with its histogram
+//! buckets and descriptions; the series themselves are named in [`names`], recorded per request by
+//! [`requests`] and sampled live by [`live`].
 //!
 //! Any module may record through the `metrics` macros; nothing is kept unless [`install`] ran,
 //! which only the serving process does, so unit tests and the offline subcommands pay nothing.
 
-use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
-use std::sync::OnceLock;
+pub mod access;
+pub mod buckets;
+pub mod live;
+pub mod logging;
+pub mod names;
+pub mod requests;
 
-/// Counter of configuration reloads, labelled `result="ok"|"error"`.
-pub const CONFIG_RELOADS: &str = "sluice_config_reloads_total";
-/// Gauge: generation of the configuration being served (1 = loaded at start).
-pub const CONFIG_GENERATION: &str = "sluice_config_generation";
-/// Gauge fixed at 1, labelled with the version of this binary.
-pub const BUILD_INFO: &str = "sluice_build_info";
-/// Counter of usage records the ledger acknowledged (stored now or already stored earlier).
-pub const RECORDS_DELIVERED: &str = "sluice_usage_records_delivered_total";
-/// Counter of usage records written to the spool (a record spooled twice counts twice).
-pub const RECORDS_SPOOLED: &str = "sluice_usage_records_spooled_total";
-/// Counter of usage records lost, labelled `reason="queue_full"|"closed"|"spool_error"|
-/// "dead_letter_error"`.
-pub const RECORDS_DROPPED: &str = "sluice_usage_records_dropped_total";
-/// Counter of usage records written to the dead-letter file, labelled `reason="rejected"` (the
-/// ledger rejected the record) or `"refused"` (it kept refusing the whole batch).
-pub const RECORDS_DEAD_LETTERED: &str = "sluice_usage_records_dead_lettered_total";
-/// Counter of `POST /v1/events` attempts, labelled `result="ok"|"error"|"refused"`.
-pub const LEDGER_BATCHES: &str = "sluice_ledger_batches_total";
-/// Gauge: bytes in the spool files this process holds (its own and adopted ones).
-pub const SPOOL_BYTES: &str = "sluice_spool_bytes";
-/// Gauge: 1 while the last ledger request succeeded, 0 after a failure.
-pub const LEDGER_UP: &str = "sluice_ledger_up";
-/// Counter of spend-feed polls, labelled `result="ok"|"error"`.
-pub const SPEND_POLLS: &str = "sluice_spend_polls_total";
+pub use names::*;
+
+use metrics_exporter_prometheus::{BuildError, Matcher, PrometheusBuilder, PrometheusHandle};
+use std::sync::OnceLock;
 
 static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
 
@@ -39,7 +24,11 @@ static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
 pub fn install() -> PrometheusHandle {
     HANDLE
         .get_or_init(|| {
-            let recorder = PrometheusBuilder::new().build_recorder();
+            let builder = with_buckets(PrometheusBuilder::new()).unwrap_or_else(|e| {
+                tracing::error!("histogram buckets refused ({e}); histograms render as summaries");
+                PrometheusBuilder::new()
+            });
+            let recorder = builder.build_recorder();
             let handle = recorder.handle();
             if metrics::set_global_recorder(recorder).is_err() {
                 // Only possible if something else installed a recorder first; metrics then go
@@ -52,15 +41,36 @@ pub fn install() -> PrometheusHandle {
         .clone()
 }
 
+/// Every histogram with its buckets (see [`buckets`] for why each). Only an empty bucket list
+/// is refused, and none is (unit-tested).
+pub fn with_buckets(builder: PrometheusBuilder) -> Result<PrometheusBuilder, BuildError> {
+    let histograms: [(&str, &[f64]); 7] = [
+        (SERVER_DURATION, buckets::DURATION),
+        (CLIENT_DURATION, buckets::DURATION),
+        (UPSTREAM_DURATION, buckets::DURATION),
+        (TIME_TO_FIRST_TOKEN, buckets::TIME_TO_FIRST_TOKEN),
+        (TIME_PER_OUTPUT_TOKEN, buckets::TIME_PER_OUTPUT_TOKEN),
+        (TOKEN_USAGE, buckets::TOKENS),
+        (GATEWAY_OVERHEAD, buckets::OVERHEAD),
+    ];
+    histograms
+        .into_iter()
+        .try_fold(builder, |builder, (name, buckets)| {
+            builder.set_buckets_for_metric(Matcher::Full(name.to_string()), buckets)
+        })
+}
+
 /// The rendered Prometheus text, or `None` when no recorder was installed.
 pub fn render() -> Option<String> {
     let handle = HANDLE.get()?;
+    live::publish();
     // Upkeep drains histogram buckets; doing it per scrape keeps memory bounded without a timer.
     handle.run_upkeep();
     Some(handle.render())
 }
 
 fn describe() {
+    describe_requests();
     metrics::describe_counter!(
         CONFIG_RELOADS,
         "Configuration reloads by result (ok: new snapshot served; error: old one kept)."
@@ -128,6 +138,7 @@ pub fn record_start(generation: u64) {
     set_generation(generation);
     metrics::counter!(CONFIG_RELOADS, "result" => "ok").increment(0);
     metrics::counter!(CONFIG_RELOADS, "result" => "error").increment(0);
+    requests::publish_rejections_at_zero();
 }
 
 /// Publishes the generation now served.
@@ -140,4 +151,58 @@ pub fn set_generation(generation: u64) {
 pub fn count_reload(ok: bool) {
     let result = if ok { "ok" } else { "error" };
     metrics::counter!(CONFIG_RELOADS, "result" => result).increment(1);
+}
+
+fn describe_requests() {
+    use metrics::Unit;
+    let histograms = [
+        (SERVER_DURATION, "Request duration in sluice, arrival to last byte (OpenTelemetry gen_ai.server.request.duration)."),
+        (TIME_TO_FIRST_TOKEN, "Arrival to first streamed chunk, successful streams (gen_ai.server.time_to_first_token)."),
+        (TIME_PER_OUTPUT_TOKEN, "Time per output token after the first, successful streams (gen_ai.server.time_per_output_token)."),
+        (CLIENT_DURATION, "Time as the provider's client, request sent to answer complete (gen_ai.client.operation.duration)."),
+        (GATEWAY_OVERHEAD, "Time spent in sluice itself: total minus time waiting on the provider."),
+        (UPSTREAM_DURATION, "Time waiting on the provider, by provider."),
+    ];
+    for (name, help) in histograms {
+        metrics::describe_histogram!(name, Unit::Seconds, help);
+    }
+    metrics::describe_histogram!(
+        TOKEN_USAGE,
+        Unit::Count,
+        "Tokens per request by gen_ai_token_type (gen_ai.client.token.usage)."
+    );
+    metrics::describe_counter!(
+        REQUESTS,
+        "Finished requests by org, route, provider, api, status class and outcome."
+    );
+    metrics::describe_counter!(
+        TOKENS,
+        "Billed tokens by org, route and type (input, output, cached, cache_write, reasoning)."
+    );
+    metrics::describe_counter!(
+        COST,
+        "Cost in micro-USD by org and route, from the configured prices."
+    );
+    metrics::describe_counter!(
+        UPSTREAM_ERRORS,
+        "Provider connect failures and timeouts, by provider and kind."
+    );
+    metrics::describe_counter!(
+        LIMIT_REJECTIONS,
+        "Requests refused by a limit, by kind (requests, tokens, concurrency, budget) and scope."
+    );
+    metrics::describe_gauge!(REQUESTS_IN_FLIGHT, "Requests in flight.");
+    metrics::describe_gauge!(STREAMS_IN_FLIGHT, "Event streams being relayed.");
+    metrics::describe_gauge!(
+        DOWNSTREAM_CONNECTIONS,
+        "Open client connections on the proxy listeners."
+    );
+    metrics::describe_gauge!(
+        USAGE_QUEUE_DEPTH,
+        "Usage records waiting for the intake thread."
+    );
+    metrics::describe_gauge!(
+        USAGE_QUEUE_CAPACITY,
+        "Bound of the usage queue (usage.queue_capacity)."
+    );
 }

@@ -5,6 +5,7 @@ use crate::clock::{Clock, SystemClock};
 use crate::config::Config;
 use crate::db::{redact_url, Retention, Store};
 use crate::http::{router, AppState, TokenDigest};
+use crate::telemetry::{self, DbOp};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::net::TcpListener;
@@ -34,7 +35,10 @@ pub async fn retention_pass(store: &Store, clock: &dyn Clock, retention: Retenti
             );
         }
         Ok(_) => {}
-        Err(e) => tracing::error!("retention pass failed: {e}"),
+        Err(e) => {
+            telemetry::count_db_error(DbOp::Retention);
+            tracing::error!("retention pass failed: {e}");
+        }
     }
 }
 
@@ -65,6 +69,8 @@ pub async fn run(config: Config) -> Result<(), StartError> {
     if config.ingest_token.expose() == config.admin_token.expose() {
         return Err(StartError::SameTokens);
     }
+    // Before anything can fail or be counted, so every series is on the page from the start.
+    telemetry::install();
     let url = config.database_url();
     if config.database_url.is_none() {
         std::fs::create_dir_all(&config.data_dir)

@@ -3,6 +3,7 @@
 
 use super::row::{record_from_row, RECORD_COLUMNS};
 use super::{to_i64, DbError, Store};
+use crate::telemetry::{self, DbOp};
 use bytes::Bytes;
 use futures_util::StreamExt;
 use sluice_wire::UsageRecord;
@@ -174,6 +175,7 @@ impl Store {
                     .and_then(|row| record_from_row(&row))
                     .and_then(|r| encode(&mut buf, &r, format));
                 if let Err(e) = written {
+                    telemetry::count_db_error(DbOp::Export);
                     tracing::error!("export for org {org} failed: {e}");
                     let _ = tx.send(Err(io::Error::other(e.to_string()))).await;
                     return;
@@ -188,9 +190,12 @@ impl Store {
                     }
                 }
             }
-            if !buf.is_empty() {
-                let _ = tx.send(Ok(Bytes::from(buf))).await;
+            if !buf.is_empty() && tx.send(Ok(Bytes::from(buf))).await.is_err() {
+                return;
             }
+            // Before `tx` is dropped, which is what ends the body: a client that has read the
+            // whole export finds it counted.
+            telemetry::count_export();
         });
         rx
     }

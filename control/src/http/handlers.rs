@@ -1,7 +1,8 @@
-//! The read and admin endpoints: usage queries, export, spend feed, erasure, health.
+//! The read and admin endpoints: usage queries, export, spend feed, erasure, health, metrics.
 
 use super::{ApiError, AppState};
 use crate::db::{query::add_totals, ExportFormat};
+use crate::telemetry::{self, DbOp};
 use crate::time::{day_start, month_start, parse_time};
 use axum::body::Body;
 use axum::extract::{Path, Query, State};
@@ -67,7 +68,7 @@ pub(super) async fn usage(
         .store
         .usage(org.as_deref(), from_ms, to_ms, &group_by)
         .await
-        .map_err(ApiError::internal)?;
+        .map_err(ApiError::db(DbOp::Usage))?;
     let mut total = UsageTotals::default();
     for g in &groups {
         add_totals(&mut total, &g.totals);
@@ -111,7 +112,7 @@ pub(super) async fn spend(
         .store
         .spend(day, month)
         .await
-        .map_err(ApiError::internal)?;
+        .map_err(ApiError::db(DbOp::Spend))?;
     Ok(Json(SpendAnswer {
         as_of_ms: now,
         day_start_ms: day,
@@ -128,7 +129,8 @@ pub(super) async fn erase(
         .store
         .erase_org(&org)
         .await
-        .map_err(ApiError::internal)?;
+        .map_err(ApiError::db(DbOp::Erase))?;
+    telemetry::count_erasure();
     tracing::info!(
         org = %answer.org,
         records = answer.records,
@@ -143,8 +145,20 @@ pub(super) async fn healthz(State(state): State<Arc<AppState>>) -> Response {
     match state.store.ping().await {
         Ok(()) => (StatusCode::OK, "ok\n").into_response(),
         Err(e) => {
+            telemetry::count_db_error(DbOp::Health);
             tracing::warn!("health check failed: {e}");
             (StatusCode::SERVICE_UNAVAILABLE, "database unavailable\n").into_response()
         }
+    }
+}
+
+/// The Prometheus text exposition format.
+const PROMETHEUS: &str = "text/plain; version=0.0.4; charset=utf-8";
+
+pub(super) async fn metrics() -> Response {
+    match telemetry::render() {
+        Some(text) => ([(header::CONTENT_TYPE, PROMETHEUS)], text).into_response(),
+        // Only a server started without `server::run` (the in-process benchmark) has none.
+        None => (StatusCode::SERVICE_UNAVAILABLE, "no metrics recorder\n").into_response(),
     }
 }

@@ -4,6 +4,7 @@
 //! same way: no record's content can fail a batch (which the sender would retry forever).
 
 use super::{ApiError, AppState};
+use crate::telemetry::{self, DbOp};
 use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::StatusCode;
@@ -12,6 +13,7 @@ use serde::Deserialize;
 use serde_json::value::RawValue;
 use sluice_wire::{IngestAnswer, Rejection, UsageRecord};
 use std::sync::Arc;
+use std::time::Instant;
 
 /// A larger batch is refused (413) rather than held in one transaction.
 pub const MAX_RECORDS_PER_BATCH: usize = 10_000;
@@ -136,6 +138,8 @@ pub(super) async fn ingest(
     State(state): State<Arc<AppState>>,
     body: Bytes,
 ) -> Result<Json<IngestAnswer>, ApiError> {
+    // The body is already read: the sender's network time is not the ledger's.
+    let started = Instant::now();
     let batch: RawBatch<'_> = serde_json::from_slice(&body).map_err(|e| {
         ApiError::bad_request(format!("body is not a batch ({{\"records\": [ … ]}}): {e}"))
     })?;
@@ -168,7 +172,7 @@ pub(super) async fn ingest(
             .store
             .ingest(&valid, state.clock.now_ms())
             .await
-            .map_err(ApiError::internal)?
+            .map_err(ApiError::db(DbOp::Ingest))?
     };
     for refused in &counts.refused {
         // The database's words stay in the log (the store logged them); the sender learns
@@ -192,6 +196,14 @@ pub(super) async fn ingest(
             first.message
         );
     }
+    // Only answered batches: a batch the database failed is counted as a database error, and
+    // its records are counted when the sender's retry is answered.
+    telemetry::count_batch(
+        counts.accepted,
+        counts.duplicates,
+        rejected.len() as u64,
+        started.elapsed(),
+    );
     Ok(Json(IngestAnswer {
         accepted: counts.accepted,
         duplicates: counts.duplicates,

@@ -5,6 +5,7 @@ mod ingest;
 
 use crate::clock::Clock;
 use crate::db::Store;
+use crate::telemetry::{self, DbOp};
 use axum::extract::{DefaultBodyLimit, Request, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::middleware::{self, Next};
@@ -82,6 +83,15 @@ impl ApiError {
 
     fn bad_request(message: impl Into<String>) -> Self {
         Self::new(StatusCode::BAD_REQUEST, message)
+    }
+
+    /// A failed store call of `op`: counted under `sluice_control_db_errors_total{op}`, logged,
+    /// and answered as an internal error.
+    fn db(op: DbOp) -> impl FnOnce(crate::db::DbError) -> Self {
+        move |e| {
+            telemetry::count_db_error(op);
+            Self::internal(e)
+        }
     }
 
     fn internal(e: impl std::fmt::Display) -> Self {
@@ -167,5 +177,10 @@ pub fn router(state: Arc<AppState>, max_body_bytes: usize) -> Router {
         .merge(spend)
         .merge(admin)
         .route("/healthz", get(handlers::healthz))
+        // No token, like /healthz: both are operational endpoints for the operator's probes and
+        // scraper (the proxy's admin /metrics is open too). The page holds no tenant data (its
+        // labels are fixed enumerations, never an org, key or record content), and the listener
+        // is loopback unless the operator binds it wider.
+        .route("/metrics", get(handlers::metrics))
         .with_state(state)
 }

@@ -9,5 +9,6 @@ mod auth;
 mod export;
 mod ingest;
 mod lifecycle;
+mod metrics;
 mod queries;
 mod retention;

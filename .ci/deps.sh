@@ -2,8 +2,9 @@
 # Installs the system packages sluice needs, when missing, on Debian/Ubuntu. Nothing is installed
 # by hand: the quick start and the tests call this first.
 #   .ci/deps.sh          build deps (cmake and a C/C++ toolchain for Pingora's zlib-ng and libFuzzer)
-#   .ci/deps.sh --test   also what the tests need (python3 with venv for the official SDKs, and a
-#                        PostgreSQL server for the ledger's Postgres suite)
+#   .ci/deps.sh --test   also what the tests need (python3 with venv for the official SDKs, a
+#                        PostgreSQL server for the ledger's Postgres suite, and Prometheus with
+#                        promtool for the dashboard and alert-rule test)
 set -euo pipefail
 need=()
 command -v cmake >/dev/null 2>&1 || need+=(cmake)
@@ -17,6 +18,9 @@ if [ "${1:-}" = "--test" ]; then
   fi
   # The ledger tests start a throwaway cluster with the server binaries (control/scripts/postgres.sh).
   ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || need+=(postgresql)
+  # load-tests/tests/observability.rs checks deploy/prometheus/alerts.yml with promtool and runs a
+  # throwaway Prometheus (/usr/bin/prometheus) that scrapes a real sluice.
+  command -v promtool >/dev/null 2>&1 || need+=(prometheus)
 fi
 if [ "${#need[@]}" -gt 0 ]; then
   sudo=""

@@ -1,9 +1,11 @@
 //! What the tests of every sluice crate share, in one place: a child process that announces its
 //! readiness on stderr ([`Process`]), the path of a workspace binary ([`binary`]), the throwaway
-//! Postgres cluster ([`postgres`]), bounded polls ([`wait_for`], [`eventually`]), the fake clock
+//! Postgres cluster ([`postgres`]), a throwaway Prometheus server (`prometheus`, behind the feature
+//! of that name), bounded polls ([`wait_for`], [`eventually`]), the fake clock
 //! ([`FakeClock`]) and a usage record to start from ([`usage_record`]).
 //!
-//! It is a dev-dependency only and stays light (no Pingora, no HTTP stack): each harness
+//! It is a dev-dependency only and stays light (no Pingora, no HTTP stack unless the `prometheus`
+//! feature asks for its API client): each harness
 //! (`proxy/tests/common`, `control/tests/ledger/harness.rs`, `load-tests/src`, the proxy's
 //! delivery tests) wraps these with its own binary, environment and client.
 #![allow(clippy::unwrap_used, clippy::expect_used, reason = "test code")]
@@ -21,6 +23,8 @@ mod clock;
 mod poll;
 pub mod postgres;
 mod process;
+#[cfg(feature = "prometheus")]
+pub mod prometheus;
 mod record;
 
 pub use clock::FakeClock;

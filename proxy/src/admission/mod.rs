@@ -104,6 +104,8 @@ pub async fn admit(
             .map(|u| bounded(u, MAX_TAG_VALUE).to_string());
     }
     let org = ctx.snapshot.org(&key.org).cloned();
+    // Known before the limits: a refused request still counts under its route in the metrics.
+    ctx.route = Some(route.clone());
     let held = gov.admit(
         &governance::Request {
             key: &key,
@@ -133,7 +135,6 @@ pub async fn admit(
             raw.clone()
         }),
     );
-    ctx.route = Some(route);
     Ok(Admission::Proxy)
 }
 

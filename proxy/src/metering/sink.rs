@@ -137,11 +137,16 @@ impl UsageSink {
             self.count_drop("closed");
             return;
         }
-        match tx.try_send(Msg::Record(record)) {
-            Ok(()) => telemetry::live::usage_queued(),
-            Err(TrySendError::Full(_)) => self.count_drop("queue_full"),
-            Err(TrySendError::Disconnected(_)) => self.count_drop("closed"),
-        }
+        // Counted before the send: the intake thread may take the record (and uncount it)
+        // before `try_send` even returns, and the depth gauge must never read below zero.
+        telemetry::live::usage_queued();
+        let refused = match tx.try_send(Msg::Record(record)) {
+            Ok(()) => return,
+            Err(TrySendError::Full(_)) => "queue_full",
+            Err(TrySendError::Disconnected(_)) => "closed",
+        };
+        telemetry::live::usage_dequeued();
+        self.count_drop(refused);
     }
 
     fn count_drop(&self, reason: &'static str) {

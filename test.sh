@@ -16,6 +16,8 @@ export SLUICE_SDK_PYTHON="$PWD/$venv/bin/python"
 # The ledger suite runs against SQLite and a real Postgres (deps.sh installs it; the tests start a
 # throwaway cluster). Here a missing Postgres is a failure, not a skip.
 export SLUICE_TEST_REQUIRE_POSTGRES=1
+# Likewise Prometheus (deps.sh installs it) for the dashboard and alert rules test.
+export SLUICE_TEST_REQUIRE_PROMETHEUS=1
 
 cargo fmt --all -- --check
 # One release build serves clippy, the tests, and later the load tests and benchmarks.

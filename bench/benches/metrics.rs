@@ -46,10 +46,13 @@ fn finished(snap: &Arc<Snapshot>, org: usize, route: usize) -> (Ctx, UsageRecord
     ctx.status = 200;
     let record = serde_json::json!({
         "id": uuid::Uuid::now_v7(), "time_ms": 1_760_000_000_000u64, "org": format!("org{org}"),
+        "key_id": null, "provider": "p", "model": null, "upstream_model": null,
         "api": "chat.completions", "stream": true, "status": 200, "outcome": "ok",
-        "input_tokens": 1200, "output_tokens": 350, "cached_tokens": 200, "cost_micro_usd": 390,
+        "input_tokens": 1200, "output_tokens": 350, "cached_tokens": 200, "cache_write_tokens": 0, "reasoning_tokens": 0,
+        "estimated": false, "cost_micro_usd": 390,
         "ttft_ms": 210.5, "total_ms": 1830.25, "upstream_ms": 1829.0,
-        "bytes_in": 4800, "bytes_out": 21000
+        "bytes_in": 4800, "bytes_out": 21000, "user": null, "session": null, "feature": null,
+        "meta": {}, "client_ip": null, "error_type": null
     });
     (
         ctx,

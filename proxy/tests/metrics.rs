@@ -11,6 +11,9 @@ use prometheus_parse::{Sample, Scrape, Value};
 use serde_json::json;
 use std::collections::BTreeMap;
 
+/// The chat completions path.
+const CHAT: &str = "/v1/chat/completions";
+
 /// The admin listener on an address of its own (the proxy listens on 127.0.0.1).
 const ADMIN: [&str; 2] = ["--admin-listen", "127.0.0.2:0"];
 
@@ -237,139 +240,54 @@ async fn a_mixed_load_shows_in_every_series_with_exact_counts() {
     };
     let none = ("x-none", "");
     let failing = ("x-mock-status", "500");
+    let gpt = |key, model, stream, header, sent| -> Step {
+        (key, CHAT, chat(model, stream), header, sent)
+    };
+    let ok = |route| chat_to(route, "2xx", "ok");
+    let refused = |route| chat_to(route, "4xx", "rejected");
+    let error = || chat_to("mock-gpt", "5xx", "provider_error");
+    let counted = Sent {
+        api: "messages.count_tokens",
+        ..messages("ok")
+    };
+    let embedded = Sent {
+        api: "embeddings",
+        ..ok("mock-gpt")
+    };
+    let dead = Sent {
+        provider: "dead",
+        ..chat_to("dead-gpt", "5xx", "upstream_unreachable")
+    };
+    let unknown_route = || Sent {
+        provider: "none",
+        ..refused("unknown")
+    };
+    let unauthenticated = Sent {
+        org: "unknown",
+        ..unknown_route()
+    };
+    let embed = json!({"model": "mock-gpt", "input": "four words of text"});
     let load: Vec<Step> = vec![
-        (
-            acme,
-            "/v1/chat/completions",
-            chat("mock-gpt", false),
-            none,
-            chat_ok,
-        ),
-        (
-            acme,
-            "/v1/chat/completions",
-            chat("mock-gpt", false),
-            none,
-            chat_to("mock-gpt", "2xx", "ok"),
-        ),
-        (
-            acme,
-            "/v1/chat/completions",
-            chat("mock-gpt", true),
-            none,
-            chat_to("mock-gpt", "2xx", "ok"),
-        ),
-        (
-            acme,
-            "/v1/chat/completions",
-            chat("mock-gpt", true),
-            none,
-            chat_to("mock-gpt", "2xx", "ok"),
-        ),
-        (
-            acme,
-            "/v1/chat/completions",
-            chat("priced-gpt", false),
-            none,
-            chat_to("priced-gpt", "2xx", "ok"),
-        ),
+        gpt(acme, "mock-gpt", false, none, chat_ok),
+        gpt(acme, "mock-gpt", false, none, ok("mock-gpt")),
+        gpt(acme, "mock-gpt", true, none, ok("mock-gpt")),
+        gpt(acme, "mock-gpt", true, none, ok("mock-gpt")),
+        gpt(acme, "priced-gpt", false, none, ok("priced-gpt")),
         (acme, "/v1/messages", claude.clone(), none, messages("ok")),
         (acme, "/v1/messages", claude.clone(), none, messages("ok")),
         (acme, "/v1/messages", stream_claude, none, messages("ok")),
-        (
-            acme,
-            "/v1/messages/count_tokens",
-            claude,
-            none,
-            Sent {
-                api: "messages.count_tokens",
-                ..messages("ok")
-            },
-        ),
-        (
-            acme,
-            "/v1/embeddings",
-            json!({"model": "mock-gpt", "input": "four words of text"}),
-            none,
-            Sent {
-                api: "embeddings",
-                ..chat_to("mock-gpt", "2xx", "ok")
-            },
-        ),
-        (
-            acme,
-            "/v1/chat/completions",
-            chat("mock-gpt", false),
-            failing,
-            chat_to("mock-gpt", "5xx", "provider_error"),
-        ),
-        (
-            acme,
-            "/v1/chat/completions",
-            chat("mock-gpt", true),
-            failing,
-            chat_to("mock-gpt", "5xx", "provider_error"),
-        ),
-        (
-            acme,
-            "/v1/chat/completions",
-            chat("dead-gpt", false),
-            none,
-            Sent {
-                provider: "dead",
-                ..chat_to("dead-gpt", "5xx", "upstream_unreachable")
-            },
-        ),
+        (acme, "/v1/messages/count_tokens", claude, none, counted),
+        (acme, "/v1/embeddings", embed, none, embedded),
+        gpt(acme, "mock-gpt", false, failing, error()),
+        gpt(acme, "mock-gpt", true, failing, error()),
+        gpt(acme, "dead-gpt", false, none, dead),
         // A client's model name never becomes a label.
-        (
-            acme,
-            "/v1/chat/completions",
-            chat("no-such-model-x7", false),
-            none,
-            Sent {
-                provider: "none",
-                ..chat_to("unknown", "4xx", "rejected")
-            },
-        ),
-        (
-            limited,
-            "/v1/chat/completions",
-            chat("fast", false),
-            none,
-            chat_to("fast", "2xx", "ok"),
-        ),
-        (
-            limited,
-            "/v1/chat/completions",
-            chat("fast", true),
-            none,
-            chat_to("fast", "2xx", "ok"),
-        ),
-        (
-            limited,
-            "/v1/chat/completions",
-            chat("fast", false),
-            none,
-            chat_to("fast", "4xx", "rejected"),
-        ),
-        (
-            limited,
-            "/v1/chat/completions",
-            chat("fast", true),
-            none,
-            chat_to("fast", "4xx", "rejected"),
-        ),
-        (
-            "sk-not-a-key",
-            "/v1/chat/completions",
-            chat("mock-gpt", false),
-            none,
-            Sent {
-                org: "unknown",
-                provider: "none",
-                ..chat_to("unknown", "4xx", "rejected")
-            },
-        ),
+        gpt(acme, "no-such-model-x7", false, none, unknown_route()),
+        gpt(limited, "fast", false, none, ok("fast")),
+        gpt(limited, "fast", true, none, ok("fast")),
+        gpt(limited, "fast", false, none, refused("fast")),
+        gpt(limited, "fast", true, none, refused("fast")),
+        gpt("sk-not-a-key", "mock-gpt", false, none, unauthenticated),
     ];
     for (key, path, body, (name, value), sent) in load {
         let mut req = s.client().post(s.url(path)).bearer_auth(key).json(&body);
@@ -514,6 +432,20 @@ async fn a_mixed_load_shows_in_every_series_with_exact_counts() {
     assert_eq!(m.value("sluice_config_generation", &[]), 1.0);
 }
 
+/// One successful chat request with `key`, and its usage record read.
+async fn chat_once(s: &mut Sluice, key: &str) {
+    let resp = s
+        .client()
+        .post(s.url(CHAT))
+        .bearer_auth(key)
+        .json(&chat("mock-gpt", false))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    let _ = s.next_record().await;
+}
+
 #[tokio::test]
 async fn the_org_label_switch_drops_the_org_label_and_keeps_the_counts() {
     let mut s = Sluice::start_with_args(
@@ -522,16 +454,7 @@ async fn the_org_label_switch_drops_the_org_label_and_keeps_the_counts() {
     )
     .await;
     for key in [s.cfg.keys.acme.clone(), s.cfg.keys.beta.clone()] {
-        let resp = s
-            .client()
-            .post(s.url("/v1/chat/completions"))
-            .bearer_auth(key)
-            .json(&chat("mock-gpt", false))
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(resp.status(), 200);
-        let _ = s.next_record().await;
+        chat_once(&mut s, &key).await;
     }
     let m = Metrics::scrape(&s).await;
     for metric in ["sluice_requests_total", "sluice_tokens_total"] {
@@ -551,14 +474,8 @@ async fn the_org_label_switch_drops_the_org_label_and_keeps_the_counts() {
 async fn per_request_series_can_be_switched_off() {
     let mut s =
         Sluice::start_with_args(|c| c.extra = "[metrics]\nrequests = false\n".into(), &ADMIN).await;
-    let resp = s
-        .openai_post("/v1/chat/completions")
-        .json(&chat("mock-gpt", false))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(resp.status(), 200);
-    let _ = s.next_record().await;
+    let key = s.cfg.keys.acme.clone();
+    chat_once(&mut s, &key).await;
     let m = Metrics::scrape(&s).await;
     assert_eq!(m.total("sluice_requests_total", &[]), 0.0);
     assert_eq!(m.value("sluice_config_generation", &[]), 1.0);

@@ -8,6 +8,7 @@ use crate::governance::limits::RateInfo;
 use crate::governance::Held;
 use crate::metering::record::Tags;
 use crate::metering::response::ResponseMeter;
+use crate::routing::Attempts;
 use crate::telemetry::live::{RequestInFlight, StreamInFlight};
 use bytes::Bytes;
 use std::sync::Arc;
@@ -33,6 +34,10 @@ pub struct Ctx {
     pub strip_usage_chunk: bool,
     /// The body sent upstream (the client's, or its rewrite).
     pub upstream_body: Option<Bytes>,
+    /// The client's body as read, for a target that knows the model by another name.
+    pub client_body: Bytes,
+    /// Which targets this request may use, has tried, and the one in flight.
+    pub upstream: Attempts,
     pub bytes_in: u64,
     pub tags: Tags,
     /// Concurrency slots and token reservation of an admitted request (released on drop).
@@ -70,6 +75,8 @@ impl Ctx {
             stream: false,
             strip_usage_chunk: false,
             upstream_body: None,
+            client_body: Bytes::new(),
+            upstream: Attempts::default(),
             bytes_in: 0,
             tags: Tags::default(),
             held: None,

@@ -92,6 +92,15 @@ pub enum GatewayError {
         cap: String,
         retry_after: Duration,
     },
+    /// The org's region has no target for the model: refused, never served elsewhere.
+    #[error("the model `{model}` is not served in your data region ({regions})")]
+    OutsideRegion { model: String, regions: String },
+    /// Every target the request may use is ejected or cooling down.
+    #[error("no upstream for the model `{model}` is available right now; please retry after {}", RetryText(*retry_after))]
+    NoUpstream {
+        model: String,
+        retry_after: Duration,
+    },
     #[error("the upstream provider could not be reached")]
     UpstreamConnect,
     #[error("the upstream provider did not answer in time")]
@@ -114,7 +123,8 @@ impl GatewayError {
             Self::ExpectationFailed(_) => 417,
             Self::Overloaded(_) => 503,
             Self::MissingKey | Self::InvalidKey => 401,
-            Self::KeyExpired | Self::ModelNotAllowed(_) => 403,
+            Self::KeyExpired | Self::ModelNotAllowed(_) | Self::OutsideRegion { .. } => 403,
+            Self::NoUpstream { .. } => 503,
             Self::UnknownModel(_) | Self::UnknownPath(_) => 404,
             Self::MethodNotAllowed { .. } => 405,
             Self::BodyTooLarge(_) => 413,
@@ -149,6 +159,8 @@ impl GatewayError {
                 (openai_limit_type(*kind), Some("rate_limit_exceeded"))
             }
             Self::OverBudget { .. } => ("insufficient_quota", Some("insufficient_quota")),
+            Self::OutsideRegion { .. } => ("invalid_request_error", Some("model_not_in_region")),
+            Self::NoUpstream { .. } => ("server_error", Some("upstream_unavailable")),
             Self::UpstreamConnect => ("api_error", Some("upstream_unreachable")),
             Self::UpstreamTimeout => ("api_error", Some("upstream_timeout")),
             Self::UpstreamProtocol => ("api_error", Some("upstream_invalid_response")),
@@ -178,15 +190,17 @@ impl GatewayError {
                 Some(*retry_after)
             }
             Self::Overloaded(_) => Some(OVERLOAD_RETRY),
+            Self::NoUpstream { retry_after, .. } => Some(*retry_after),
             _ => None,
         }
     }
 
     fn param(&self) -> Option<&'static str> {
         match self {
-            Self::UnknownModel(_) | Self::ModelNotAllowed(_) | Self::WrongSurface { .. } => {
-                Some("model")
-            }
+            Self::UnknownModel(_)
+            | Self::ModelNotAllowed(_)
+            | Self::WrongSurface { .. }
+            | Self::OutsideRegion { .. } => Some("model"),
             Self::OutputTooLarge { .. } => Some("max_tokens"),
             _ => None,
         }

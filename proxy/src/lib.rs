@@ -15,6 +15,7 @@ pub mod governance;
 pub mod metering;
 pub mod proxy;
 pub mod respond;
+pub mod routing;
 pub mod server;
 pub mod sse;
 pub mod telemetry;

@@ -10,10 +10,11 @@ use crate::governance::Governance;
 use crate::metering::sink::UsageSink;
 use crate::metering::{self, response::TotalTimeExceeded};
 use crate::respond::{self, REQUEST_ID};
+use crate::routing::Registry;
 use crate::server::http1;
 use crate::telemetry::live::StreamInFlight;
 use crate::telemetry::requests::RequestMetrics;
-use crate::upstream::request;
+use crate::upstream::{failover, request};
 use crate::usage::{self, UsageObserver};
 use arc_swap::ArcSwap;
 use async_trait::async_trait;
@@ -33,6 +34,9 @@ pub struct Gateway {
     sink: UsageSink,
     clock: Arc<dyn Clock>,
     metrics: Arc<RequestMetrics>,
+    /// Endpoint health and load, and route retry budgets: outside the snapshot, so they
+    /// survive reloads.
+    routes: Arc<Registry>,
 }
 
 impl Gateway {
@@ -44,6 +48,7 @@ impl Gateway {
             sink,
             clock,
             metrics: Arc::default(),
+            routes: Arc::default(),
         }
     }
 
@@ -57,6 +62,11 @@ impl Gateway {
     pub fn spend(&self) -> Arc<crate::governance::budgets::Spend> {
         self.gov.spend.clone()
     }
+}
+
+/// Milliseconds of a monotonic clock reading, the unit of the routing state.
+fn millis(d: Duration) -> u64 {
+    d.as_millis() as u64
 }
 
 /// A gateway error raised inside a phase: stored for `fail_to_proxy` to render.
@@ -74,7 +84,7 @@ impl ProxyHttp for Gateway {
     }
 
     async fn request_filter(&self, session: &mut Session, ctx: &mut Ctx) -> Result<bool> {
-        match admission::admit(session, ctx, self.clock.now(), &self.gov).await {
+        match admission::admit(session, ctx, self.clock.now(), &self.gov, &self.routes).await {
             Ok(Admission::Proxy) => Ok(false),
             Ok(Admission::Preflight) => {
                 crate::admission::cors::answer_preflight(session, ctx).await;
@@ -92,15 +102,47 @@ impl ProxyHttp for Gateway {
     }
 
     async fn upstream_peer(&self, _session: &mut Session, ctx: &mut Ctx) -> Result<Box<HttpPeer>> {
-        let route = ctx
-            .route
-            .clone()
-            .ok_or_else(|| fail(ctx, GatewayError::Internal))?;
-        ctx.response.upstream_started = Some(self.clock.monotonic());
-        route
-            .provider
-            .peer(ctx.stream)
-            .ok_or_else(|| fail(ctx, GatewayError::Internal))
+        let now = self.clock.monotonic();
+        // The first attempt starts the provider's time; a failover's attempts are part of it.
+        ctx.response.upstream_started.get_or_insert(now);
+        failover::next_peer(ctx, &self.routes, millis(now)).map_err(|e| fail(ctx, e))
+    }
+
+    fn fail_to_connect(
+        &self,
+        session: &mut Session,
+        _peer: &HttpPeer,
+        ctx: &mut Ctx,
+        mut e: Box<Error>,
+    ) -> Box<Error> {
+        let now = millis(self.clock.monotonic());
+        let started = session.response_written().is_some();
+        let retry = failover::on_error(ctx, &self.routes, true, "connect", now, started);
+        e.set_retry(retry);
+        e
+    }
+
+    /// Replaces Pingora's default, which never retries a POST: sluice holds the whole body in
+    /// memory, so any request may go to another target until its first byte reaches the client.
+    fn error_while_proxy(
+        &self,
+        peer: &HttpPeer,
+        session: &mut Session,
+        e: Box<Error>,
+        ctx: &mut Ctx,
+        _client_reused: bool,
+    ) -> Box<Error> {
+        let mut e = e.more_context(format!("Peer: {peer}"));
+        let now = millis(self.clock.monotonic());
+        let started = session.response_written().is_some();
+        let upstream_fault = e.esource() == &ErrorSource::Upstream;
+        let reason = match e.etype() {
+            ErrorType::ReadTimedout | ErrorType::WriteTimedout => "timeout",
+            _ => "error",
+        };
+        let retry = failover::on_error(ctx, &self.routes, upstream_fault, reason, now, started);
+        e.set_retry(retry);
+        e
     }
 
     async fn upstream_request_filter(
@@ -109,15 +151,19 @@ impl ProxyHttp for Gateway {
         upstream: &mut RequestHeader,
         ctx: &mut Ctx,
     ) -> Result<()> {
-        let prepared = match (&ctx.route, &ctx.upstream_model) {
-            (Some(route), Some(model)) => {
+        let target = ctx
+            .route
+            .as_ref()
+            .and_then(|r| ctx.upstream.target(&r.pool));
+        let prepared = match (target, &ctx.upstream_model) {
+            (Some(target), Some(model)) => {
                 let org = ctx.key.as_ref().and_then(|k| ctx.snapshot.org(&k.org));
                 let body_len = ctx.upstream_body.as_ref().map_or(0, Bytes::len);
-                request::credential(&ctx.snapshot, org.map(|o| &**o), &route.provider).and_then(
+                request::credential(&ctx.snapshot, org.map(|o| &**o), &target.provider).and_then(
                     |credential| {
                         request::prepare_request(
                             upstream,
-                            &route.provider,
+                            target,
                             model,
                             body_len,
                             credential.as_ref(),
@@ -152,6 +198,16 @@ impl ProxyHttp for Gateway {
         upstream: &mut ResponseHeader,
         ctx: &mut Ctx,
     ) -> Result<()> {
+        let now = millis(self.clock.monotonic());
+        let started = session.response_written().is_some();
+        if failover::on_status(ctx, &self.routes, upstream, now, started) {
+            let mut e = Error::explain(
+                ErrorType::HTTPStatus(upstream.status.as_u16()),
+                "failover to another target",
+            );
+            e.set_retry(true);
+            return Err(e);
+        }
         ctx.status = upstream.status.as_u16();
         http1::before_proxied_response(session);
         let shape = ctx.api.filter(|a| a.reports_usage());
@@ -197,7 +253,11 @@ impl ProxyHttp for Gateway {
         end_of_stream: bool,
         ctx: &mut Ctx,
     ) -> Result<Option<Duration>> {
-        let total = ctx.route.as_ref().map(|r| r.provider.timeouts.total);
+        let total = ctx
+            .route
+            .as_ref()
+            .and_then(|r| ctx.upstream.target(&r.pool))
+            .map(|t| t.provider.timeouts.total);
         let now = self.clock.monotonic();
         ctx.response
             .on_chunk(body, end_of_stream, now, total, ctx.held.as_mut())
@@ -217,6 +277,11 @@ impl ProxyHttp for Gateway {
         let mut reusable = false;
         if !client_gone && session.response_written().is_none() {
             let (status, body) = err.render(ctx.family);
+            if err.retry_after().is_some() {
+                // Sluice refused the request itself (no upstream available): the answer
+                // carries `retry-after`, and the record says rejected.
+                ctx.rejected = Some(err.clone());
+            }
             code = status;
             ctx.status = status;
             // A whole answer after a fully read body keeps the connection, as it said it would.

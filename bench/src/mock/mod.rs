@@ -47,6 +47,7 @@
 //! | `x-mock-line-ending: lf\|crlf\|cr` | SSE line terminator |
 //! | `x-mock-fragment: N` | write each event (or a non-stream body) in frames of N bytes |
 //! | `x-mock-status: CODE` | answer with this 4xx/5xx status and a provider error body |
+//! | `x-mock-retry-after: N` | with `x-mock-status`, send `retry-after: N` on the error answer |
 //! | `x-mock-drop-after: K` | send K events, then cut the connection without the final chunk |
 //! | `x-mock-stall-after: K` | send K events, then send nothing until the client leaves |
 //! | `x-mock-header-delay-ms: N` | wait before sending response headers |

@@ -34,6 +34,8 @@ struct Shared {
     recorder: Arc<Recorder>,
     /// Set only by an embedding test ([`MockProvider::set_replay_dir`]); `None` refuses replay.
     replay_dir: RwLock<Option<PathBuf>>,
+    /// Headers every request is handled as if it carried (unless it carries them itself).
+    defaults: RwLock<HeaderMap>,
 }
 
 /// A running mock provider. Dropping it stops accepting new connections.
@@ -67,6 +69,7 @@ impl MockProvider {
         let shared = Arc::new(Shared {
             recorder: Arc::clone(&recorder),
             replay_dir: RwLock::new(None),
+            defaults: RwLock::new(HeaderMap::new()),
         });
         let app = Router::new()
             .route("/mock/requests", get(list_requests))
@@ -97,6 +100,24 @@ impl MockProvider {
     pub fn set_replay_dir(&self, dir: impl Into<PathBuf>) {
         if let Ok(mut slot) = self.shared.replay_dir.write() {
             *slot = Some(dir.into());
+        }
+    }
+
+    /// Makes this mock behave as if every request carried `headers` (those it does not carry
+    /// itself): one endpoint of several can be made slow (`x-mock-ttft-ms`) or failing
+    /// (`x-mock-status`) while the others are not. Only tests embedding the mock call this.
+    pub fn set_default_headers(&self, headers: &[(&str, &str)]) {
+        let mut map = HeaderMap::new();
+        for (name, value) in headers {
+            if let (Ok(n), Ok(v)) = (
+                HeaderName::from_bytes(name.as_bytes()),
+                HeaderValue::from_str(value),
+            ) {
+                map.insert(n, v);
+            }
+        }
+        if let Ok(mut slot) = self.shared.defaults.write() {
+            *slot = map;
         }
     }
 
@@ -222,7 +243,14 @@ fn unix_now() -> u64 {
 
 async fn handle(State(shared): State<Arc<Shared>>, req: Request) -> Response {
     let recorder = &shared.recorder;
-    let (parts, body) = req.into_parts();
+    let (mut parts, body) = req.into_parts();
+    if let Ok(defaults) = shared.defaults.read() {
+        for (name, value) in defaults.iter() {
+            if !parts.headers.contains_key(name) {
+                parts.headers.insert(name.clone(), value.clone());
+            }
+        }
+    }
     let path = parts
         .uri
         .path_and_query()
@@ -297,7 +325,16 @@ async fn handle(State(shared): State<Arc<Shared>>, req: Request) -> Response {
         (None, None) => route(endpoint, &ctx, json.as_ref(), &parts, flavor),
     };
     match result {
-        Err(err) => error_response(flavor, &request_id, &record, &err),
+        Err(err) => {
+            let mut response = error_response(flavor, &request_id, &record, &err);
+            // `x-mock-retry-after: N` puts a provider's `retry-after` on an error answer.
+            if let Some(wait) = parts.headers.get("x-mock-retry-after") {
+                response
+                    .headers_mut()
+                    .insert(axum::http::header::RETRY_AFTER, wait.clone());
+            }
+            response
+        }
         Ok(reply) => reply_response(flavor, &request_id, record, &ctx, reply),
     }
 }

@@ -108,6 +108,15 @@ pub struct UsageRecord {
     /// The virtual key's non-reversible id (`key_…`), never the key.
     pub key_id: Option<Arc<str>>,
     pub provider: Option<Arc<str>>,
+    /// The provider endpoint that served the request (`scheme://host/path`, no credentials).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub endpoint: Option<Arc<str>>,
+    /// The data region of the provider that served it, when configured.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub region: Option<Arc<str>>,
+    /// Upstream attempts made (0: answered by sluice itself; above 1: failed over).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub attempts: u32,
     /// The model the client asked for.
     pub model: Option<String>,
     /// The model sent to the provider after routing.
@@ -193,4 +202,9 @@ impl UsageRecord {
         }
         Ok(())
     }
+}
+
+/// Serde's `skip_serializing_if` for counts that are usually zero.
+fn is_zero(n: &u32) -> bool {
+    *n == 0
 }

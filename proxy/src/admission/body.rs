@@ -91,6 +91,17 @@ fn span(body: &[u8], raw: &RawValue) -> Option<(usize, usize)> {
     (end <= body.len()).then_some((start, end))
 }
 
+/// The upstream body for a target that knows the model as `upstream_model`: `body` parsed
+/// again and rewritten (a failover between targets with different model names, so rare).
+pub fn for_target(
+    body: &Bytes,
+    upstream_model: Option<&str>,
+    include_usage: bool,
+) -> Option<Bytes> {
+    let fields = RequestFields::parse(body).ok()?;
+    rewrite(body, &fields, upstream_model, include_usage)
+}
+
 /// Returns `body` with the requested edits and nothing else changed: `model` replaced by
 /// `upstream_model` (alias routes), and/or `stream_options.include_usage = true` set (replacing
 /// the `stream_options` value, its other members kept, or inserting the member first in the

@@ -34,6 +34,7 @@ pub async fn admit(
     ctx: &mut Ctx,
     now: SystemTime,
     gov: &Governance,
+    routes: &crate::routing::Registry,
 ) -> Result<Admission, GatewayError> {
     let req = session.req_header();
     ctx.family = Family::of_path(req.uri.path());
@@ -71,13 +72,29 @@ pub async fn admit(
     let route = ctx
         .snapshot
         .route(model)
-        .filter(|r| ctx.snapshot.org_can_use(&key.org, &r.provider))
         .ok_or_else(|| GatewayError::UnknownModel(shown.clone()))?
         .clone();
+    let reach = ctx.snapshot.reach(&key.org, &route);
+    if reach.mask == 0 && !reach.out_of_region {
+        // No credential for any target: to this org the model does not exist.
+        return Err(GatewayError::UnknownModel(shown));
+    }
     if !key.scope.allows(model) {
         return Err(GatewayError::ModelNotAllowed(shown));
     }
-    if route.provider.kind != api.family() {
+    if reach.mask == 0 {
+        let regions = ctx
+            .snapshot
+            .org(&key.org)
+            .and_then(|o| o.regions.as_ref())
+            .map(|r| r.join(", "))
+            .unwrap_or_default();
+        return Err(GatewayError::OutsideRegion {
+            model: shown,
+            regions,
+        });
+    }
+    if route.pool.family != api.family() {
         return Err(GatewayError::WrongSurface {
             model: shown,
             wanted: match api.family() {
@@ -106,6 +123,16 @@ pub async fn admit(
     let org = ctx.snapshot.org(&key.org).cloned();
     // Known before the limits: a refused request still counts under its route in the metrics.
     ctx.route = Some(route.clone());
+    // Every reachable target down: refused before it takes from the limits.
+    let now_ms = ctx.arrived.as_millis() as u64;
+    if let Err(crate::routing::NoTarget::AllDown { retry_after }) =
+        crate::routing::balance::available(&route.pool, reach.mask, routes, now_ms)
+    {
+        return Err(GatewayError::NoUpstream {
+            model: shown,
+            retry_after,
+        });
+    }
     let held = gov.admit(
         &governance::Request {
             key: &key,
@@ -125,8 +152,21 @@ pub async fn admit(
     ctx.held = Some(held);
     ctx.stream = fields.is_stream();
     ctx.strip_usage_chunk = ctx.stream && api.usage_needs_opt_in() && !fields.client_wants_usage();
-    let alias = route.upstream_model.as_deref().filter(|m| *m != model);
+    // The body is rewritten for the model name the targets share (else the first's); an
+    // attempt on a target with another name rewrites it again.
+    let body_model = route
+        .pool
+        .common_model
+        .clone()
+        .unwrap_or_else(|| route.pool.primary().upstream_model.clone());
+    let alias = body_model.as_deref().filter(|m| *m != model);
     ctx.upstream_model = Some(alias.unwrap_or(model).to_string());
+    ctx.upstream.allowed = reach.mask;
+    ctx.upstream.requested = model.into();
+    ctx.upstream.tokens = governance::estimate_input(ctx.bytes_in)
+        + fields.max_output().unwrap_or(route.max_output_tokens);
+    ctx.upstream.body_model = body_model.clone();
+    ctx.client_body = raw.clone();
     ctx.upstream_body = Some(
         body::rewrite(&raw, &fields, alias, ctx.strip_usage_chunk).unwrap_or_else(|| {
             // Without the rewrite the provider will not report streamed usage; record it as

@@ -43,14 +43,14 @@ fn usable<'a>(
     // A key scope allows a pattern when the pattern text itself matches the scope (`claude-*`
     // under a `claude-*` or `*` scope).
     exact.chain(globs).filter(move |m| {
-        m.route.provider.kind == kind
+        m.route.pool.family == kind
             && key.scope.allows(m.id)
-            && snapshot.org_can_use(&key.org, &m.route.provider)
+            && snapshot.reach(&key.org, m.route).mask != 0
     })
 }
 
 fn entry(m: &Listed<'_>, anthropic: bool, created: u64) -> Value {
-    let owner = &*m.route.provider.name;
+    let owner = &*m.route.pool.primary().provider.name;
     if anthropic {
         let shown = if m.pattern {
             format!("any model matching {}", m.id)
@@ -101,8 +101,8 @@ pub async fn answer(session: &mut Session, ctx: &mut Ctx) {
             // An exact name, or a name a glob route serves, listed under the name asked for.
             let found = snapshot
                 .route(&id)
-                .filter(|r| r.provider.kind == kind)
-                .filter(|r| key.scope.allows(&id) && snapshot.org_can_use(&key.org, &r.provider));
+                .filter(|r| r.pool.family == kind)
+                .filter(|r| key.scope.allows(&id) && snapshot.reach(&key.org, r).mask != 0);
             match found {
                 Some(route) => entry(
                     &Listed {

@@ -111,8 +111,18 @@ pub struct ProviderSection {
     pub kind: String,
     /// The URL the request path is appended to, without the inbound `/v1`: e.g.
     /// `https://api.openai.com/v1`, `https://api.anthropic.com/v1`, or an Azure deployment URL
-    /// containing `{model}`.
-    pub base_url: String,
+    /// containing `{model}`. Exactly one of `base_url` and `endpoints` is set.
+    pub base_url: Option<String>,
+    /// Several base URLs serving the same API with the same credentials (a fleet of GPU
+    /// workers, the regions of one deployment): each is an endpoint of its own for balancing
+    /// and health.
+    pub endpoints: Option<Vec<String>>,
+    /// The data region the provider's endpoints are in (`"us"`, `"eu"`); orgs with a region
+    /// only ever reach providers of that region.
+    pub region: Option<String>,
+    /// Passive health: when an endpoint is ejected and for how long.
+    #[serde(default)]
+    pub health: HealthSection,
     /// Extra query string for every upstream request (Azure's `api-version=…`).
     pub query: Option<String>,
     /// How the credential is sent: `bearer` (default for openai), `x-api-key` (default for
@@ -124,12 +134,56 @@ pub struct ProviderSection {
     pub timeouts: TimeoutSection,
 }
 
+/// `[providers.health]`: passive ejection of failing endpoints.
+#[derive(Debug, Default, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HealthSection {
+    /// Consecutive failures (connect errors, timeouts before headers, 5xx) that eject an
+    /// endpoint (default 5).
+    pub eject_after: Option<u32>,
+    /// The first ejection's length (humantime, default 1s); it doubles while the endpoint
+    /// keeps failing its probes.
+    pub backoff: Option<String>,
+    /// The longest ejection (humantime, default 60s).
+    pub max_backoff: Option<String>,
+}
+
+/// One destination of a model route: a provider (all its endpoints), the model name it knows
+/// the model by, and its share and rank.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TargetSection {
+    pub provider: String,
+    /// Model name sent to this target; defaults to the model entry's `upstream_model`, else the
+    /// requested name.
+    pub model: Option<String>,
+    /// Share of traffic among targets of the same priority (default 1).
+    pub weight: Option<u32>,
+    /// Lower is tried first; higher priorities are fallbacks (default 0).
+    pub priority: Option<u32>,
+}
+
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ModelSection {
     /// Exact model name, or a glob such as `claude-*`.
     pub name: String,
-    pub provider: String,
+    /// The one provider of a single-target route; exactly one of `provider` and `targets`.
+    pub provider: Option<String>,
+    /// The route's targets, for a model served in several places.
+    pub targets: Option<Vec<TargetSection>>,
+    /// How a target is picked among the healthy ones of the best priority:
+    /// `least_outstanding` (default), `weighted` or `least_tokens`.
+    pub balance: Option<String>,
+    /// Attempts per request, the first included (default 3); failover happens only before the
+    /// first byte reaches the client.
+    pub max_attempts: Option<u32>,
+    /// Provider statuses that move a request to another target (default 429, 500, 502, 503,
+    /// 504, 529).
+    pub retry_on: Option<Vec<u16>>,
+    /// Extra attempts allowed, as a fraction of requests over the last 10 seconds (default
+    /// 0.2), besides a floor of 10 per second.
+    pub retry_budget: Option<f64>,
     /// Model name sent upstream; defaults to the requested name.
     pub upstream_model: Option<String>,
     /// Output tokens reserved against token limits when a request sets no `max_tokens`
@@ -174,6 +228,9 @@ pub struct BudgetSection {
 #[serde(deny_unknown_fields)]
 pub struct OrgSection {
     pub id: String,
+    /// The data region(s) the org's traffic must stay in (`"eu"` or `["eu", "uk"]`); absent:
+    /// any provider.
+    pub region: Option<Regions>,
     /// Provider name → sealed credential (`sealed:v<N>:…`, from `sluice-proxy seal`).
     #[serde(default)]
     pub provider_keys: BTreeMap<String, String>,
@@ -183,6 +240,23 @@ pub struct OrgSection {
     #[serde(default)]
     pub model_limits: BTreeMap<String, LimitsSection>,
     pub budget: Option<BudgetSection>,
+}
+
+/// One region or a list of them.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(untagged)]
+pub enum Regions {
+    One(String),
+    Many(Vec<String>),
+}
+
+impl Regions {
+    pub fn into_vec(self) -> Vec<String> {
+        match self {
+            Self::One(r) => vec![r],
+            Self::Many(v) => v,
+        }
+    }
 }
 
 #[derive(Debug, Deserialize)]

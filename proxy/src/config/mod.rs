@@ -5,17 +5,22 @@
 //! handed to the request path, which then uses that one snapshot from start to end.
 
 pub mod conn;
+pub mod endpoints;
 pub mod file;
 mod governance;
 pub mod ledger;
 pub mod observe;
 mod providers;
 mod references;
+mod routes;
+#[cfg(test)]
+mod routes_tests;
 mod snapshot;
 #[cfg(test)]
 mod tests;
 
 pub use conn::ConnectionSettings;
+pub use endpoints::{Endpoint, HealthPolicy};
 pub use governance::ModelLimits;
 pub use ledger::{IngestToken, LedgerSettings};
 pub use observe::{LogSettings, MetricsSettings};

@@ -1,12 +1,11 @@
-//! Validated providers: where a route's requests go, how they authenticate, and their timeouts.
+//! Validated providers: where a route's requests go (their endpoints), how they authenticate,
+//! and their timeouts.
 
+use super::endpoints::{Endpoint, HealthPolicy};
 use super::file::{ProviderSection, TimeoutSection};
 use super::{ConfigError, Env};
 use crate::api::Family;
 use crate::credentials::crypto::Secret;
-use http::Uri;
-use pingora::upstreams::peer::HttpPeer;
-use std::net::{SocketAddr, ToSocketAddrs};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -75,19 +74,17 @@ pub struct Provider {
     /// The wire protocol it speaks (sluice never translates between them).
     pub kind: Family,
     pub auth: AuthStyle,
-    /// Value of the upstream `Host` header (host, plus the port when not the scheme default).
-    pub host_header: String,
-    /// Path prefix the inbound path (without `/v1`) is appended to; may contain `{model}`.
-    pub base_path: String,
+    /// Its base URLs (at least one), sharing its credentials, timeouts and health policy.
+    pub endpoints: Vec<Endpoint>,
+    /// The data region its endpoints are in, if configured.
+    pub region: Option<Arc<str>>,
+    pub health: HealthPolicy,
     pub query: Option<String>,
     /// The operator's shared credential (`key = "env:VAR"`), if set in the environment.
     pub shared_key: Option<Secret>,
     /// The variable the shared credential was expected in, for "not configured" messages.
     pub shared_key_var: Option<String>,
     pub timeouts: Timeouts,
-    /// Template peer with address, TLS/SNI and connect timeouts; cloned per request. `None`
-    /// for a provider nobody has a credential for: it is not offered, and not resolved.
-    peer: Option<HttpPeer>,
 }
 
 impl Provider {
@@ -120,32 +117,6 @@ impl Provider {
                 )))
             }
         };
-        // `{model}` is not a valid URI character; swap it out to parse, then back.
-        const MARK: &str = "__sluice_model__";
-        let uri: Uri = s
-            .base_url
-            .replace("{model}", MARK)
-            .parse()
-            .map_err(|e| ConfigError::invalid(format!("{ctx}: base_url: {e}")))?;
-        let tls = match uri.scheme_str() {
-            Some("https") => true,
-            Some("http") => false,
-            _ => {
-                return Err(ConfigError::invalid(format!(
-                    "{ctx}: base_url must start with http:// or https://"
-                )))
-            }
-        };
-        let host = uri
-            .host()
-            .ok_or_else(|| ConfigError::invalid(format!("{ctx}: base_url has no host")))?
-            .to_string();
-        let port = uri.port_u16().unwrap_or(if tls { 443 } else { 80 });
-        let host_header = match uri.port_u16() {
-            Some(p) => format!("{host}:{p}"),
-            None => host.clone(),
-        };
-        let base_path = uri.path().trim_end_matches('/').replace(MARK, "{model}");
         let (shared_key, shared_key_var) = match s.key.as_deref() {
             None => (None, None),
             Some(r) => match r.strip_prefix("env:") {
@@ -161,57 +132,52 @@ impl Provider {
             },
         };
         let timeouts = defaults.overlay(&s.timeouts, &ctx)?;
+        // A provider nobody has a credential for is not offered, so not resolved either.
         let usable = auth == AuthStyle::None || shared_key.is_some() || org_keys;
-        let peer = if usable {
-            let addr = resolve(&host, port)
-                .map_err(|e| ConfigError::invalid(format!("{ctx}: cannot resolve {host}: {e}")))?;
-            let mut peer = HttpPeer::new(addr, tls, host.clone());
-            peer.options.connection_timeout = Some(timeouts.connect);
-            peer.options.total_connection_timeout = Some(timeouts.connect);
-            // Idle upstream connections stay pooled this long for reuse.
-            peer.options.idle_timeout = Some(Duration::from_secs(60));
-            Some(peer)
-        } else {
-            None
+        let urls: Vec<&String> = match (&s.base_url, &s.endpoints) {
+            (Some(url), None) => vec![url],
+            (None, Some(list)) if !list.is_empty() => list.iter().collect(),
+            _ => {
+                return Err(ConfigError::invalid(format!(
+                    "{ctx}: set exactly one of base_url and endpoints (a non-empty list)"
+                )))
+            }
+        };
+        let mut endpoints: Vec<Endpoint> = Vec::with_capacity(urls.len());
+        for url in urls {
+            let e = Endpoint::build(url, &timeouts, usable, &ctx)?;
+            if endpoints.iter().any(|o| o.id == e.id) {
+                return Err(ConfigError::invalid(format!(
+                    "{ctx}: endpoint {:?} is listed twice",
+                    e.id
+                )));
+            }
+            endpoints.push(e);
+        }
+        let region = match s.region.as_deref().map(str::trim) {
+            Some("") => {
+                return Err(ConfigError::invalid(format!(
+                    "{ctx}: region must not be empty"
+                )))
+            }
+            r => r.map(Arc::from),
         };
         Ok(Self {
             name: s.name.as_str().into(),
             kind,
             auth,
-            host_header,
-            base_path,
+            endpoints,
+            region,
+            health: HealthPolicy::build(&s.health, &ctx)?,
             query: s.query.clone(),
             shared_key,
             shared_key_var,
             timeouts,
-            peer,
         })
-    }
-
-    /// A peer for one request, with the read timeout that fits the request (see [`Timeouts`]).
-    /// `None` when the provider has no credential at all (admission never routes there).
-    pub fn peer(&self, stream: bool) -> Option<Box<HttpPeer>> {
-        let mut peer = Box::new(self.peer.clone()?);
-        peer.options.read_timeout = Some(if stream {
-            self.timeouts.idle
-        } else {
-            self.timeouts.first_byte
-        });
-        peer.options.write_timeout = Some(self.timeouts.idle);
-        Some(peer)
     }
 
     /// Whether requests to this provider carry a credential.
     pub fn needs_key(&self) -> bool {
         self.auth != AuthStyle::None
     }
-}
-
-/// Resolves once at load time. Pingora's `HttpPeer::new` would resolve (blocking, and panicking
-/// on failure) on every request; a reload re-resolves.
-fn resolve(host: &str, port: u16) -> std::io::Result<SocketAddr> {
-    (host, port)
-        .to_socket_addrs()?
-        .next()
-        .ok_or_else(|| std::io::Error::new(std::io::ErrorKind::NotFound, "no address for host"))
 }

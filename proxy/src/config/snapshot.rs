@@ -64,9 +64,8 @@ pub struct Route {
     /// The model entry's name as configured (an exact name or a glob): the route's label in
     /// metrics, never a client's string.
     pub name: Arc<str>,
-    pub provider: Arc<Provider>,
-    /// `None` means "send the requested name unchanged" (glob routes).
-    pub upstream_model: Option<Arc<str>>,
+    /// Where its requests may go, and how one destination is chosen.
+    pub pool: crate::routing::Pool,
     /// Output tokens reserved when a request does not cap its output.
     pub max_output_tokens: u64,
     /// The most output a request may ask for (more is answered 400): the model's configured
@@ -79,6 +78,8 @@ pub struct Route {
 #[derive(Debug)]
 pub struct Org {
     pub id: Arc<str>,
+    /// The data regions its requests must stay in; `None`: any.
+    pub regions: Option<Vec<Arc<str>>>,
     /// Provider name → sealed credential text, opened per request.
     pub sealed_keys: HashMap<String, String>,
     pub limits: Limits,
@@ -146,6 +147,12 @@ impl Snapshot {
 
     pub fn org(&self, id: &str) -> Option<&Arc<Org>> {
         self.orgs.get(id)
+    }
+
+    /// The targets of `route` that `org` may reach (region and credentials).
+    pub fn reach(&self, org: &str, route: &Route) -> crate::routing::Reach {
+        let regions = self.org(org).and_then(|o| o.regions.as_deref());
+        route.pool.reach(regions, |p| self.org_can_use(org, p))
     }
 
     /// Whether `org` has a credential for `provider` (its own sealed one or the shared one).
@@ -230,16 +237,9 @@ pub(super) fn build(raw: FileConfig, env: &dyn Env) -> Result<Snapshot, ConfigEr
     let mut exact = HashMap::new();
     let mut globs = Vec::new();
     for m in &raw.models {
-        let provider = providers.get(&m.provider).ok_or_else(|| {
-            ConfigError::invalid(format!(
-                "model {:?}: unknown provider {:?}",
-                m.name, m.provider
-            ))
-        })?;
         let route = Arc::new(Route {
             name: Arc::from(m.name.as_str()),
-            provider: provider.clone(),
-            upstream_model: m.upstream_model.as_deref().map(Arc::from),
+            pool: super::routes::pool(m, &providers)?,
             max_output_tokens: m.max_output_tokens.unwrap_or(DEFAULT_MAX_OUTPUT),
             output_ceiling: m.max_output_tokens.unwrap_or(DEFAULT_OUTPUT_CEILING),
             price: governance::price(m.price.as_ref(), &m.name)?,
@@ -282,8 +282,24 @@ pub(super) fn build(raw: FileConfig, env: &dyn Env) -> Result<Snapshot, ConfigEr
                 ConfigError::invalid(format!("org {:?} provider {provider:?}: {e}", o.id))
             })?;
         }
+        let regions = o.region.clone().map(|r| {
+            r.into_vec()
+                .into_iter()
+                .map(|x| Arc::from(x.trim()))
+                .collect::<Vec<Arc<str>>>()
+        });
+        if regions
+            .as_ref()
+            .is_some_and(|r| r.is_empty() || r.iter().any(|x| x.is_empty()))
+        {
+            return Err(ConfigError::invalid(format!(
+                "org {:?}: region must name at least one region, none empty",
+                o.id
+            )));
+        }
         let org = Arc::new(Org {
             id: o.id.as_str().into(),
+            regions,
             sealed_keys: o.provider_keys.clone().into_iter().collect(),
             limits: governance::limits(&o.limits, &format!("org {:?}", o.id))?,
             model_limits: governance::model_limits(&o.model_limits, &o.id)?,

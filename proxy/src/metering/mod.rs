@@ -133,6 +133,8 @@ pub fn record(ctx: &mut Ctx, error: Option<&Error>, status: u16, now: Duration) 
         .filter(|_| ctx.api != Some(Api::CountTokens))
         .map_or(0, |p| p.cost(&usage));
     let tags = std::mem::take(&mut ctx.tags);
+    let route = ctx.route.as_deref();
+    let served = route.and_then(|r| ctx.upstream.target(&r.pool));
     // Text fields come from the client (model, tags): cleaned once, here, for every consumer.
     crate::metering::record::sanitized(UsageRecord {
         v: RECORD_VERSION,
@@ -143,7 +145,12 @@ pub fn record(ctx: &mut Ctx, error: Option<&Error>, status: u16, now: Duration) 
             .map_or(0, |d| d.as_millis() as u64),
         org: ctx.key.as_ref().map(|k| k.org.clone()),
         key_id: ctx.key.as_ref().map(|k| k.id.as_arc()),
-        provider: ctx.route.as_ref().map(|r| r.provider.name.clone()),
+        provider: served
+            .or(route.map(|r| r.pool.primary()))
+            .map(|t| t.provider.name.clone()),
+        endpoint: served.map(|t| t.endpoint().id.clone()),
+        region: served.and_then(|t| t.provider.region.clone()),
+        attempts: ctx.upstream.count,
         model: ctx.model.take(),
         upstream_model: ctx.upstream_model.take(),
         api: Cow::Borrowed(ctx.api.map_or("unknown", |a| a.name())),

@@ -11,6 +11,7 @@ pub mod live;
 pub mod logging;
 pub mod names;
 pub mod requests;
+pub mod upstream;
 
 pub use names::*;
 
@@ -71,6 +72,7 @@ pub fn render() -> Option<String> {
 
 fn describe() {
     describe_requests();
+    upstream::describe();
     metrics::describe_counter!(
         CONFIG_RELOADS,
         "Configuration reloads by result (ok: new snapshot served; error: old one kept)."

@@ -28,6 +28,12 @@ pub const GATEWAY_OVERHEAD: &str = "sluice_gateway_overhead_seconds";
 pub const UPSTREAM_DURATION: &str = "sluice_upstream_duration_seconds";
 /// Counter of provider connect failures and timeouts, by provider and kind.
 pub const UPSTREAM_ERRORS: &str = "sluice_upstream_errors_total";
+/// Counter of failed upstream attempts, by provider, endpoint and reason.
+pub const UPSTREAM_FAILED_ATTEMPTS: &str = "sluice_upstream_failed_attempts_total";
+/// Counter of passive-health ejections, by provider and endpoint.
+pub const UPSTREAM_EJECTIONS: &str = "sluice_upstream_ejections_total";
+/// Gauge: 1 while an endpoint takes traffic, 0 while ejected.
+pub const UPSTREAM_ENDPOINT_UP: &str = "sluice_upstream_endpoint_up";
 /// Counter of requests refused by a limit, by kind and scope.
 pub const LIMIT_REJECTIONS: &str = "sluice_limit_rejections_total";
 /// Gauge: requests in flight.

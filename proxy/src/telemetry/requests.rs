@@ -141,12 +141,16 @@ static UNKNOWN_ARC: LazyLock<Arc<str>> = LazyLock::new(|| Arc::from(UNKNOWN));
 
 fn key(ctx: &Ctx, record: &UsageRecord, org_label: bool) -> Key {
     let route = ctx.route.as_deref();
+    // The target that served (or the route's first, when none was tried): config names only.
+    let target = route.map(|r| ctx.upstream.target(&r.pool).unwrap_or(r.pool.primary()));
     Key {
         org: org_label.then(|| record.org.clone().unwrap_or_else(|| UNKNOWN_ARC.clone())),
         route: route.map(|r| r.name.clone()),
-        response_model: route.map(|r| r.upstream_model.clone().unwrap_or_else(|| r.name.clone())),
-        provider: route.map(|r| r.provider.name.clone()),
-        family: route.map_or(ctx.family, |r| r.provider.kind),
+        response_model: route
+            .zip(target)
+            .map(|(r, t)| t.upstream_model.clone().unwrap_or_else(|| r.name.clone())),
+        provider: target.map(|t| t.provider.name.clone()),
+        family: route.map_or(ctx.family, |r| r.pool.family),
         api: ctx.api,
         status_class: status_class(record.status),
         outcome: record.outcome,

@@ -2,4 +2,5 @@
 //! (addresses, timeouts, credentials) are configuration, resolved once per snapshot in
 //! `config::providers`.
 
+pub mod failover;
 pub mod request;

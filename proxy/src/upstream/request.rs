@@ -5,9 +5,10 @@
 //! the request's copy is dropped.
 
 use crate::api::Family;
-use crate::config::{AuthStyle, Org, Provider, Snapshot};
+use crate::config::{AuthStyle, Endpoint, Org, Provider, Snapshot};
 use crate::credentials::crypto::Secret;
 use crate::errors::GatewayError;
+use crate::routing::Target;
 use http::header::{self, HeaderName, HeaderValue};
 use percent_encoding::{utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
 use pingora::http::RequestHeader;
@@ -76,12 +77,14 @@ pub fn credential(
 /// Rewrites `req` (a copy of the client's request header) into the provider's request.
 pub fn prepare_request(
     req: &mut RequestHeader,
-    provider: &Provider,
+    target: &Target,
     model: &str,
     body_len: usize,
     credential: Option<&Secret>,
 ) -> Result<(), GatewayError> {
-    let uri = upstream_uri(req, provider, model)?;
+    let provider = &*target.provider;
+    let endpoint = target.endpoint();
+    let uri = upstream_uri(req, provider, endpoint, model)?;
     req.set_uri(uri);
 
     // Headers named by `Connection` are hop-by-hop too.
@@ -114,7 +117,7 @@ pub fn prepare_request(
         req.insert_header(name, value)
             .map_err(|_| GatewayError::Internal)
     };
-    set(req, header::HOST, value(&provider.host_header)?)?;
+    set(req, header::HOST, value(&endpoint.host_header)?)?;
     set(req, header::CONTENT_LENGTH, HeaderValue::from(body_len))?;
     // Usage is read from the body as it passes; a compressed body could not be read.
     set(
@@ -152,14 +155,15 @@ pub fn prepare_request(
 fn upstream_uri(
     req: &RequestHeader,
     provider: &Provider,
+    endpoint: &Endpoint,
     model: &str,
 ) -> Result<http::Uri, GatewayError> {
     let path = req.uri.path();
     let rest = path.strip_prefix("/v1").unwrap_or(path);
-    let base = if provider.base_path.contains("{model}") {
-        provider.base_path.replace("{model}", &path_segment(model))
+    let base = if endpoint.base_path.contains("{model}") {
+        endpoint.base_path.replace("{model}", &path_segment(model))
     } else {
-        provider.base_path.clone()
+        endpoint.base_path.clone()
     };
     let mut target = format!("{base}{rest}");
     // The presented key is looked up only when there is a query to filter.

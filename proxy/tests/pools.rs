@@ -1,0 +1,458 @@
+//! Upstream pools against a real sluice and several real mock providers, each on its own port:
+//! weights, least-tokens balancing, failover past a dead endpoint and a 429 storm, passive
+//! ejection and the half-open probe, the retry budget, and data regions. Every test checks that
+//! failover never bills twice: the records' tokens equal what the mocks really served.
+#![allow(clippy::unwrap_used, clippy::expect_used, reason = "test code")]
+#![allow(clippy::panic, reason = "test code: a panic fails the test")]
+
+mod common;
+use common::*;
+use sluice_bench::mock::{MockProvider, Outcome as MockOutcome};
+use std::net::SocketAddr;
+
+async fn mock() -> MockProvider {
+    MockProvider::start("127.0.0.1:0")
+        .await
+        .expect("mock starts")
+}
+
+/// An address nothing listens on: a port bound, then released.
+fn dead_addr() -> SocketAddr {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+}
+
+fn url(addr: SocketAddr) -> String {
+    format!("http://{addr}/v1")
+}
+
+/// Sends one non-streamed chat request for `model` with org acme's key; returns the status.
+async fn send(s: &Sluice, model: &str) -> u16 {
+    s.openai_post("/v1/chat/completions")
+        .json(&chat(model, false))
+        .send()
+        .await
+        .unwrap()
+        .status()
+        .as_u16()
+}
+
+/// The next `n` usage records.
+async fn records(s: &mut Sluice, n: usize) -> Vec<serde_json::Value> {
+    let mut out = Vec::with_capacity(n);
+    for _ in 0..n {
+        out.push(s.next_record().await);
+    }
+    out
+}
+
+/// Input + output tokens the mocks served with a success (their ground truth).
+fn served_tokens(mocks: &[&MockProvider]) -> u64 {
+    mocks
+        .iter()
+        .flat_map(|m| m.requests())
+        .filter(|r| r.outcome == MockOutcome::Completed)
+        .filter_map(|r| r.usage)
+        .map(|u| u.input_tokens + u.output_tokens)
+        .sum()
+}
+
+fn billed_tokens(records: &[serde_json::Value]) -> u64 {
+    records
+        .iter()
+        .map(|r| r["input_tokens"].as_u64().unwrap() + r["output_tokens"].as_u64().unwrap())
+        .sum()
+}
+
+fn served_by(records: &[serde_json::Value], endpoint: &str) -> usize {
+    records.iter().filter(|r| r["endpoint"] == endpoint).count()
+}
+
+#[tokio::test]
+async fn weights_are_honoured() {
+    let (a, b) = (mock().await, mock().await);
+    let extra = format!(
+        r#"
+[[providers]]
+name = "a"
+kind = "openai"
+base_url = "{}"
+auth = "none"
+
+[[providers]]
+name = "b"
+kind = "openai"
+base_url = "{}"
+auth = "none"
+
+[[models]]
+name = "pooled"
+balance = "weighted"
+targets = [{{ provider = "a", weight = 3 }}, {{ provider = "b", weight = 1 }}]
+"#,
+        url(a.addr()),
+        url(b.addr())
+    );
+    let mut s = Sluice::start_with(|c| c.extra = extra).await;
+    const N: usize = 400;
+    for _ in 0..N {
+        assert_eq!(send(&s, "pooled").await, 200);
+    }
+    let recs = records(&mut s, N).await;
+    let on_a = served_by(&recs, &url(a.addr()));
+    assert_eq!(on_a + served_by(&recs, &url(b.addr())), N);
+    assert_eq!(on_a, a.requests().len());
+    // 3:1 expects 300 on a; the binomial's standard deviation is about 9, so ±60 is ~7σ.
+    assert!((240..=360).contains(&on_a), "a served {on_a} of {N}");
+    assert!(recs
+        .iter()
+        .all(|r| r["attempts"] == 1 && r["provider"] != "none"));
+    assert_eq!(billed_tokens(&recs), served_tokens(&[&a, &b]));
+}
+
+#[tokio::test]
+async fn least_tokens_sends_work_away_from_the_endpoint_holding_a_long_stream() {
+    let (a, b) = (mock().await, mock().await);
+    let extra = format!(
+        r#"
+[[providers]]
+name = "gpu"
+kind = "openai"
+endpoints = ["{}", "{}"]
+auth = "none"
+
+[[models]]
+name = "pooled"
+provider = "gpu"
+balance = "least_tokens"
+"#,
+        url(a.addr()),
+        url(b.addr())
+    );
+    let mut s = Sluice::start_with(|c| c.extra = extra).await;
+    // A stream that reserved many tokens stays open (the mock stalls after a few events).
+    let mut big = chat("pooled", true);
+    big["max_tokens"] = 50_000.into();
+    let held = s
+        .openai_post("/v1/chat/completions")
+        .header("x-mock-stall-after", "2")
+        .json(&big)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(held.status(), 200);
+    let busy = if a.requests().len() == 1 { &a } else { &b };
+    let idle = if a.requests().len() == 1 { &b } else { &a };
+    assert_eq!(busy.requests().len(), 1);
+    for _ in 0..20 {
+        assert_eq!(send(&s, "pooled").await, 200);
+    }
+    assert_eq!(
+        busy.requests().len(),
+        1,
+        "every small request went to the idle endpoint"
+    );
+    assert_eq!(idle.requests().len(), 20);
+    drop(held);
+    let recs = records(&mut s, 21).await;
+    assert_eq!(served_by(&recs, &url(idle.addr())), 20);
+}
+
+#[tokio::test]
+async fn a_dead_endpoint_costs_one_failover_then_is_ejected() {
+    let (a, b) = (mock().await, mock().await);
+    let dead = dead_addr();
+    let extra = format!(
+        r#"
+[[providers]]
+name = "fleet"
+kind = "openai"
+endpoints = ["{}", "{}", "{}"]
+auth = "none"
+health = {{ eject_after = 1, backoff = "1h" }}
+
+[[models]]
+name = "pooled"
+provider = "fleet"
+balance = "weighted"
+"#,
+        url(a.addr()),
+        url(b.addr()),
+        url(dead)
+    );
+    let mut s =
+        Sluice::start_with_args(|c| c.extra = extra, &["--admin-listen", "127.0.0.2:0"]).await;
+    const N: usize = 60;
+    for _ in 0..N {
+        assert_eq!(
+            send(&s, "pooled").await,
+            200,
+            "no client sees the dead endpoint"
+        );
+    }
+    let recs = records(&mut s, N).await;
+    let failovers = recs.iter().filter(|r| r["attempts"] == 2).count();
+    // Weighted picks reach the dead endpoint within 60 requests (odds of missing: (2/3)^60);
+    // its one failure ejects it for an hour, so no request pays for it again.
+    assert_eq!(failovers, 1, "{recs:?}");
+    assert_eq!(served_by(&recs, &url(dead)), 0);
+    assert_eq!(a.requests().len() + b.requests().len(), N);
+    assert_eq!(billed_tokens(&recs), served_tokens(&[&a, &b]));
+    let labels = format!("{{provider=\"fleet\",endpoint=\"{}\"", url(dead));
+    let ejections = s
+        .proc
+        .metric(&format!("sluice_upstream_ejections_total{labels}}}"))
+        .await;
+    assert_eq!(ejections, 1.0);
+    let up = s
+        .proc
+        .metric(&format!("sluice_upstream_endpoint_up{labels}}}"))
+        .await;
+    assert_eq!(up, 0.0);
+}
+
+#[tokio::test]
+async fn an_ejected_endpoint_gets_its_probe_and_recovers() {
+    let a = mock().await;
+    let dead = dead_addr();
+    let extra = format!(
+        r#"
+[[providers]]
+name = "fleet"
+kind = "openai"
+endpoints = ["{}", "{}"]
+auth = "none"
+health = {{ eject_after = 1, backoff = "50ms", max_backoff = "200ms" }}
+
+[[models]]
+name = "pooled"
+provider = "fleet"
+balance = "weighted"
+"#,
+        url(a.addr()),
+        url(dead)
+    );
+    let mut s = Sluice::start_with(|c| c.extra = extra).await;
+    // Until the dead endpoint has failed once (and been ejected), traffic goes on regardless.
+    let mut sent = 0;
+    loop {
+        assert_eq!(send(&s, "pooled").await, 200);
+        sent += 1;
+        if s.next_record().await["attempts"] == 2 {
+            break;
+        }
+        assert!(sent < 1000, "the dead endpoint was never tried");
+    }
+    // It comes back on the same address; its probe, once the backoff is over, finds it.
+    let back =
+        MockProvider::from_listener(tokio::net::TcpListener::bind(dead).await.unwrap()).unwrap();
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        assert_eq!(
+            send(&s, "pooled").await,
+            200,
+            "no client sees a failed probe"
+        );
+        let rec = s.next_record().await;
+        if rec["endpoint"] == url(dead) {
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "never probed again");
+    }
+    // Recovered: it takes its share again.
+    let before = back.requests().len();
+    for _ in 0..60 {
+        assert_eq!(send(&s, "pooled").await, 200);
+    }
+    assert!(
+        back.requests().len() > before,
+        "the recovered endpoint serves again"
+    );
+}
+
+#[tokio::test]
+async fn a_429_storm_shifts_traffic_for_the_time_the_provider_asked() {
+    let (stormy, fallback) = (mock().await, mock().await);
+    stormy.set_default_headers(&[("x-mock-status", "429"), ("x-mock-retry-after", "3600")]);
+    let extra = format!(
+        r#"
+[[providers]]
+name = "primary"
+kind = "openai"
+base_url = "{}"
+auth = "none"
+
+[[providers]]
+name = "backup"
+kind = "openai"
+base_url = "{}"
+auth = "none"
+
+[[models]]
+name = "pooled"
+targets = [{{ provider = "primary" }}, {{ provider = "backup", priority = 1 }}]
+"#,
+        url(stormy.addr()),
+        url(fallback.addr())
+    );
+    let mut s = Sluice::start_with(|c| c.extra = extra).await;
+    for _ in 0..20 {
+        assert_eq!(send(&s, "pooled").await, 200);
+    }
+    // The first request met the 429 and moved on; the cool-down kept the rest off it.
+    assert_eq!(stormy.requests().len(), 1);
+    assert_eq!(fallback.requests().len(), 20);
+    let recs = records(&mut s, 20).await;
+    assert_eq!(recs[0]["attempts"], 2);
+    assert!(recs[1..].iter().all(|r| r["attempts"] == 1));
+    assert!(recs.iter().all(|r| r["provider"] == "backup"));
+    assert_eq!(billed_tokens(&recs), served_tokens(&[&stormy, &fallback]));
+}
+
+#[tokio::test]
+async fn the_retry_budget_caps_the_attempts_the_providers_see() {
+    let (failing, fallback) = (mock().await, mock().await);
+    failing.set_default_headers(&[("x-mock-status", "500")]);
+    let extra = format!(
+        r#"
+[[providers]]
+name = "primary"
+kind = "openai"
+base_url = "{}"
+auth = "none"
+health = {{ eject_after = 100000 }}
+
+[[providers]]
+name = "backup"
+kind = "openai"
+base_url = "{}"
+auth = "none"
+
+[[models]]
+name = "pooled"
+retry_budget = 0.0
+targets = [{{ provider = "primary" }}, {{ provider = "backup", priority = 1 }}]
+"#,
+        url(failing.addr()),
+        url(fallback.addr())
+    );
+    let mut s = Sluice::start_with(|c| c.extra = extra).await;
+    const N: usize = 130;
+    let mut ok = 0;
+    for _ in 0..N {
+        match send(&s, "pooled").await {
+            200 => ok += 1,
+            500 => {}
+            other => panic!("unexpected status {other}"),
+        }
+    }
+    // With no ratio, only the floor is left: 10 retries a second over the 10-second window.
+    assert_eq!(failing.requests().len(), N);
+    assert_eq!(fallback.requests().len(), 100);
+    assert_eq!(ok, 100);
+    let recs = records(&mut s, N).await;
+    assert_eq!(billed_tokens(&recs), served_tokens(&[&failing, &fallback]));
+}
+
+#[tokio::test]
+async fn an_org_stays_in_its_region() {
+    let (us, eu) = (mock().await, mock().await);
+    let dead = dead_addr();
+    let extra = format!(
+        r#"
+[[providers]]
+name = "us"
+kind = "openai"
+base_url = "{}"
+region = "us"
+auth = "none"
+
+[[providers]]
+name = "eu"
+kind = "openai"
+base_url = "{}"
+region = "eu"
+auth = "none"
+
+[[providers]]
+name = "eu-down"
+kind = "openai"
+base_url = "{}"
+region = "eu"
+auth = "none"
+health = {{ eject_after = 1, backoff = "1h" }}
+
+[[models]]
+name = "geo"
+targets = [{{ provider = "us" }}, {{ provider = "eu" }}]
+
+[[models]]
+name = "us-only"
+provider = "us"
+
+[[models]]
+name = "geo-down"
+targets = [{{ provider = "us" }}, {{ provider = "eu-down" }}]
+"#,
+        url(us.addr()),
+        url(eu.addr()),
+        url(dead)
+    );
+    // Org acme is pinned to the EU; org beta may go anywhere.
+    let mut s = Sluice::start_with(|c| {
+        c.extra = extra;
+        c.acme_org = "region = \"eu\"".into();
+    })
+    .await;
+    for _ in 0..20 {
+        assert_eq!(send(&s, "geo").await, 200);
+    }
+    assert_eq!(
+        us.requests().len(),
+        0,
+        "an EU org never reaches a US endpoint"
+    );
+    let recs = records(&mut s, 20).await;
+    assert!(recs
+        .iter()
+        .all(|r| r["region"] == "eu" && r["provider"] == "eu"));
+
+    // A model with no EU target is refused, in the caller's shape, not served elsewhere.
+    let refused = s
+        .openai_post("/v1/chat/completions")
+        .json(&chat("us-only", false))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(refused.status(), 403);
+    let body: serde_json::Value = refused.json().await.unwrap();
+    assert_eq!(body["error"]["code"], "model_not_in_region", "{body}");
+    assert_eq!(s.next_record().await["outcome"], "rejected");
+
+    // Every EU endpoint down: the first request finds out (502), the next are refused (503)
+    // with retry-after, and the US endpoint never sees any of them.
+    assert_eq!(send(&s, "geo-down").await, 502);
+    let down = s
+        .openai_post("/v1/chat/completions")
+        .json(&chat("geo-down", false))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(down.status(), 503);
+    assert!(down.headers().contains_key("retry-after"));
+    assert_eq!(us.requests().len(), 0);
+
+    // A US-unpinned org uses the US-only model.
+    let beta = s
+        .client()
+        .post(s.url("/v1/chat/completions"))
+        .bearer_auth(&s.cfg.keys.beta)
+        .json(&chat("us-only", false))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(beta.status(), 200);
+    assert_eq!(us.requests().len(), 1);
+}

@@ -1,9 +1,11 @@
 //! The operator's view of sluice, checked against the real thing: the Grafana dashboard
 //! (`deploy/grafana/sluice.json`) and the alerting rules (`deploy/prometheus/alerts.yml`) only
-//! name series a real `sluice-proxy` exports, and every one of their PromQL expressions returns
-//! data from a real Prometheus scraping that proxy after a short, bounded mixed load (plain and
-//! streamed chat, Anthropic messages, a provider error, an unreachable provider, 429s from a
-//! tight key limit), with a real ledger (`sluice-control` on SQLite) behind it.
+//! name series a real `sluice-proxy` or a real ledger (`sluice-control` on SQLite, behind the
+//! proxy) exports, and every one of their PromQL expressions returns data from a real Prometheus
+//! scraping both (jobs `sluice` and `sluice-control`, as `deploy/prometheus/prometheus.yml`
+//! names them) after a short, bounded mixed load (plain and streamed chat, Anthropic messages,
+//! a provider error, an unreachable provider, 429s from a tight key limit, then an org export
+//! from the ledger).
 //!
 //! Skips loudly when Prometheus is not installed (`.ci/deps.sh --test` installs it);
 //! `SLUICE_TEST_REQUIRE_PROMETHEUS=1` makes that a failure.
@@ -527,7 +529,9 @@ async fn every_dashboard_and_alert_expression_has_data_from_a_real_sluice() {
     let proxy = Proxy::start(&config);
     let alerts = deploy("prometheus/alerts.yml");
     let admin = proxy.admin.trim_start_matches("http://");
-    let prom = Prometheus::start("sluice", &[admin], &[alerts.as_path()])
+    let ledger_addr = ledger.listen_addr();
+    let jobs: [(&str, &[&str]); 2] = [("sluice", &[admin]), ("sluice-control", &[&ledger_addr])];
+    let prom = Prometheus::start_jobs(&jobs, &[alerts.as_path()])
         .await
         .expect("prometheus is installed");
     prom.wait_up().await;
@@ -541,6 +545,8 @@ async fn every_dashboard_and_alert_expression_has_data_from_a_real_sluice() {
         (counted == limited as f64).then_some(())
     })
     .await;
+    // The ledger's export counter moves only when an export is streamed to its end.
+    ledger.exported_ids("acme").await;
 
     let deadline = Instant::now() + DATA;
     let mut referenced = BTreeSet::new();
@@ -615,17 +621,21 @@ async fn every_dashboard_and_alert_expression_has_data_from_a_real_sluice() {
         }
     }
 
-    let text = reqwest::get(format!("{}/metrics", proxy.admin))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let mut text = String::new();
+    for base in [&proxy.admin, &ledger.base] {
+        let page = reqwest::get(format!("{base}/metrics")).await.unwrap();
+        text += &page.text().await.unwrap();
+    }
     let exported = exported_names(&text);
     let missing: Vec<&String> = referenced.difference(&exported).collect();
     assert!(
         missing.is_empty(),
-        "named by the dashboard or the alerts but not exported by sluice: {missing:?}\n{text}"
+        "named by the dashboard or the alerts but exported by neither sluice nor sluice-control: \
+         {missing:?}\n{text}"
+    );
+    assert!(
+        referenced.iter().any(|n| n.starts_with("sluice_control_")),
+        "no ledger series checked: {referenced:?}"
     );
     assert!(referenced.len() >= 20, "{referenced:?}");
 }

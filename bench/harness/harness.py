@@ -196,7 +196,7 @@ def main():
     ap.add_argument("--bin", required=True)
     ap.add_argument("--venv", required=True)
     ap.add_argument("--quick", action="store_true", help="short runs to validate the harness")
-    ap.add_argument("--targets", default="direct,nginx,litellm,passthrough,sluice")
+    ap.add_argument("--targets", default="direct,nginx,litellm,passthrough,sluice,sluice-nometrics")
     ap.add_argument("--rates", help="comma-separated open-loop rates (default: fractions of nginx's max)")
     ap.add_argument("--skip-memory", action="store_true")
     ap.add_argument("--skip-micro", action="store_true", help="skip the criterion and allocation-count micro-benchmarks")
@@ -223,7 +223,10 @@ def main():
         memory = []
         if not args.skip_memory:
             for t in tlist:
-                if t.proc:
+                # The per-request series are recorded once a request finishes, so an idle open
+                # stream costs the metrics-off sluice what it costs sluice; measuring it again
+                # would only lengthen the run.
+                if t.proc and t.name != "sluice-nometrics":
                     n = prof["litellm_mem_streams"] if t.name == "litellm" else prof["mem_streams"]
                     memory.append(bench.memory(t, n, mock_port))
             if not args.memory_only:
@@ -298,6 +301,7 @@ def start_all(args, run_dir, bench, wanted):
     starters = dict(
         # sluice starts first: its virtual key's length sets every other target's key length.
         sluice=lambda: tg.start_sluice(args.bin, run_dir, mock_port),
+        **{"sluice-nometrics": lambda: tg.start_sluice(args.bin, run_dir, mock_port, "sluice-nometrics", request_metrics=False)},
         nginx=lambda: tg.start_nginx(run_dir, mock_port),
         litellm=lambda: tg.start_litellm(args.venv, run_dir, mock_port, bench.key_len),
         passthrough=lambda: tg.start_passthrough(args.bin, run_dir, mock_port, shlex.split(args.passthrough_args)),
@@ -310,12 +314,12 @@ def start_all(args, run_dir, bench, wanted):
             if t:
                 tlist.append(t)
                 started_procs.append(t.proc)
-                if t.name == "sluice":
+                if t.name in ("sluice", "sluice-nometrics"):
                     bench.key_len = len(t.key)
             else:
                 skipped[name] = why
                 log(f"{name} skipped: {why}")
-        order = {n: i for i, n in enumerate(["direct", "nginx", "litellm", "passthrough", "sluice"])}
+        order = {n: i for i, n in enumerate(report.ORDER)}
         tlist = sorted((t for t in tlist if t.name in wanted), key=lambda t: order[t.name])
         for t in list(tlist):
             if not bench.warm_up(t):
@@ -335,13 +339,14 @@ def stop_all(procs):
 
 def reference_rates(runs):
     """Open-loop rates as fractions of the closed-loop throughput of the slowest of nginx,
-    the pass-through and sluice (LiteLLM is far slower and would pull every rate down to
-    where the others idle), else of half of direct's; the last rate saturates that target."""
+    the pass-through and sluice with metrics on or off (LiteLLM is far slower and would pull
+    every rate down to where the others idle), else of half of direct's; the last rate
+    saturates that target."""
     best = {}
     for r in runs:
         if r["scenario"] == "closed":
             best[r["target"]] = r["report"]["throughput"]["requests_per_s"]
-    hops = [best[n] for n in ("nginx", "passthrough", "sluice") if best.get(n)]
+    hops = [best[n] for n in ("nginx", "passthrough", "sluice", "sluice-nometrics") if best.get(n)]
     ref = min(hops) if hops else 0.5 * best.get("direct", 2000)
     return [max(50.0, round(ref * f / 50) * 50) for f in RATE_FRACTIONS]
 

@@ -13,7 +13,7 @@ import sys
 
 import report_text
 
-ORDER = ["direct", "nginx", "litellm", "passthrough", "sluice"]
+ORDER = ["direct", "nginx", "litellm", "passthrough", "sluice", "sluice-nometrics"]
 
 
 def mean(xs):
@@ -112,9 +112,39 @@ def tables(res):
             ev_max=max((e["max"] for e in epr), default=None),
             cpu=avg(res, "stream", t, None, cpu_us_per_req),
         )
+    out["metrics_cost"] = metrics_cost(res, ts, out["rates"])
     out["memory"] = {m["target"]: m for m in res.get("memory", [])}
     out["micro"] = res.get("micro")
     return out
+
+
+def metrics_cost(res, ts, rates):
+    """sluice with per-request metrics on against the same sluice with them off: the closed-loop
+    numbers per round (the two ran back to back in that round) and their means, and CPU per
+    request at each open-loop rate. None unless both ran."""
+    on, off = "sluice", "sluice-nometrics"
+    if not {on, off} <= set(ts):
+        return None
+
+    def closed(r):
+        return dict(rps=r["report"]["throughput"]["requests_per_s"], cpu=cpu_us_per_req(r), p99=pct(r, "total", "p99"))
+
+    rounds = []
+    for r_on in runs_of(res, "closed", on):
+        r_off = [r for r in runs_of(res, "closed", off) if r["round"] == r_on["round"]]
+        if r_off:
+            a, b = closed(r_on), closed(r_off[0])
+            rounds.append(dict(round=r_on["round"], on=a, off=b, rps_ratio=ratio(a["rps"], b["rps"]),
+                               cpu_ratio=ratio(a["cpu"], b["cpu"])))
+    both = {k: dict(rps=mean([x[k]["rps"] for x in rounds]), cpu=mean([x[k]["cpu"] for x in rounds]),
+                    p99=mean([x[k]["p99"] for x in rounds])) for k in ("on", "off")}
+    overall = dict(on=both["on"], off=both["off"], rps_ratio=ratio(both["on"]["rps"], both["off"]["rps"]),
+                   cpu_ratio=ratio(both["on"]["cpu"], both["off"]["cpu"]))
+    open_cpu = []
+    for rate in rates:
+        a, b = avg(res, "open", on, rate, cpu_us_per_req), avg(res, "open", off, rate, cpu_us_per_req)
+        open_cpu.append(dict(rate=rate, on=a, off=b, ratio=ratio(a, b)))
+    return dict(rounds=rounds, overall=overall, open_cpu=open_cpu)
 
 
 def render(res):

@@ -4,7 +4,7 @@ import micro
 
 LABEL = dict(
     direct="direct (no hop)", nginx="nginx", litellm="LiteLLM", passthrough="Pingora pass-through",
-    sluice="sluice (governance on)",
+    sluice="sluice (governance on)", **{"sluice-nometrics": "sluice, per-request metrics off"},
 )
 
 
@@ -14,6 +14,10 @@ def us(x):
 
 def x2(x):
     return "–" if x is None else f"{x:.2f}"
+
+
+def x1(x):
+    return "–" if x is None else f"{x:.1f}"
 
 
 def row(cells):
@@ -77,6 +81,10 @@ def verdicts(t):
         ss, sd = s["sluice"], s["direct"]
         same = ss["ev_min"] == ss["ev_max"] == sd["ev_min"] == sd["ev_max"] and ss["cut"] == 0 and ss["ok"] > 0
         judge("streams: chunks out == chunks in", f"{ss['ev_min']}–{ss['ev_max']} events per stream (direct {sd['ev_min']}–{sd['ev_max']}), {ss['cut']} cut", same)
+    mc = t.get("metrics_cost")
+    if mc:
+        r = mc["overall"]["rps_ratio"]
+        judge("per-request metrics: closed-loop throughput on ≥ 0.97 × off", f"{x2(r)} ×", None if r is None else r >= 0.97)
     if "sluice" in m and m["sluice"]["bytes_per_stream"] is not None:
         kib = m["sluice"]["bytes_per_stream"] / 1024
         judge("≤ 16 KiB RSS per open idle stream", f"{kib:.1f} KiB ({m['sluice']['held']} streams)", kib <= 16)
@@ -93,6 +101,33 @@ def verdicts(t):
     else:
         out.append(("SSE scanner ≥ 2 GB/s", mi.get("error", "not run"), "–"))
     return out
+
+
+def metrics_cost_section(mc):
+    """sluice with its per-request metrics on against off (`[metrics] requests = false`)."""
+    if not mc:
+        return "Not run (needs targets `sluice` and `sluice-nometrics`).\n"
+    parts = ["Target `sluice` against `sluice-nometrics`, the same config with `[metrics] requests = false` "
+             "(the process series stay). Closed loop as above, the two run back to back in each round; "
+             "\"mean\" is the mean over rounds and its ratios are ratios of those means. Ratios are on / off: "
+             "throughput below 1 and CPU above 1 are the metrics' cost.\n\n",
+             head(["round", "req/s on", "req/s off", "req/s on / off", "CPU µs/req on", "CPU µs/req off",
+                   "CPU on / off", "p99 µs on", "p99 µs off"]) + "\n"]
+
+    def line(label, x):
+        return row([label, us(x["on"]["rps"]), us(x["off"]["rps"]), f"{x['rps_ratio']:.3f}" if x["rps_ratio"] else "–",
+                    x1(x["on"]["cpu"]), x1(x["off"]["cpu"]), f"{x['cpu_ratio']:.3f}" if x["cpu_ratio"] else "–",
+                    us(x["on"]["p99"]), us(x["off"]["p99"])]) + "\n"
+
+    for x in mc["rounds"]:
+        parts.append(line(str(x["round"] + 1), x))
+    parts.append(line("mean", mc["overall"]))
+    if mc["open_cpu"]:
+        parts.append("\nCPU µs per request in the open-loop runs (same rates for both, means over rounds):\n\n"
+                     + head(["rate /s", "CPU µs/req on", "CPU µs/req off", "on / off"]) + "\n")
+        for o in mc["open_cpu"]:
+            parts.append(row([f"{o['rate']:.0f}", x1(o["on"]), x1(o["off"]), f"{o['ratio']:.3f}" if o["ratio"] else "–"]) + "\n")
+    return "".join(parts)
 
 
 def micro_section(mi):
@@ -192,7 +227,7 @@ targets alike. Per run:
   non-streaming; successful requests per second.
 - **Non-streaming latency**: open loop at fixed rates {', '.join(f'{r:.0f}' for r in t['rates'])} req/s
   (10/25/50/100 % of the closed-loop throughput of the slowest of nginx, the pass-through and
-  sluice in round 1; the last saturates it), at most 1024 in flight (later
+  sluice with metrics on and off in round 1; the last saturates it), at most 1024 in flight (later
   arrivals are dropped and counted), 5 s timeout. Latency is measured from each request's
   *intended* send time, so queueing in an overloaded target shows up in full.
 - **Streaming**: open loop, {res['stream_rate']} streams/s, `{'`, `'.join(res['stream_headers'])}` (67 SSE
@@ -258,6 +293,8 @@ targets alike. Per run:
         s = t["stream"][n]
         parts.append(row([LABEL[n], f"{s['ok']} / {s['errors']} / {s['cut']}", us(s["ttft50"]), us(s["ttft99"]), us(s["attft99"]),
                           us(s["gap50"]), us(s["gap99"]), us(s["agap99"]), f"{s['ev_min']}–{s['ev_max']}", us(s["cpu"])]) + "\n")
+    parts.append("\n## Cost of per-request metrics\n\n")
+    parts.append(metrics_cost_section(t.get("metrics_cost")))
     parts.append("\n## Memory per open idle stream\n\n")
     if t["memory"]:
         parts.append("Fewer streams held upstream than opened means the target queued the rest "
@@ -303,24 +340,24 @@ targets alike. Per run:
 
 def console(res, t):
     lines = ["added latency vs direct (µs), non-streaming open loop:",
-             f"{'rate/s':>8}  {'target':<24}{'p50':>11}{'p99':>11}{'p99.9':>11}{'p99 sluice/nginx':>18}"]
+             f"{'rate/s':>8}  {'target':<32}{'p50':>11}{'p99':>11}{'p99.9':>11}{'p99 sluice/nginx':>18}"]
     for rate in t["rates"]:
         for n in t["targets"]:
             o = t["open"][(rate, n)]
             if n == "direct" or not o["runs"]:
                 continue
             r = ratio(t["open"].get((rate, "sluice"), {}).get("a99"), t["open"].get((rate, "nginx"), {}).get("a99"))
-            lines.append(f"{rate:>8.0f}  {LABEL[n]:<24}{us(o['a50']):>11}{us(o['a99']):>11}{us(o['a999']):>11}"
+            lines.append(f"{rate:>8.0f}  {LABEL[n]:<32}{us(o['a50']):>11}{us(o['a99']):>11}{us(o['a999']):>11}"
                          f"{x2(r) if n == 'sluice' else '':>18}")
     lines.append("")
     c = t["closed"]
-    lines.append(f"{'target':<24}{'max req/s':>10}{'added p99 µs @ ' + str(int(headline_rate(t) or 0)) + '/s':>26}{'added TTFT p99':>16}{'KiB/stream':>12}")
+    lines.append(f"{'target':<32}{'max req/s':>10}{'added p99 µs @ ' + str(int(headline_rate(t) or 0)) + '/s':>26}{'added TTFT p99':>16}{'KiB/stream':>12}")
     rate = headline_rate(t)
     for n in t["targets"]:
         o = t["open"].get((rate, n), {})
         m = t["memory"].get(n)
         kib = "–" if not m or m["bytes_per_stream"] is None else f"{m['bytes_per_stream'] / 1024:.1f}"
-        lines.append(f"{LABEL[n]:<24}{us(c[n]['rps']):>10}{us(o.get('a99')):>26}{us(t['stream'][n]['attft99']):>16}{kib:>12}")
+        lines.append(f"{LABEL[n]:<32}{us(c[n]['rps']):>10}{us(o.get('a99')):>26}{us(t['stream'][n]['attft99']):>16}{kib:>12}")
     for name, value, verdict in verdicts(t):
         lines.append(f"  {verdict:<12} {name}: {value}")
     return "\n".join(lines)

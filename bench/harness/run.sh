@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The side-by-side benchmark: one command that builds the binaries, installs nginx (Debian) and
 # LiteLLM (PyPI, into target/bench-venv) when missing, runs every scenario interleaved across
-# direct / nginx / LiteLLM / sluice-passthrough / sluice, and regenerates BENCHMARKS.md.
+# direct / nginx / LiteLLM / sluice-passthrough / sluice / sluice with per-request metrics off,
+# and regenerates BENCHMARKS.md.
 #   bench/harness/run.sh            full run (under 15 minutes including installs)
 #   bench/harness/run.sh --quick    short durations, to validate the harness (~3 minutes)
 # Extra flags go to bench/harness/harness.py (e.g. --targets direct,nginx --skip-memory).

@@ -1,5 +1,6 @@
 """Starting and stopping what the harness measures: the mock provider and the targets in
-front of it (direct, nginx, LiteLLM, sluice-passthrough, sluice with governance on).
+front of it (direct, nginx, LiteLLM, sluice-passthrough, sluice with governance on, and the same
+sluice with its per-request metrics off).
 
 Every process binds to 127.0.0.1 on a port picked at start, writes its log into the run
 directory and is stopped by its own pid when the run ends.
@@ -220,8 +221,11 @@ def start_passthrough(bin_dir, run_dir, mock_port, extra=()):
 KEY_LINE = re.compile(r"^\s+(sk-\S+)\s*$", re.M)
 
 
-def start_sluice(bin_dir, run_dir, mock_port):
-    """sluice with governance on; returns (target, why-not). The key is never printed."""
+def start_sluice(bin_dir, run_dir, mock_port, name="sluice", request_metrics=True):
+    """sluice with governance on; returns (target, why-not). The key is never printed.
+
+    `request_metrics=False` (target `sluice-nometrics`) writes `[metrics] requests = false` and
+    changes nothing else, so the pair measures what recording the per-request series costs."""
     exe = f"{bin_dir}/sluice-proxy"
     out = subprocess.run([exe, "keys", "new", "--org", "bench"], capture_output=True, text=True)
     m = KEY_LINE.search(out.stdout)
@@ -229,7 +233,9 @@ def start_sluice(bin_dir, run_dir, mock_port):
     if out.returncode != 0 or not m or entry_at < 0:
         return None, "sluice-proxy keys new failed"
     key, entry = m.group(1), out.stdout[entry_at:]
-    prefix = os.path.join(run_dir, "sluice")
+    # Its own directory, so two sluices (metrics on and off) never share a pid file, an upgrade
+    # socket or a usage file.
+    prefix = os.path.join(run_dir, name)
     os.makedirs(prefix, exist_ok=True)
     port = procs.free_port()
     conf = render(
@@ -240,13 +246,16 @@ def start_sluice(bin_dir, run_dir, mock_port):
             "LISTEN": f"127.0.0.1:{port}",
             "MOCK": f"127.0.0.1:{mock_port}",
             "USAGE": os.path.join(prefix, "usage.jsonl"),
+            "REQUEST_METRICS": "true" if request_metrics else "false",
             "KEY_ENTRY": entry,
         },
     )
     env = dict(os.environ)
     env.setdefault("RUST_LOG", "warn")
-    proc, why = launch("sluice-proxy", [exe, "--config", conf], os.path.join(run_dir, "sluice.log"), port, 20, env=env)
+    proc, why = launch("sluice-proxy", [exe, "--config", conf], os.path.join(run_dir, f"{name}.log"), port, 20, env=env)
     if not proc:
         return None, why
-    note = "2 threads, auth + limits + metering to a file"
-    return Target("sluice", "sluice (governance on)", port, proc, note, key), ""
+    if request_metrics:
+        return Target(name, "sluice (governance on)", port, proc, "2 threads, auth + limits + metering to a file", key), ""
+    note = "as sluice, with `[metrics] requests = false` (no per-request series)"
+    return Target(name, "sluice, per-request metrics off", port, proc, note, key), ""

@@ -126,6 +126,47 @@ class ReportTest(unittest.TestCase):
         self.assertIn("not installed", doc)
         self.assertIn("123 records", doc)
 
+    def test_metrics_cost_compares_on_and_off_per_round_and_overall(self):
+        res = results()
+        # Metrics off: 5000 then 4800 req/s with 0.05 s of CPU per 1000 requests (on: 4800 both
+        # rounds, 0.06 s), p99 1500 µs; and 40 µs/req at the open-loop rates (on: none measured).
+        for rnd, rps in ((0, 5000), (1, 4800)):
+            res["runs"].append(run("sluice-nometrics", "closed", rps, 200, 1500, 3000, rnd, cpu_s=0.05))
+            for rate in (100.0, 200.0):
+                res["runs"].append(run("sluice-nometrics", "open", rate, 170, 1300, 2800, rnd, rate, cpu_s=0.04))
+        res["targets"].append(dict(name="sluice-nometrics", label="", command="", note=""))
+        t = report.tables(res)
+        self.assertEqual(t["targets"][-2:], ["sluice", "sluice-nometrics"])
+        mc = t["metrics_cost"]
+        self.assertEqual([x["round"] for x in mc["rounds"]], [0, 1])
+        self.assertAlmostEqual(mc["rounds"][0]["rps_ratio"], 4800 / 5000)
+        self.assertAlmostEqual(mc["rounds"][1]["rps_ratio"], 1.0)
+        self.assertAlmostEqual(mc["rounds"][0]["cpu_ratio"], 60 / 50)
+        self.assertEqual(mc["rounds"][0]["off"]["p99"], 1500)
+        # Overall: the ratio of the means, 4800 / 4900.
+        self.assertAlmostEqual(mc["overall"]["rps_ratio"], 4800 / 4900)
+        self.assertEqual([(o["rate"], o["on"], o["off"]) for o in mc["open_cpu"]], [(100.0, None, 40.0), (200.0, None, 40.0)])
+        v = {name: (value, verdict) for name, value, verdict in report_text.verdicts(t)}
+        # 0.98 × is within the 3 %.
+        self.assertEqual(v["per-request metrics: closed-loop throughput on ≥ 0.97 × off"], ("0.98 ×", "met"))
+        doc = report.render(res)
+        section = doc[doc.index("## Cost of per-request metrics"):doc.index("## Memory per open idle stream")]
+        self.assertIn("| 1 | 4,800 | 5,000 | 0.960 | 60.0 | 50.0 | 1.200 | 1,600 | 1,500 |", section)
+        self.assertIn("| mean | 4,800 | 4,900 | 0.980 |", section)
+        self.assertIn("| 200 | – | 40.0 | – |", section)
+
+        # Below 0.97 × is reported as not met, not hidden.
+        for r in res["runs"]:
+            if r["target"] == "sluice-nometrics" and r["scenario"] == "closed":
+                r["report"]["throughput"]["requests_per_s"] = 5200
+        v = {name: verdict for name, _, verdict in report_text.verdicts(report.tables(res))}
+        self.assertEqual(v["per-request metrics: closed-loop throughput on ≥ 0.97 × off"], "**not met**")
+
+    def test_metrics_cost_needs_both_targets(self):
+        t = report.tables(results())
+        self.assertIsNone(t["metrics_cost"])
+        self.assertIn("Not run (needs targets `sluice` and `sluice-nometrics`)", report.render(results()))
+
 
 if __name__ == "__main__":
     unittest.main()

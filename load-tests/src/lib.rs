@@ -1,13 +1,14 @@
 //! Harness for the bounded end-to-end scenarios in `tests/`: the real `sluice-proxy` and
-//! `sluice-control` binaries of this workspace's release build, a throwaway Postgres, and a load
-//! driver. Each process reports readiness on stderr; nothing here waits by sleeping, except the
-//! bounded polls of an observable figure in [`wait_for`]. Processes, Postgres and polls are
-//! `sluice_test_support`'s.
+//! `sluice-control` binaries of this workspace's release build, a throwaway Postgres, a load
+//! driver, and a PromQL scanner for the dashboard and alert checks. Each process reports
+//! readiness on stderr; nothing here waits by sleeping, except the bounded polls of an observable
+//! figure in [`wait_for`]. Processes, Postgres and polls are `sluice_test_support`'s.
 #![allow(clippy::unwrap_used, clippy::expect_used, reason = "test code")]
 #![allow(clippy::panic, reason = "test code: a panic fails the test")]
 
 pub mod ledger;
 pub mod load;
+pub mod promql;
 pub mod proxy;
 
 use std::future::Future;

@@ -58,11 +58,16 @@ impl Prometheus {
     /// second and evaluating `rule_files` every second, and waits until it says it is ready.
     /// `None` when Prometheus is not installed (see [`tool`]).
     pub async fn start(job: &str, targets: &[&str], rule_files: &[&Path]) -> Option<Self> {
+        Self::start_jobs(&[(job, targets)], rule_files).await
+    }
+
+    /// [`Prometheus::start`] with several scrape jobs, each `(job name, its targets)`: rules
+    /// and dashboards select a service by its job (`up{job="sluice-control"}`).
+    pub async fn start_jobs(jobs: &[(&str, &[&str])], rule_files: &[&Path]) -> Option<Self> {
         let binary = tool("prometheus")?;
         let dir = tempfile::tempdir().expect("prometheus temp dir");
         let config = dir.path().join("prometheus.yml");
-        std::fs::write(&config, config_text(job, targets, rule_files))
-            .expect("write prometheus.yml");
+        std::fs::write(&config, config_text(jobs, rule_files)).expect("write prometheus.yml");
         for _ in 0..TRIES {
             let addr = free_loopback_addr();
             let mut cmd = Command::new(&binary);
@@ -210,24 +215,32 @@ fn free_loopback_addr() -> String {
 
 /// The generated `prometheus.yml` (JSON strings are valid YAML scalars, so paths and targets need
 /// no YAML escaping of their own).
-fn config_text(job: &str, targets: &[&str], rule_files: &[&Path]) -> String {
+fn config_text(jobs: &[(&str, &[&str])], rule_files: &[&Path]) -> String {
     let quote = |s: &str| Value::from(s).to_string();
     let rules: Vec<String> = rule_files
         .iter()
         .map(|p| format!("  - {}\n", quote(&p.display().to_string())))
         .collect();
-    let targets: Vec<String> = targets.iter().map(|t| quote(t)).collect();
+    let jobs: Vec<String> = jobs
+        .iter()
+        .map(|(job, targets)| {
+            let targets: Vec<String> = targets.iter().map(|t| quote(t)).collect();
+            format!(
+                "  - job_name: {}\n    static_configs:\n      - targets: [{}]\n",
+                quote(job),
+                targets.join(", ")
+            )
+        })
+        .collect();
     format!(
         "global:\n  scrape_interval: 1s\n  scrape_timeout: 1s\n  evaluation_interval: 1s\n\
-         rule_files:\n{rules}\
-         scrape_configs:\n  - job_name: {job}\n    static_configs:\n      - targets: [{targets}]\n",
+         rule_files:\n{rules}scrape_configs:\n{jobs}",
         rules = if rules.is_empty() {
             "  []\n".to_string()
         } else {
             rules.concat()
         },
-        job = quote(job),
-        targets = targets.join(", "),
+        jobs = jobs.concat(),
     )
 }
 
@@ -237,10 +250,23 @@ mod tests {
 
     #[test]
     fn the_config_names_targets_and_rules() {
-        let text = config_text("sluice", &["127.0.0.2:9"], &[Path::new("/x/alerts.yml")]);
+        let text = config_text(
+            &[
+                ("sluice", &["127.0.0.2:9", "127.0.0.3:9"]),
+                ("sluice-control", &["127.0.0.4:9"]),
+            ],
+            &[Path::new("/x/alerts.yml")],
+        );
         assert!(text.contains("scrape_interval: 1s"), "{text}");
         assert!(text.contains("  - \"/x/alerts.yml\"\n"), "{text}");
-        assert!(text.contains("job_name: \"sluice\""), "{text}");
-        assert!(text.contains("targets: [\"127.0.0.2:9\"]"), "{text}");
+        assert!(
+            text.contains(
+                "  - job_name: \"sluice\"\n    static_configs:\n      \
+                 - targets: [\"127.0.0.2:9\", \"127.0.0.3:9\"]\n  \
+                 - job_name: \"sluice-control\"\n    static_configs:\n      \
+                 - targets: [\"127.0.0.4:9\"]\n"
+            ),
+            "{text}"
+        );
     }
 }

@@ -113,7 +113,10 @@ fn main() -> ExitCode {
             upgrade: cli.run.upgrade,
         }),
         Command::Check => config::load(&cli.run.config, &ProcessEnv)
-            .map(|_| println!("{}: ok", cli.run.config.display()))
+            .map(|snap| {
+                println!("{}: ok", cli.run.config.display());
+                print!("{}", snap.explain());
+            })
             .map_err(|e| e.to_string()),
         Command::Keys {
             command:

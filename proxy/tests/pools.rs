@@ -39,6 +39,18 @@ async fn send(s: &Sluice, model: &str) -> u16 {
         .as_u16()
 }
 
+/// [`send`] within a session (`x-sluice-session`).
+async fn send_in(s: &Sluice, session: &str) -> u16 {
+    s.openai_post("/v1/chat/completions")
+        .header("x-sluice-session", session)
+        .json(&chat("pooled", false))
+        .send()
+        .await
+        .unwrap()
+        .status()
+        .as_u16()
+}
+
 /// The next `n` usage records.
 async fn records(s: &mut Sluice, n: usize) -> Vec<serde_json::Value> {
     let mut out = Vec::with_capacity(n);
@@ -455,4 +467,47 @@ targets = [{{ provider = "us" }}, {{ provider = "eu-down" }}]
         .unwrap();
     assert_eq!(beta.status(), 200);
     assert_eq!(us.requests().len(), 1);
+}
+
+#[tokio::test]
+async fn session_affinity_keeps_a_session_on_its_endpoint_until_it_fails() {
+    let (a, b) = (mock().await, mock().await);
+    let extra = format!(
+        r#"
+[[providers]]
+name = "gpu"
+kind = "openai"
+endpoints = ["{}", "{}"]
+auth = "none"
+health = {{ eject_after = 1, backoff = "1h" }}
+
+[[models]]
+name = "pooled"
+provider = "gpu"
+affinity = true
+"#,
+        url(a.addr()),
+        url(b.addr())
+    );
+    let mut s = Sluice::start_with(|c| c.extra = extra).await;
+    // Many sessions spread over both endpoints; each stays where it started.
+    let mut home = std::collections::HashMap::new();
+    for round in 0..3 {
+        for session in 0..30 {
+            assert_eq!(send_in(&s, &format!("s{session}")).await, 200);
+            let endpoint = s.next_record().await["endpoint"].clone();
+            let first = home.entry(session).or_insert_with(|| endpoint.clone());
+            assert_eq!(*first, endpoint, "session {session} moved in round {round}");
+        }
+    }
+    let on_a = home.values().filter(|e| **e == url(a.addr())).count();
+    assert!(on_a > 0 && on_a < 30, "30 sessions all on one endpoint");
+    // Endpoint a goes away: its sessions move to b (the first after one failover), b's stay.
+    let a_addr = url(a.addr());
+    drop(a);
+    for session in 0..30 {
+        assert_eq!(send_in(&s, &format!("s{session}")).await, 200);
+        assert_eq!(s.next_record().await["endpoint"], url(b.addr()));
+    }
+    assert!(home.values().any(|e| *e == a_addr));
 }

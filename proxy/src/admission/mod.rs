@@ -162,6 +162,10 @@ pub async fn admit(
     let alias = body_model.as_deref().filter(|m| *m != model);
     ctx.upstream_model = Some(alias.unwrap_or(model).to_string());
     ctx.upstream.allowed = reach.mask;
+    if route.pool.policy.affinity {
+        let session = ctx.tags.session.as_deref().or(ctx.tags.user.as_deref());
+        ctx.upstream.affinity = session.map(|s| crate::routing::hash::of(s.as_bytes()));
+    }
     ctx.upstream.requested = model.into();
     ctx.upstream.tokens = governance::estimate_input(ctx.bytes_in)
         + fields.max_output().unwrap_or(route.max_output_tokens);

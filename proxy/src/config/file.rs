@@ -184,6 +184,10 @@ pub struct ModelSection {
     /// Extra attempts allowed, as a fraction of requests over the last 10 seconds (default
     /// 0.2), besides a floor of 10 per second.
     pub retry_budget: Option<f64>,
+    /// Keep requests of one session (`x-sluice-session`, else `x-sluice-user` or the body's
+    /// `user`) on one endpoint while it is healthy and not overloaded, so its prompt cache is
+    /// reused (default false).
+    pub affinity: Option<bool>,
     /// Model name sent upstream; defaults to the requested name.
     pub upstream_model: Option<String>,
     /// Output tokens reserved against token limits when a request sets no `max_tokens`

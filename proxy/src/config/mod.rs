@@ -6,6 +6,7 @@
 
 pub mod conn;
 pub mod endpoints;
+mod explain;
 pub mod file;
 mod governance;
 pub mod ledger;

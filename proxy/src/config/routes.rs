@@ -100,5 +100,6 @@ fn policy(m: &ModelSection, ctx: &str) -> Result<Policy, ConfigError> {
         max_attempts,
         retry_on,
         retry_ratio,
+        affinity: m.affinity.unwrap_or(false),
     })
 }

@@ -94,6 +94,19 @@ provider = "us"
     let us_only = snap.reach("eu-org", snap.route("us-only").unwrap());
     assert_eq!(us_only.mask, 0);
     assert!(us_only.out_of_region);
+    let explained = snap.explain();
+    assert!(
+        explained.contains("reachable by: anywhere (3 targets), eu-org (1 targets)"),
+        "{explained}"
+    );
+    assert!(
+        explained.contains("not reachable by: eu-org (no target in its region)"),
+        "{explained}"
+    );
+    assert!(
+        explained.contains("priority 0 weight 1: eu http://127.0.0.3:9/v1 (region eu"),
+        "{explained}"
+    );
 }
 
 #[test]

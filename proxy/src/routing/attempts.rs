@@ -35,6 +35,8 @@ pub struct Attempts {
     /// endpoint of each attempt while it runs.
     pub tokens: u64,
     current: Option<Current>,
+    /// The session's hash, when the route keeps sessions on one endpoint.
+    pub affinity: Option<u64>,
     /// The model name the client asked for.
     pub requested: Arc<str>,
     /// The model name the upstream body carries now (`None`: the requested one).
@@ -54,7 +56,13 @@ impl Attempts {
         now_ms: u64,
     ) -> Result<usize, NoTarget> {
         self.current = None;
-        let picked = balance::pick(pool, self.allowed & !self.tried, registry, now_ms)?;
+        let picked = balance::pick(
+            pool,
+            self.allowed & !self.tried,
+            registry,
+            now_ms,
+            self.affinity,
+        )?;
         self.tried |= 1 << picked.index;
         self.count += 1;
         if self.count == 1 {

@@ -55,7 +55,14 @@ pub struct Picked {
 
 /// Picks among the targets in `mask`. Allocation-free: a route has at most 64 targets, whose
 /// indices fit a stack array.
-pub fn pick(pool: &Pool, mask: u64, registry: &Registry, now_ms: u64) -> Result<Picked, NoTarget> {
+/// `affinity`: the request's session hash, when the route keeps sessions on one endpoint.
+pub fn pick(
+    pool: &Pool,
+    mask: u64,
+    registry: &Registry,
+    now_ms: u64,
+    affinity: Option<u64>,
+) -> Result<Picked, NoTarget> {
     let mut soonest: Option<u64> = None;
     let targets = &pool.targets;
     let mut at = 0;
@@ -84,7 +91,10 @@ pub fn pick(pool: &Pool, mask: u64, registry: &Registry, now_ms: u64) -> Result<
             }
         }
         if n > 0 {
-            let index = choose(pool, &healthy[..n], registry, now_ms);
+            let healthy = &healthy[..n];
+            let index = affinity
+                .and_then(|key| sticky(pool, healthy, registry, key))
+                .unwrap_or_else(|| choose(pool, healthy, registry, now_ms));
             return Ok(Picked {
                 index,
                 probe: false,
@@ -120,6 +130,28 @@ pub fn available(pool: &Pool, mask: u64, registry: &Registry, now_ms: u64) -> Re
         },
         None => NoTarget::Exhausted,
     })
+}
+
+/// Load bound of session affinity: an endpoint keeps its sessions while it has at most this
+/// factor times the average requests in flight (consistent hashing with bounded loads,
+/// Mirrokni, Thorup and Zadimoghaddam, 2018).
+const AFFINITY_LOAD_FACTOR: f64 = 1.25;
+
+/// The session's endpoint: highest rendezvous score among the healthy ones (so a session moves
+/// only when its endpoint leaves, and only its sessions move), skipping any over the load
+/// bound. `None` only when every endpoint is over it, which the bound makes impossible.
+fn sticky(pool: &Pool, healthy: &[usize], registry: &Registry, key: u64) -> Option<usize> {
+    let targets = &pool.targets;
+    let load = |i: usize| f64::from(targets[i].state(registry).outstanding());
+    let total: f64 = healthy.iter().map(|&i| load(i)).sum();
+    let bound = (AFFINITY_LOAD_FACTOR * (total + 1.0) / healthy.len() as f64).ceil();
+    let mut ranked = [(0u64, 0usize); super::MAX_TARGETS];
+    for (slot, &i) in ranked.iter_mut().zip(healthy) {
+        *slot = (super::hash::mix(key, targets[i].hash), i);
+    }
+    let ranked = &mut ranked[..healthy.len()];
+    ranked.sort_unstable_by_key(|r| std::cmp::Reverse(r.0));
+    ranked.iter().map(|&(_, i)| i).find(|&i| load(i) < bound)
 }
 
 fn choose(pool: &Pool, healthy: &[usize], registry: &Registry, now_ms: u64) -> usize {

@@ -8,6 +8,7 @@ pub mod attempts;
 pub mod balance;
 pub mod budget;
 pub mod endpoint;
+pub mod hash;
 
 pub use attempts::Attempts;
 pub use balance::{Balance, NoTarget};
@@ -36,6 +37,8 @@ pub struct Target {
     pub weight: u32,
     /// Lower is tried first.
     pub priority: u32,
+    /// Hash of `provider|endpoint`, for session affinity's rendezvous scores.
+    pub hash: u64,
     /// Bound to the registry's state on first use (one lookup per target and snapshot).
     state: OnceLock<Arc<EndpointState>>,
 }
@@ -48,7 +51,9 @@ impl Target {
         weight: u32,
         priority: u32,
     ) -> Self {
+        let id = format!("{}|{}", provider.name, provider.endpoints[endpoint].id);
         Self {
+            hash: hash::of(id.as_bytes()),
             provider,
             endpoint,
             upstream_model,
@@ -75,6 +80,9 @@ pub struct Policy {
     pub max_attempts: u32,
     pub retry_on: Vec<u16>,
     pub retry_ratio: f64,
+    /// Keep a session (`x-sluice-session`, else the user) on one endpoint while it is healthy
+    /// and not overloaded.
+    pub affinity: bool,
 }
 
 impl Default for Policy {
@@ -84,6 +92,7 @@ impl Default for Policy {
             max_attempts: 3,
             retry_on: DEFAULT_RETRY_ON.to_vec(),
             retry_ratio: 0.2,
+            affinity: false,
         }
     }
 }

@@ -4,7 +4,8 @@
 use std::io;
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::sync::{Arc, RwLock};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use axum::body::{to_bytes, Body};
@@ -36,6 +37,9 @@ struct Shared {
     replay_dir: RwLock<Option<PathBuf>>,
     /// Headers every request is handled as if it carried (unless it carries them itself).
     defaults: RwLock<HeaderMap>,
+    /// Whether accepted connections are kept (as duplicated sockets) for [`MockProvider::kill`].
+    killable: AtomicBool,
+    connections: Mutex<Vec<std::net::TcpStream>>,
 }
 
 /// A running mock provider. Dropping it stops accepting new connections.
@@ -70,16 +74,27 @@ impl MockProvider {
             recorder: Arc::clone(&recorder),
             replay_dir: RwLock::new(None),
             defaults: RwLock::new(HeaderMap::new()),
+            killable: AtomicBool::new(false),
+            connections: Mutex::new(Vec::new()),
         });
+        let tracker = Arc::clone(&shared);
         let app = Router::new()
             .route("/mock/requests", get(list_requests))
             .route("/mock/reset", post(reset_requests))
             .fallback(handle)
             .with_state(Arc::clone(&shared));
         // Nagle's algorithm would hold back small SSE events and distort latency numbers.
-        let listener = listener.tap_io(|tcp| {
+        let listener = listener.tap_io(move |tcp| {
             if let Err(err) = tcp.set_nodelay(true) {
                 tracing::warn!(%err, "could not set TCP_NODELAY");
+            }
+            if tracker.killable.load(Ordering::Relaxed) {
+                use std::os::fd::AsFd as _;
+                if let Ok(fd) = tcp.as_fd().try_clone_to_owned() {
+                    if let Ok(mut all) = tracker.connections.lock() {
+                        all.push(std::net::TcpStream::from(fd));
+                    }
+                }
             }
         });
         let task = tokio::spawn(async move {
@@ -118,6 +133,23 @@ impl MockProvider {
         }
         if let Ok(mut slot) = self.shared.defaults.write() {
             *slot = map;
+        }
+    }
+
+    /// Keeps every connection accepted from now on, so that [`kill`](Self::kill) can cut it.
+    /// Off by default: a long benchmark would otherwise hold every socket it ever accepted.
+    pub fn set_killable(&self) {
+        self.shared.killable.store(true, Ordering::Relaxed);
+    }
+
+    /// Dies as a crashed process would: stops accepting and cuts every kept connection, with
+    /// the requests and streams on them (see [`set_killable`](Self::set_killable)).
+    pub fn kill(self) {
+        self.task.abort();
+        if let Ok(mut all) = self.shared.connections.lock() {
+            for conn in all.drain(..) {
+                let _ = conn.shutdown(std::net::Shutdown::Both);
+            }
         }
     }
 

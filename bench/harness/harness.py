@@ -2,9 +2,10 @@
 
 Starts the mock provider and every target in front of it, then runs each scenario on every
 target in turn (A B C D E, then E D C B A in the next round, so drift hits all alike) with the
-same load, reading the proxy's RSS and CPU time from /proc around each run. Raw sluice-load
-reports and results.json go to target/bench-results/<run>/; report.py turns results.json into
-BENCHMARKS.md.
+same load, reading the proxy's RSS and CPU time from /proc around each run. Then the
+upstream-pool scenario (pool.py: sluice with three mock endpoints against one; `--skip-pool`
+leaves it out). Raw sluice-load reports and results.json go to target/bench-results/<run>/;
+report.py turns results.json into BENCHMARKS.md.
 """
 
 import argparse
@@ -18,6 +19,7 @@ import sys
 import time
 
 import micro
+import pool
 import procs
 import report
 import targets as tg
@@ -202,6 +204,9 @@ def main():
     ap.add_argument("--skip-micro", action="store_true", help="skip the criterion and allocation-count micro-benchmarks")
     ap.add_argument("--memory-only", action="store_true", help="only the memory-per-stream scenario")
     ap.add_argument("--mem-streams", type=int, help="streams for the memory scenario (default 9000, quick 500)")
+    ap.add_argument("--skip-pool", action="store_true", help="skip the upstream-pool scenario (sluice with 3 mock endpoints vs 1)")
+    ap.add_argument("--pool-balance", default="least_outstanding", choices=pool.BALANCES,
+                    help="the pooled model's balance in the upstream-pool scenario")
     ap.add_argument("--passthrough-args", default="", help="extra sluice-passthrough flags (tuning experiments)")
     ap.add_argument("--notes", help="markdown appended to BENCHMARKS.md (default bench/harness/notes.md for a full run)")
     ap.add_argument("--out", help="BENCHMARKS.md to write (default: the repo's for a full run, the run dir's for --quick)")
@@ -263,6 +268,13 @@ def main():
         usage_lines = count_lines(os.path.join(run_dir, "sluice", "usage.jsonl"))
     finally:
         stop_all(started_procs)
+    # Its own processes, started once the others have stopped, so the two sluices and three
+    # mocks share the cores only with the generator.
+    pool_res = None
+    if not (args.memory_only or args.skip_pool):
+        log(f"upstream pool: sluice with {pool.ENDPOINTS} mock endpoints against 1")
+        closed = ["--clients", str(CLOSED_CLIENTS), "--duration", prof["duration"], "--timeout", "10s"]
+        pool_res = pool.run(bench, args, run_dir, prof, closed, log)
     # After every target has stopped, so the micro-benchmarks have the cores to themselves.
     micro_res = None if args.memory_only or args.skip_micro else micro.run(args.root, args.quick, log)
     finished = datetime.datetime.now(datetime.timezone.utc)
@@ -272,7 +284,7 @@ def main():
         closed_clients=CLOSED_CLIENTS, stream_rate=STREAM_RATE, stream_headers=STREAM_HEADERS,
         rates=rates, machine=machine(), load_after=procs.loadavg(), skipped=skipped,
         targets=[dict(name=t.name, label=t.label, command=t.command, note=t.note) for t in tlist],
-        runs=bench.runs, memory=memory, micro=micro_res, sluice_usage_records=usage_lines, run_dir=run_dir,
+        runs=bench.runs, memory=memory, micro=micro_res, pool=pool_res, sluice_usage_records=usage_lines, run_dir=run_dir,
         command="bench/harness/run.sh" + (" --quick" if args.quick else ""),
     )
     with open(os.path.join(run_dir, "results.json"), "w") as f:

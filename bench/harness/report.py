@@ -113,6 +113,7 @@ def tables(res):
             cpu=avg(res, "stream", t, None, cpu_us_per_req),
         )
     out["metrics_cost"] = metrics_cost(res, ts, out["rates"])
+    out["pool"] = pool_tables(res)
     out["memory"] = {m["target"]: m for m in res.get("memory", [])}
     out["micro"] = res.get("micro")
     return out
@@ -145,6 +146,52 @@ def metrics_cost(res, ts, rates):
         a, b = avg(res, "open", on, rate, cpu_us_per_req), avg(res, "open", off, rate, cpu_us_per_req)
         open_cpu.append(dict(rate=rate, on=a, off=b, ratio=ratio(a, b)))
     return dict(rounds=rounds, overall=overall, open_cpu=open_cpu)
+
+
+POOL_TARGETS = ("pool-1", "pool-3")
+
+
+def pool_tables(res):
+    """The upstream-pool scenario (pool.py): per round and mean over rounds, closed-loop req/s,
+    latency percentiles and CPU per request of sluice and of the mocks, for sluice with one
+    endpoint and with three; and the share of pool-3's usage records each endpoint served.
+    None when the scenario did not run; {"skipped": why} when it could not start."""
+    meta = res.get("pool")
+    if not meta:
+        return None
+    if meta.get("skipped"):
+        return dict(skipped=meta["skipped"])
+
+    def closed(r):
+        ok = r["report"]["ok"]
+        return dict(
+            rps=r["report"]["throughput"]["requests_per_s"], p50=pct(r, "total", "p50"), p99=pct(r, "total", "p99"),
+            p999=pct(r, "total", "p99_9"), cpu=cpu_us_per_req(r),
+            mock_cpu=r["mock_cpu_s"] * 1e6 / ok if "mock_cpu_s" in r and ok else None,
+            errors=r["report"]["errors"]["total"],
+        )
+
+    rows = {t: [dict(round=r["round"], **closed(r)) for r in runs_of(res, "pool", t)] for t in POOL_TARGETS}
+    means = {}
+    for t, rs in rows.items():
+        means[t] = {k: mean([x[k] for x in rs]) for k in ("rps", "p50", "p99", "p999", "cpu", "mock_cpu")}
+        means[t]["errors"] = sum(x["errors"] for x in rs)
+    eps = meta["endpoints"]
+
+    def shares(runs):
+        total = sum(r.get("pool_records", 0) for r in runs)
+        counts = [sum(r.get("pool_endpoints", {}).get(e, 0) for r in runs) for e in eps]
+        return dict(records=total, counts=counts, shares=[c / total if total else None for c in counts],
+                    retried=sum(r.get("pool_retried", 0) for r in runs))
+
+    pooled = [r for r in runs_of(res, "pool", "pool-3") if "pool_records" in r]
+    share_rows = [dict(round=r["round"], **shares([r])) for r in pooled]
+    a, b = means["pool-3"], means["pool-1"]
+    return dict(
+        endpoints=eps, balance=meta.get("balance"), rows=rows, means=means, share_rows=share_rows,
+        shares=shares(pooled), rps_ratio=ratio(a["rps"], b["rps"]), cpu_ratio=ratio(a["cpu"], b["cpu"]),
+        p99_ratio=ratio(a["p99"], b["p99"]),
+    )
 
 
 def render(res):

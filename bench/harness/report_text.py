@@ -130,6 +130,56 @@ def metrics_cost_section(mc):
     return "".join(parts)
 
 
+POOL_LABEL = {"pool-1": "1 endpoint", "pool-3": "3 endpoints"}
+
+
+def share(x):
+    return "–" if x is None else f"{x * 100:.1f} %"
+
+
+def pool_section(p):
+    """sluice with three mock endpoints behind one pooled model against one endpoint."""
+    if p is None:
+        return "Not run (`--skip-pool`, `--memory-only`).\n"
+    if p.get("skipped"):
+        return f"**Skipped**: {p['skipped']}\n"
+    n = len(p["endpoints"])
+    parts = [f"sluice fronting {n} mock processes (each on its own loopback port) through one model whose provider "
+             f"has `endpoints = [...]` and `balance = \"{p['balance']}\"`, against the same sluice config with "
+             "`base_url` = mock 1 (one endpoint). Same closed loop as \"Max throughput\", the two run back to back in "
+             "each round, order reversed in the next; all three mocks run throughout. CPU µs/req is sluice's own, "
+             "\"mocks CPU\" the three mocks' together. No timing is asserted; this measures what the pool costs "
+             "and how it spreads load, on 2 shared cores where extra mock processes also compete for CPU.\n\n",
+             head(["round", "target", "req/s", "p50 µs", "p99 µs", "p99.9 µs", "sluice CPU µs/req", "mocks CPU µs/req",
+                   "errors"]) + "\n"]
+
+    def line(label, t, x):
+        return row([label, POOL_LABEL[t], us(x["rps"]), us(x["p50"]), us(x["p99"]), us(x["p999"]), x1(x["cpu"]),
+                    x1(x["mock_cpu"]), x["errors"]]) + "\n"
+
+    rounds = sorted({x["round"] for rs in p["rows"].values() for x in rs})
+    for rnd in rounds:
+        for t in ("pool-1", "pool-3"):
+            for x in p["rows"][t]:
+                if x["round"] == rnd:
+                    parts.append(line(str(rnd + 1), t, x))
+    for t in ("pool-1", "pool-3"):
+        parts.append(line("mean", t, p["means"][t]))
+    parts.append(f"\n3 endpoints / 1, means over rounds: req/s {x2(p['rps_ratio'])} ×, p99 {x2(p['p99_ratio'])} ×, "
+                 f"sluice CPU per request {x2(p['cpu_ratio'])} ×.\n")
+    parts.append("\nShare of the 3-endpoint runs' requests each endpoint served, from sluice's usage records "
+                 "(their `endpoint` field), and the records with `attempts` above 1 (failed over):\n\n"
+                 + head(["round", "records"] + [f"mock {i + 1}" for i in range(n)] + ["attempts > 1"]) + "\n")
+    for x in p["share_rows"] + [dict(round=None, **p["shares"])]:
+        label = "all" if x["round"] is None else str(x["round"] + 1)
+        parts.append(row([label, f"{x['records']:,}"] + [f"{share(s)} ({c:,})" for s, c in zip(x["shares"], x["counts"])]
+                         + [x["retried"]]) + "\n")
+    parts.append("\nEndpoints: " + ", ".join(f"mock {i + 1} `{e}`" for i, e in enumerate(p["endpoints"])) + ". "
+                 "There is no slowed-endpoint variant: the mock delays only on request headers, which sluice "
+                 "forwards to every endpoint alike, and `sluice-mock` has no flag for a default delay.\n")
+    return "".join(parts)
+
+
 def micro_section(mi):
     """The micro-benchmarks: criterion means and the allocation counts."""
     if not mi:
@@ -295,6 +345,8 @@ targets alike. Per run:
                           us(s["gap50"]), us(s["gap99"]), us(s["agap99"]), f"{s['ev_min']}–{s['ev_max']}", us(s["cpu"])]) + "\n")
     parts.append("\n## Cost of per-request metrics\n\n")
     parts.append(metrics_cost_section(t.get("metrics_cost")))
+    parts.append("\n## Upstream pool (3 endpoints)\n\n")
+    parts.append(pool_section(t.get("pool")))
     parts.append("\n## Memory per open idle stream\n\n")
     if t["memory"]:
         parts.append("Fewer streams held upstream than opened means the target queued the rest "
@@ -360,4 +412,10 @@ def console(res, t):
         lines.append(f"{LABEL[n]:<32}{us(c[n]['rps']):>10}{us(o.get('a99')):>26}{us(t['stream'][n]['attft99']):>16}{kib:>12}")
     for name, value, verdict in verdicts(t):
         lines.append(f"  {verdict:<12} {name}: {value}")
+    p = t.get("pool")
+    if p and not p.get("skipped"):
+        m1, m3 = p["means"]["pool-1"], p["means"]["pool-3"]
+        lines.append(f"upstream pool: 1 endpoint {us(m1['rps'])} req/s p99 {us(m1['p99'])} µs {x1(m1['cpu'])} µs CPU/req; "
+                     f"3 endpoints {us(m3['rps'])} req/s p99 {us(m3['p99'])} µs {x1(m3['cpu'])} µs CPU/req; shares "
+                     + " / ".join(share(x) for x in p["shares"]["shares"]))
     return "\n".join(lines)

@@ -2,7 +2,8 @@
 # The side-by-side benchmark: one command that builds the binaries, installs nginx (Debian) and
 # LiteLLM (PyPI, into target/bench-venv) when missing, runs every scenario interleaved across
 # direct / nginx / LiteLLM / sluice-passthrough / sluice / sluice with per-request metrics off,
-# and regenerates BENCHMARKS.md.
+# then sluice in front of three mocks through one pooled model against one endpoint (--skip-pool
+# leaves it out), and regenerates BENCHMARKS.md.
 #   bench/harness/run.sh            full run (under 15 minutes including installs)
 #   bench/harness/run.sh --quick    short durations, to validate the harness (~3 minutes)
 # Extra flags go to bench/harness/harness.py (e.g. --targets direct,nginx --skip-memory).

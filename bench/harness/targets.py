@@ -114,12 +114,12 @@ def launch(name, argv, log_path, port, timeout, env=None):
     return proc, ""
 
 
-def start_mock(bin_dir, run_dir):
+def start_mock(bin_dir, run_dir, name="mock"):
     port = procs.free_port()
     proc, why = launch(
         "sluice-mock",
         [f"{bin_dir}/sluice-mock", "--listen", f"127.0.0.1:{port}", "--max-records", "0"],
-        os.path.join(run_dir, "mock.log"),
+        os.path.join(run_dir, f"{name}.log"),
         port,
         15,
     )
@@ -218,14 +218,30 @@ def start_passthrough(bin_dir, run_dir, mock_port, extra=()):
     return Target("passthrough", "sluice-passthrough", port, proc, "bare Pingora 0.9, 2 threads"), ""
 
 
+def upstream_line(mock_port, pool_ports=None):
+    """The provider's upstream: `base_url` for one mock, `endpoints` for a pool of them."""
+    if pool_ports is None:
+        return f'base_url = "{mock_url(mock_port)}"'
+    return "endpoints = [" + ", ".join(f'"{mock_url(p)}"' for p in pool_ports) + "]"
+
+
+def mock_url(port):
+    """A mock's base URL as sluice is configured with it, and as its usage records name the
+    endpoint (`scheme://host/path`)."""
+    return f"http://127.0.0.1:{port}/v1"
+
+
 KEY_LINE = re.compile(r"^\s+(sk-\S+)\s*$", re.M)
 
 
-def start_sluice(bin_dir, run_dir, mock_port, name="sluice", request_metrics=True):
+def start_sluice(bin_dir, run_dir, mock_port, name="sluice", request_metrics=True, pool_ports=None, balance=None):
     """sluice with governance on; returns (target, why-not). The key is never printed.
 
     `request_metrics=False` (target `sluice-nometrics`) writes `[metrics] requests = false` and
-    changes nothing else, so the pair measures what recording the per-request series costs."""
+    changes nothing else, so the pair measures what recording the per-request series costs.
+    `pool_ports` (the upstream-pool scenario, see pool.py) gives the provider one endpoint per
+    mock port instead of `base_url`, and `balance` sets the model's `balance`; everything else
+    is the same config."""
     exe = f"{bin_dir}/sluice-proxy"
     out = subprocess.run([exe, "keys", "new", "--org", "bench"], capture_output=True, text=True)
     m = KEY_LINE.search(out.stdout)
@@ -244,7 +260,8 @@ def start_sluice(bin_dir, run_dir, mock_port, name="sluice", request_metrics=Tru
         {
             "PREFIX": prefix,
             "LISTEN": f"127.0.0.1:{port}",
-            "MOCK": f"127.0.0.1:{mock_port}",
+            "UPSTREAM": upstream_line(mock_port, pool_ports),
+            "BALANCE": f'balance = "{balance}"\n' if balance else "",
             "USAGE": os.path.join(prefix, "usage.jsonl"),
             "REQUEST_METRICS": "true" if request_metrics else "false",
             "KEY_ENTRY": entry,

@@ -167,6 +167,51 @@ class ReportTest(unittest.TestCase):
         self.assertIsNone(t["metrics_cost"])
         self.assertIn("Not run (needs targets `sluice` and `sluice-nometrics`)", report.render(results()))
 
+    def test_upstream_pool_table_compares_three_endpoints_with_one_and_shows_the_shares(self):
+        res = results()
+        eps = [f"http://127.0.0.1:{p}/v1" for p in (9001, 9002, 9003)]
+        res["pool"] = dict(endpoints=eps, balance="least_outstanding", targets=[], mock_command="")
+        for rnd in (0, 1):
+            # 1 endpoint: 5000 req/s, 0.06 s of sluice CPU per 1000 requests (60 µs/req), mocks 30.
+            one = run("pool-1", "pool", 5000, 200, 1500, 3000, rnd, cpu_s=0.06)
+            one["mock_cpu_s"] = 0.03
+            # 3 endpoints: 4000 then 4400 req/s, 66 µs/req, p99 1800 µs; 1000 records split
+            # 340 / 330 / 330 in round 1 and 400 / 300 / 300 in round 2, 2 then 1 failed over.
+            three = run("pool-3", "pool", 4000 + 400 * rnd, 210, 1800, 3500, rnd, cpu_s=0.066)
+            three["mock_cpu_s"] = 0.045
+            split = (340, 330, 330) if rnd == 0 else (400, 300, 300)
+            three.update(pool_records=1000, pool_endpoints=dict(zip(eps, split)), pool_retried=2 - rnd)
+            res["runs"] += [one, three]
+        t = report.tables(res)
+        p = t["pool"]
+        self.assertEqual(p["means"]["pool-1"]["rps"], 5000)
+        self.assertEqual(p["means"]["pool-3"]["rps"], 4200)
+        self.assertAlmostEqual(p["means"]["pool-3"]["cpu"], 66.0)
+        self.assertAlmostEqual(p["means"]["pool-3"]["mock_cpu"], 45.0)
+        self.assertEqual(p["means"]["pool-3"]["p999"], 3500)
+        self.assertAlmostEqual(p["rps_ratio"], 4200 / 5000)
+        self.assertAlmostEqual(p["cpu_ratio"], 66 / 60)
+        self.assertEqual(p["shares"]["records"], 2000)
+        self.assertEqual(p["shares"]["counts"], [740, 630, 630])
+        self.assertAlmostEqual(p["shares"]["shares"][0], 0.37)
+        self.assertEqual(p["shares"]["retried"], 3)
+        # The pool runs stay out of the main tables.
+        self.assertEqual(t["targets"], ["direct", "nginx", "passthrough", "sluice"])
+        doc = report.render(res)
+        section = doc[doc.index("## Upstream pool (3 endpoints)"):doc.index("## Memory per open idle stream")]
+        self.assertIn("| 1 | 1 endpoint | 5,000 | 200 | 1,500 | 3,000 | 60.0 | 30.0 | 0 |", section)
+        self.assertIn("| mean | 3 endpoints | 4,200 | 210 | 1,800 | 3,500 | 66.0 | 45.0 | 0 |", section)
+        self.assertIn("req/s 0.84 ×", section)
+        self.assertIn("| 2 | 1,000 | 40.0 % (400) | 30.0 % (300) | 30.0 % (300) | 1 |", section)
+        self.assertIn("| all | 2,000 | 37.0 % (740) | 31.5 % (630) | 31.5 % (630) | 3 |", section)
+        self.assertIn("upstream pool: 1 endpoint 5,000 req/s", report.summary(res))
+
+    def test_upstream_pool_not_run_or_skipped(self):
+        self.assertIn("Not run (`--skip-pool`", report.render(results()))
+        res = results()
+        res["pool"] = dict(skipped="pool-3 failed its warm-up (see its log)")
+        self.assertIn("**Skipped**: pool-3 failed its warm-up", report.render(res))
+
 
 if __name__ == "__main__":
     unittest.main()

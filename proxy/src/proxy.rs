@@ -58,6 +58,16 @@ impl Gateway {
         Governance::maintain(Arc::downgrade(&self.gov))
     }
 
+    /// Active health checks of pooled endpoints, for the lifecycle to run; they end once the
+    /// gateway is gone.
+    pub fn health_checks(&self) -> impl std::future::Future<Output = ()> + Send + 'static {
+        crate::upstream::checks::run(
+            self.config.clone(),
+            Arc::downgrade(&self.routes),
+            self.clock.clone(),
+        )
+    }
+
     /// The per-org spend figures, shared with the ledger's spend feed.
     pub fn spend(&self) -> Arc<crate::governance::budgets::Spend> {
         self.gov.spend.clone()

@@ -603,3 +603,67 @@ balance = "weighted"
     // failure ejected c; after that, nothing tries c again.
     assert!(after.len() <= 8, "failovers after the ejection: {after:?}");
 }
+
+#[tokio::test]
+async fn active_checks_eject_a_dead_endpoint_before_traffic_finds_it_and_bring_it_back() {
+    let a = mock().await;
+    let dead = dead_addr();
+    let extra = format!(
+        r#"
+[[providers]]
+name = "fleet"
+kind = "openai"
+endpoints = ["{}", "{}"]
+auth = "none"
+health = {{ eject_after = 1, backoff = "1h", check_path = "/models", check_interval = "100ms" }}
+
+[[models]]
+name = "pooled"
+provider = "fleet"
+balance = "weighted"
+"#,
+        url(a.addr()),
+        url(dead)
+    );
+    let mut s =
+        Sluice::start_with_args(|c| c.extra = extra, &["--admin-listen", "127.0.0.2:0"]).await;
+    let up = format!(
+        "sluice_upstream_endpoint_up{{provider=\"fleet\",endpoint=\"{}\"}}",
+        url(dead)
+    );
+    // The checker finds the dead endpoint on its own; no request has been sent yet.
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while s
+        .proc
+        .admin_get("/metrics")
+        .await
+        .1
+        .lines()
+        .all(|l| l != format!("{up} 0"))
+    {
+        assert!(tokio::time::Instant::now() < deadline, "never ejected");
+    }
+    for _ in 0..30 {
+        assert_eq!(send(&s, "pooled").await, 200);
+    }
+    let recs = records(&mut s, 30).await;
+    assert!(recs.iter().all(|r| r["attempts"] == 1), "no request met it");
+    // It comes back: a passing check ends the ejection long before its hour is over.
+    let back =
+        MockProvider::from_listener(tokio::net::TcpListener::bind(dead).await.unwrap()).unwrap();
+    while s.proc.metric(&up).await != 1.0 {
+        assert!(
+            tokio::time::Instant::now() < deadline + WAIT,
+            "never readmitted"
+        );
+    }
+    let checks = back.requests().len();
+    for _ in 0..60 {
+        assert_eq!(send(&s, "pooled").await, 200);
+    }
+    assert!(back.requests().len() > checks, "traffic returned");
+    assert!(
+        back.requests().iter().any(|r| r.path == "/v1/models"),
+        "the checks' path"
+    );
+}

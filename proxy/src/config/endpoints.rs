@@ -102,11 +102,21 @@ fn resolve(host: &str, port: u16) -> std::io::Result<SocketAddr> {
 }
 
 /// When failures eject an endpoint, and for how long (`[providers.health]`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct HealthPolicy {
     pub eject_after: u32,
     pub backoff: Duration,
     pub max_backoff: Duration,
+    /// Active checks, when configured.
+    pub check: Option<ActiveCheck>,
+}
+
+/// An active health check: `GET <base URL><path>` every `interval`, healthy on `status`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ActiveCheck {
+    pub path: String,
+    pub interval: Duration,
+    pub status: u16,
 }
 
 impl Default for HealthPolicy {
@@ -115,6 +125,7 @@ impl Default for HealthPolicy {
             eject_after: 5,
             backoff: Duration::from_secs(1),
             max_backoff: Duration::from_secs(60),
+            check: None,
         }
     }
 }
@@ -131,7 +142,29 @@ impl HealthPolicy {
             eject_after: s.eject_after.unwrap_or(d.eject_after),
             backoff,
             max_backoff: duration(&s.max_backoff, d.max_backoff.max(backoff), "max_backoff")?,
+            check: match &s.check_path {
+                None => None,
+                Some(path) if path.starts_with('/') => Some(ActiveCheck {
+                    path: path.clone(),
+                    interval: duration(
+                        &s.check_interval,
+                        Duration::from_secs(10),
+                        "check_interval",
+                    )?,
+                    status: s.check_status.unwrap_or(200),
+                }),
+                Some(path) => {
+                    return Err(ConfigError::invalid(format!(
+                        "{ctx}: health.check_path {path:?} must start with /"
+                    )))
+                }
+            },
         };
+        if policy.check.as_ref().is_some_and(|c| c.interval.is_zero()) {
+            return Err(ConfigError::invalid(format!(
+                "{ctx}: health.check_interval must be above 0"
+            )));
+        }
         if policy.eject_after == 0 || policy.backoff.is_zero() {
             return Err(ConfigError::invalid(format!(
                 "{ctx}: health.eject_after and health.backoff must be above 0"

@@ -146,6 +146,14 @@ pub struct HealthSection {
     pub backoff: Option<String>,
     /// The longest ejection (humantime, default 60s).
     pub max_backoff: Option<String>,
+    /// Active checks: a `GET` of this path below each endpoint's base URL (e.g. `/models`, or
+    /// `/../health` for vLLM's root `/health`), off the request path; absent: passive only.
+    pub check_path: Option<String>,
+    /// Time between two checks of one endpoint (humantime, default 10s).
+    pub check_interval: Option<String>,
+    /// The status a healthy endpoint answers (default 200). Checks send no credential, so a
+    /// provider that wants one for the path answers 401: set that to check reachability.
+    pub check_status: Option<u16>,
 }
 
 /// One destination of a model route: a provider (all its endpoints), the model name it knows

@@ -21,7 +21,7 @@ mod snapshot;
 mod tests;
 
 pub use conn::ConnectionSettings;
-pub use endpoints::{Endpoint, HealthPolicy};
+pub use endpoints::{ActiveCheck, Endpoint, HealthPolicy};
 pub use governance::ModelLimits;
 pub use ledger::{IngestToken, LedgerSettings};
 pub use observe::{LogSettings, MetricsSettings};

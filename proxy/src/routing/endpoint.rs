@@ -185,6 +185,7 @@ mod tests {
             eject_after: 2,
             backoff: Duration::from_secs(1),
             max_backoff: Duration::from_secs(3),
+            check: None,
         }
     }
 

@@ -190,6 +190,7 @@ impl Lifecycle {
         admin: Option<String>,
     ) {
         self.background.spawn(gateway.maintenance());
+        self.background.spawn(gateway.health_checks());
         if let Some(feed) = self.sink.spend_feed(gateway.spend()) {
             self.background.spawn(feed);
         }

@@ -2,5 +2,6 @@
 //! (addresses, timeouts, credentials) are configuration, resolved once per snapshot in
 //! `config::providers`.
 
+pub mod checks;
 pub mod failover;
 pub mod request;

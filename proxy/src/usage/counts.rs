@@ -15,7 +15,8 @@ use super::iterations::{IterationSums, Iterations};
 use super::Usage;
 use crate::api::{Api, Family};
 
-/// Implements the visitor methods for values we read as "absent" rather than as an error.
+/// Implements the visitor methods for values we read as "absent" (the value's `Default`) rather
+/// than as an error: booleans, strings, bytes and null, and with `numbers` numbers too.
 macro_rules! absent_otherwise {
     () => {
         fn visit_bool<E>(self, _: bool) -> Result<Self::Value, E> {
@@ -34,7 +35,21 @@ macro_rules! absent_otherwise {
             Ok(Default::default())
         }
     };
+    (numbers) => {
+        fn visit_u64<E>(self, _: u64) -> Result<Self::Value, E> {
+            Ok(Default::default())
+        }
+        fn visit_i64<E>(self, _: i64) -> Result<Self::Value, E> {
+            Ok(Default::default())
+        }
+        fn visit_f64<E>(self, _: f64) -> Result<Self::Value, E> {
+            Ok(Default::default())
+        }
+        absent_otherwise!();
+    };
 }
+
+pub(crate) use absent_otherwise;
 
 /// Drains a sequence nobody needs so that parsing can go on after it.
 fn drain_seq<'de, A: SeqAccess<'de>>(mut seq: A) -> Result<usize, A::Error> {
@@ -123,16 +138,7 @@ impl<'de, T: Deserialize<'de>> Visitor<'de> for LenientVisitor<T> {
     fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<Self::Value, A::Error> {
         drain_seq(seq).map(|_| Lenient(None))
     }
-    fn visit_u64<E>(self, _: u64) -> Result<Self::Value, E> {
-        Ok(Lenient(None))
-    }
-    fn visit_i64<E>(self, _: i64) -> Result<Self::Value, E> {
-        Ok(Lenient(None))
-    }
-    fn visit_f64<E>(self, _: f64) -> Result<Self::Value, E> {
-        Ok(Lenient(None))
-    }
-    absent_otherwise!();
+    absent_otherwise!(numbers);
 }
 
 /// The length of an array without materialising it; absent when the value is not an array.
@@ -161,16 +167,7 @@ impl<'de> Visitor<'de> for SeqLenVisitor {
     fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<SeqLen, A::Error> {
         drain_map(map).map(|_| SeqLen(None))
     }
-    fn visit_u64<E>(self, _: u64) -> Result<SeqLen, E> {
-        Ok(SeqLen(None))
-    }
-    fn visit_i64<E>(self, _: i64) -> Result<SeqLen, E> {
-        Ok(SeqLen(None))
-    }
-    fn visit_f64<E>(self, _: f64) -> Result<SeqLen, E> {
-        Ok(SeqLen(None))
-    }
-    absent_otherwise!();
+    absent_otherwise!(numbers);
 }
 
 /// The `*_tokens_details` objects; only the counts we bill on are read: cache reads and (Responses)

@@ -8,8 +8,8 @@ use bytes::Bytes;
 use flate2::write::GzEncoder;
 use flate2::Compression;
 
-use super::tests::run;
-use super::{Observed, Usage, UsageObserver};
+use super::tests::{run, usage};
+use super::{Observed, UsageObserver};
 use crate::api::Api;
 
 /// The compaction stream's usage events, as recorded (pydantic-ai cassette).
@@ -24,14 +24,15 @@ const COMPACTION: &str = concat!(
     "data: {\"type\":\"message_stop\"}\n\n",
 );
 
-fn usage(input: u64, output: u64, cached: u64, cache_write: u64, reasoning: u64) -> Usage {
-    Usage {
-        input_tokens: input,
-        output_tokens: output,
-        cached_tokens: cached,
-        cache_write_tokens: cache_write,
-        reasoning_tokens: reasoning,
-    }
+/// What [`COMPACTION`] bills, however it arrives: input 100 + 181, cache read 55096, output
+/// 83 + 8, with its final usage seen.
+fn assert_compaction_billed(seen: &Observed, split: usize) {
+    assert_eq!(
+        seen.usage,
+        usage(281 + 55096, 91, 55096, 0, 0),
+        "split {split}"
+    );
+    assert!(seen.final_usage_seen, "split {split}");
 }
 
 fn split_run(shape: Api, stream: bool, text: &[u8], split: usize) -> Observed {
@@ -43,13 +44,7 @@ fn split_run(shape: Api, stream: bool, text: &[u8], split: usize) -> Observed {
 fn compaction_bills_the_sum_of_the_iterations() {
     for split in [1, 7, 100, COMPACTION.len()] {
         let seen = split_run(Api::Messages, true, COMPACTION.as_bytes(), split);
-        // input 100 + 181, cache read 55096, output 83 + 8.
-        assert_eq!(
-            seen.usage,
-            usage(281 + 55096, 91, 55096, 0, 0),
-            "split {split}"
-        );
-        assert!(seen.final_usage_seen);
+        assert_compaction_billed(&seen, split);
     }
 }
 
@@ -181,13 +176,7 @@ fn gzip_stream_usage_is_read_and_bytes_are_untouched() {
         let mut observer = UsageObserver::gzip(Api::Messages, true);
         let out = run_gzip(&mut observer, &wire, split);
         assert_eq!(out, wire, "split {split}");
-        let seen = observer.report();
-        assert_eq!(
-            seen.usage,
-            usage(281 + 55096, 91, 55096, 0, 0),
-            "split {split}"
-        );
-        assert!(seen.final_usage_seen);
+        assert_compaction_billed(&observer.report(), split);
     }
 }
 

@@ -7,7 +7,7 @@ use std::fmt;
 use serde::de::{Deserializer, MapAccess, SeqAccess, Visitor};
 use serde::Deserialize;
 
-use super::counts::{drain_map, Count, Lenient};
+use super::counts::{absent_otherwise, drain_map, Count, Lenient};
 
 /// The counts of one iteration; anything else in it (its `type`, `cache_creation{}`) is skipped.
 #[derive(Debug, Clone, Copy, Default, Deserialize)]
@@ -72,25 +72,5 @@ impl<'de> Visitor<'de> for IterationsVisitor {
     fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Iterations, A::Error> {
         drain_map(map).map(|_| Iterations(None))
     }
-    fn visit_u64<E>(self, _: u64) -> Result<Iterations, E> {
-        Ok(Iterations(None))
-    }
-    fn visit_i64<E>(self, _: i64) -> Result<Iterations, E> {
-        Ok(Iterations(None))
-    }
-    fn visit_f64<E>(self, _: f64) -> Result<Iterations, E> {
-        Ok(Iterations(None))
-    }
-    fn visit_bool<E>(self, _: bool) -> Result<Iterations, E> {
-        Ok(Iterations(None))
-    }
-    fn visit_str<E>(self, _: &str) -> Result<Iterations, E> {
-        Ok(Iterations(None))
-    }
-    fn visit_unit<E>(self) -> Result<Iterations, E> {
-        Ok(Iterations(None))
-    }
-    fn visit_none<E>(self) -> Result<Iterations, E> {
-        Ok(Iterations(None))
-    }
+    absent_otherwise!(numbers);
 }

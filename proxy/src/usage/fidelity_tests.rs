@@ -9,7 +9,7 @@ use flate2::write::GzEncoder;
 use flate2::Compression;
 
 use super::tests::{run, usage};
-use super::{Observed, UsageObserver};
+use super::{Observed, Usage, UsageObserver};
 use crate::api::Api;
 
 /// The compaction stream's usage events, as recorded (pydantic-ai cassette).
@@ -40,6 +40,15 @@ fn split_run(shape: Api, stream: bool, text: &[u8], split: usize) -> Observed {
     run(shape, stream, false, &chunks).0
 }
 
+/// [`split_run`] over `text`, which must report exactly `expected`.
+fn assert_usage(shape: Api, stream: bool, text: &str, split: usize, expected: Usage) {
+    let seen = split_run(shape, stream, text.as_bytes(), split);
+    assert_eq!(
+        seen.usage, expected,
+        "{shape:?} stream={stream} split {split}"
+    );
+}
+
 #[test]
 fn compaction_bills_the_sum_of_the_iterations() {
     for split in [1, 7, 100, COMPACTION.len()] {
@@ -51,8 +60,13 @@ fn compaction_bills_the_sum_of_the_iterations() {
 #[test]
 fn compaction_in_a_non_stream_body_is_summed_too() {
     let body = r#"{"id":"msg_1","type":"message","usage":{"input_tokens":181,"cache_read_input_tokens":0,"output_tokens":8,"iterations":[{"input_tokens":100,"output_tokens":83,"cache_read_input_tokens":55096,"type":"compaction"},{"input_tokens":181,"output_tokens":8,"type":"message"}]}}"#;
-    let seen = split_run(Api::Messages, false, body.as_bytes(), 5);
-    assert_eq!(seen.usage, usage(281 + 55096, 91, 55096, 0, 0));
+    assert_usage(
+        Api::Messages,
+        false,
+        body,
+        5,
+        usage(281 + 55096, 91, 55096, 0, 0),
+    );
 }
 
 #[test]
@@ -74,11 +88,9 @@ fn anthropic_thinking_tokens_are_reasoning() {
         "event: message_delta\n",
         "data: {\"type\":\"message_delta\",\"delta\":{\"stop_reason\":\"tool_use\"},\"usage\":{\"input_tokens\":598,\"cache_creation_input_tokens\":0,\"cache_read_input_tokens\":0,\"output_tokens\":92,\"output_tokens_details\":{\"thinking_tokens\":53}}}\n\n",
     );
-    let seen = split_run(Api::Messages, true, stream.as_bytes(), 11);
-    assert_eq!(seen.usage, usage(598, 92, 0, 0, 53));
+    assert_usage(Api::Messages, true, stream, 11, usage(598, 92, 0, 0, 53));
     let body = r#"{"usage":{"input_tokens":4,"output_tokens":30,"output_tokens_details":{"thinking_tokens":20}}}"#;
-    let seen = split_run(Api::Messages, false, body.as_bytes(), 4);
-    assert_eq!(seen.usage, usage(4, 30, 0, 0, 20));
+    assert_usage(Api::Messages, false, body, 4, usage(4, 30, 0, 0, 20));
 }
 
 #[test]
@@ -87,11 +99,15 @@ fn responses_cache_write_tokens_are_read() {
         "event: response.completed\n",
         "data: {\"type\":\"response.completed\",\"response\":{\"usage\":{\"input_tokens\":130,\"input_tokens_details\":{\"cache_write_tokens\":100,\"cached_tokens\":20},\"output_tokens\":284,\"output_tokens_details\":{\"reasoning_tokens\":256},\"total_tokens\":414}}}\n\n",
     );
-    let seen = split_run(Api::Responses, true, stream.as_bytes(), 9);
-    assert_eq!(seen.usage, usage(130, 284, 20, 100, 256));
+    assert_usage(
+        Api::Responses,
+        true,
+        stream,
+        9,
+        usage(130, 284, 20, 100, 256),
+    );
     let body = r#"{"usage":{"input_tokens":130,"input_tokens_details":{"cache_write_tokens":100,"cached_tokens":20},"output_tokens":4}}"#;
-    let seen = split_run(Api::Responses, false, body.as_bytes(), 9);
-    assert_eq!(seen.usage, usage(130, 4, 20, 100, 0));
+    assert_usage(Api::Responses, false, body, 9, usage(130, 4, 20, 100, 0));
 }
 
 #[test]

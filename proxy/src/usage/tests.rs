@@ -55,38 +55,71 @@ fn done(usage: Usage, delta_events: u64) -> Observed {
 }
 
 #[test]
-fn recorded_streams() {
+fn recorded_responses() {
+    // (surface, streamed, response, usage, content deltas)
     let cases = [
         (
             Api::ChatCompletions,
+            true,
             OPENAI_CHAT_STREAM,
             usage(1117, 46, 1024, 0, 0),
             4,
         ),
         (
             Api::Completions,
+            true,
             OPENAI_COMPLETIONS_STREAM,
             usage(5, 7, 0, 0, 0),
             3,
         ),
         (
             Api::Responses,
+            true,
             OPENAI_RESPONSES_STREAM,
             usage(1536, 210, 1280, 0, 192),
             3,
         ),
         (
             Api::Messages,
+            true,
             ANTHROPIC_STREAM,
             usage(12 + 2048 + 4096, 15, 4096, 2048, 0),
             3,
         ),
+        (
+            Api::ChatCompletions,
+            false,
+            OPENAI_CHAT_BODY,
+            usage(2048, 300, 1920, 0, 256),
+            0,
+        ),
+        (
+            Api::Completions,
+            false,
+            OPENAI_COMPLETIONS_BODY,
+            usage(5, 7, 0, 0, 0),
+            0,
+        ),
+        (
+            Api::Responses,
+            false,
+            OPENAI_RESPONSES_BODY,
+            usage(328, 52, 0, 0, 0),
+            0,
+        ),
+        (
+            Api::Messages,
+            false,
+            ANTHROPIC_BODY,
+            usage(2095 + 1800, 503, 1800, 0, 0),
+            0,
+        ),
     ];
-    for (shape, stream, usage, delta_events) in cases {
+    for (shape, stream, text, usage, delta_events) in cases {
         assert_eq!(
-            whole(shape, true, stream),
+            whole(shape, stream, text),
             done(usage, delta_events),
-            "{shape:?}"
+            "{shape:?} stream={stream}"
         );
     }
 }
@@ -158,35 +191,6 @@ fn event_type_falls_back_to_json_type_without_event_lines() {
         whole(Api::Messages, true, &stream),
         whole(Api::Messages, true, ANTHROPIC_STREAM)
     );
-}
-
-#[test]
-fn non_stream_bodies() {
-    let cases = [
-        (
-            Api::ChatCompletions,
-            OPENAI_CHAT_BODY,
-            usage(2048, 300, 1920, 0, 256),
-        ),
-        (
-            Api::Completions,
-            OPENAI_COMPLETIONS_BODY,
-            usage(5, 7, 0, 0, 0),
-        ),
-        (
-            Api::Responses,
-            OPENAI_RESPONSES_BODY,
-            usage(328, 52, 0, 0, 0),
-        ),
-        (
-            Api::Messages,
-            ANTHROPIC_BODY,
-            usage(2095 + 1800, 503, 1800, 0, 0),
-        ),
-    ];
-    for (shape, body, usage) in cases {
-        assert_eq!(whole(shape, false, body), done(usage, 0), "{shape:?}");
-    }
 }
 
 #[test]

@@ -55,73 +55,27 @@ fn done(usage: Usage, delta_events: u64) -> Observed {
 }
 
 #[test]
-fn recorded_responses() {
-    // (surface, streamed, response, usage, content deltas)
-    let cases = [
-        (
-            Api::ChatCompletions,
-            true,
-            OPENAI_CHAT_STREAM,
-            usage(1117, 46, 1024, 0, 0),
-            4,
-        ),
-        (
-            Api::Completions,
-            true,
-            OPENAI_COMPLETIONS_STREAM,
-            usage(5, 7, 0, 0, 0),
-            3,
-        ),
-        (
-            Api::Responses,
-            true,
-            OPENAI_RESPONSES_STREAM,
-            usage(1536, 210, 1280, 0, 192),
-            3,
-        ),
-        (
-            Api::Messages,
-            true,
-            ANTHROPIC_STREAM,
-            usage(12 + 2048 + 4096, 15, 4096, 2048, 0),
-            3,
-        ),
-        (
-            Api::ChatCompletions,
-            false,
-            OPENAI_CHAT_BODY,
-            usage(2048, 300, 1920, 0, 256),
-            0,
-        ),
-        (
-            Api::Completions,
-            false,
-            OPENAI_COMPLETIONS_BODY,
-            usage(5, 7, 0, 0, 0),
-            0,
-        ),
-        (
-            Api::Responses,
-            false,
-            OPENAI_RESPONSES_BODY,
-            usage(328, 52, 0, 0, 0),
-            0,
-        ),
-        (
-            Api::Messages,
-            false,
-            ANTHROPIC_BODY,
-            usage(2095 + 1800, 503, 1800, 0, 0),
-            0,
-        ),
-    ];
-    for (shape, stream, text, usage, delta_events) in cases {
-        assert_eq!(
-            whole(shape, stream, text),
-            done(usage, delta_events),
-            "{shape:?} stream={stream}"
-        );
-    }
+fn openai_chat_stream() {
+    let obs = whole(Api::ChatCompletions, true, OPENAI_CHAT_STREAM);
+    assert_eq!(obs, done(usage(1117, 46, 1024, 0, 0), 4));
+}
+
+#[test]
+fn openai_completions_stream() {
+    let obs = whole(Api::Completions, true, OPENAI_COMPLETIONS_STREAM);
+    assert_eq!(obs, done(usage(5, 7, 0, 0, 0), 3));
+}
+
+#[test]
+fn openai_responses_stream() {
+    let obs = whole(Api::Responses, true, OPENAI_RESPONSES_STREAM);
+    assert_eq!(obs, done(usage(1536, 210, 1280, 0, 192), 3));
+}
+
+#[test]
+fn anthropic_stream_with_cache() {
+    let obs = whole(Api::Messages, true, ANTHROPIC_STREAM);
+    assert_eq!(obs, done(usage(12 + 2048 + 4096, 15, 4096, 2048, 0), 3));
 }
 
 #[test]
@@ -190,6 +144,26 @@ fn event_type_falls_back_to_json_type_without_event_lines() {
     assert_eq!(
         whole(Api::Messages, true, &stream),
         whole(Api::Messages, true, ANTHROPIC_STREAM)
+    );
+}
+
+#[test]
+fn non_stream_bodies() {
+    assert_eq!(
+        whole(Api::ChatCompletions, false, OPENAI_CHAT_BODY),
+        done(usage(2048, 300, 1920, 0, 256), 0)
+    );
+    assert_eq!(
+        whole(Api::Completions, false, OPENAI_COMPLETIONS_BODY),
+        done(usage(5, 7, 0, 0, 0), 0)
+    );
+    assert_eq!(
+        whole(Api::Responses, false, OPENAI_RESPONSES_BODY),
+        done(usage(328, 52, 0, 0, 0), 0)
+    );
+    assert_eq!(
+        whole(Api::Messages, false, ANTHROPIC_BODY),
+        done(usage(2095 + 1800, 503, 1800, 0, 0), 0)
     );
 }
 

@@ -51,6 +51,39 @@ macro_rules! absent_otherwise {
 
 pub(crate) use absent_otherwise;
 
+/// A lenient value type: `$ty` deserializes whatever JSON value comes through `$visitor`, which
+/// expects `$expecting`, reads `Some` through `$ty` itself, answers with the given methods and
+/// reads everything else as absent ([`absent_otherwise!`], numbers included when `numbers` is
+/// given).
+macro_rules! lenient_value {
+    (
+        $ty:ident via $visitor:ident expecting $expecting:literal $(, $numbers:ident absent)?;
+        $($method:item)*
+    ) => {
+        impl<'de> Deserialize<'de> for $ty {
+            fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+                d.deserialize_any($visitor)
+            }
+        }
+
+        struct $visitor;
+
+        impl<'de> Visitor<'de> for $visitor {
+            type Value = $ty;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str($expecting)
+            }
+            fn visit_some<D: Deserializer<'de>>(self, d: D) -> Result<$ty, D::Error> {
+                $ty::deserialize(d)
+            }
+            $($method)*
+            absent_otherwise!($($numbers)?);
+        }
+    };
+}
+
+pub(crate) use lenient_value;
+
 /// Drains a sequence nobody needs so that parsing can go on after it.
 fn drain_seq<'de, A: SeqAccess<'de>>(mut seq: A) -> Result<usize, A::Error> {
     let mut n = 0usize;
@@ -71,19 +104,8 @@ pub(crate) fn drain_map<'de, A: MapAccess<'de>>(mut map: A) -> Result<(), A::Err
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub(crate) struct Count(pub(crate) Option<u64>);
 
-impl<'de> Deserialize<'de> for Count {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        d.deserialize_any(CountVisitor)
-    }
-}
-
-struct CountVisitor;
-
-impl<'de> Visitor<'de> for CountVisitor {
-    type Value = Count;
-    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("a token count")
-    }
+lenient_value! {
+    Count via CountVisitor expecting "a token count";
     fn visit_u64<E>(self, v: u64) -> Result<Count, E> {
         Ok(Count(Some(v)))
     }
@@ -94,16 +116,12 @@ impl<'de> Visitor<'de> for CountVisitor {
         // `as` saturates at u64::MAX; NaN and negatives are garbage, not zero.
         Ok(Count((v.is_finite() && v >= 0.0).then_some(v as u64)))
     }
-    fn visit_some<D: Deserializer<'de>>(self, d: D) -> Result<Count, D::Error> {
-        Count::deserialize(d)
-    }
     fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<Count, A::Error> {
         drain_seq(seq).map(|_| Count(None))
     }
     fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Count, A::Error> {
         drain_map(map).map(|_| Count(None))
     }
-    absent_otherwise!();
 }
 
 /// An object of type `T` when the value is an object, absent for anything else (null included).
@@ -145,29 +163,14 @@ impl<'de, T: Deserialize<'de>> Visitor<'de> for LenientVisitor<T> {
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub(crate) struct SeqLen(pub(crate) Option<usize>);
 
-impl<'de> Deserialize<'de> for SeqLen {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        d.deserialize_any(SeqLenVisitor)
-    }
-}
-
-struct SeqLenVisitor;
-
-impl<'de> Visitor<'de> for SeqLenVisitor {
-    type Value = SeqLen;
-    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("an array")
-    }
+lenient_value! {
+    SeqLen via SeqLenVisitor expecting "an array", numbers absent;
     fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<SeqLen, A::Error> {
         drain_seq(seq).map(|n| SeqLen(Some(n)))
-    }
-    fn visit_some<D: Deserializer<'de>>(self, d: D) -> Result<SeqLen, D::Error> {
-        SeqLen::deserialize(d)
     }
     fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<SeqLen, A::Error> {
         drain_map(map).map(|_| SeqLen(None))
     }
-    absent_otherwise!(numbers);
 }
 
 /// The `*_tokens_details` objects; only the counts we bill on are read: cache reads and (Responses)

@@ -17,9 +17,7 @@ async fn chat_non_stream_reports_usage() {
         ("x-mock-cached-tokens", "4"),
         ("x-mock-reasoning-tokens", "7"),
     ];
-    let (status, body) = mock
-        .post_json("/v1/chat/completions", &chat_body(false), &headers)
-        .await;
+    let (status, body) = mock.chat_json(false, &headers).await;
     assert_eq!(status, 200);
     assert_eq!(body["object"], "chat.completion");
     assert_eq!(body["model"], "gpt-4o");
@@ -57,9 +55,7 @@ async fn chat_stream_with_include_usage() {
     let mock = Mock::start().await;
     let mut body = chat_body(true);
     body["stream_options"] = json!({"include_usage": true});
-    let (_, events) = mock
-        .post_sse("/v1/chat/completions", &body, &[("x-mock-chunks", "3")])
-        .await;
+    let (_, events) = mock.post_sse(CHAT, &body, &[("x-mock-chunks", "3")]).await;
     // Role chunk, 3 content chunks, finish chunk, usage chunk, [DONE].
     assert_eq!(events.len(), 7);
     assert_eq!(events.last().unwrap().data, "[DONE]");
@@ -93,9 +89,7 @@ async fn chat_stream_with_include_usage() {
 #[tokio::test]
 async fn chat_stream_without_include_usage() {
     let mock = Mock::start().await;
-    let (_, events) = mock
-        .post_sse("/v1/chat/completions", &chat_body(true), &[])
-        .await;
+    let (_, events) = mock.chat_sse(&[]).await;
     // Role chunk, 8 default content chunks, finish chunk, [DONE].
     assert_eq!(events.len(), 11);
     for e in &events[..10] {
@@ -112,11 +106,11 @@ async fn chat_stream_without_include_usage() {
 async fn input_tokens_ignore_non_content_fields() {
     let mock = Mock::start().await;
     let mut body = chat_body(false);
-    let (_, plain) = mock.post_json("/v1/chat/completions", &body, &[]).await;
+    let (_, plain) = mock.post_json(CHAT, &body, &[]).await;
     body["stream_options"] = json!({"include_usage": true});
     body["temperature"] = json!(0.5);
     body["stream"] = json!(true);
-    let (_, events) = mock.post_sse("/v1/chat/completions", &body, &[]).await;
+    let (_, events) = mock.post_sse(CHAT, &body, &[]).await;
     let usage_chunk = events[events.len() - 2].json();
     assert_eq!(
         usage_chunk["usage"]["prompt_tokens"],
@@ -131,7 +125,7 @@ async fn max_tokens_caps_every_shape() {
 
     let mut chat = chat_body(false);
     chat["max_completion_tokens"] = json!(2);
-    let (_, body) = mock.post_json("/v1/chat/completions", &chat, &chunks).await;
+    let (_, body) = mock.post_json(CHAT, &chat, &chunks).await;
     assert_eq!(body["choices"][0]["finish_reason"], "length");
     assert_eq!(body["usage"]["completion_tokens"], 2);
 

@@ -11,13 +11,7 @@ use sluice_bench::mock::{Outcome, RecordedRequest};
 #[tokio::test]
 async fn status_faults_use_provider_error_bodies() {
     let mock = Mock::start().await;
-    let (status, body) = mock
-        .post_json(
-            "/v1/chat/completions",
-            &chat_body(true),
-            &[("x-mock-status", "429")],
-        )
-        .await;
+    let (status, body) = mock.chat_json(true, &[("x-mock-status", "429")]).await;
     assert_eq!(status, 429);
     assert_eq!(body["error"]["code"], "rate_limit_exceeded");
     assert!(body["error"]["message"].is_string());
@@ -41,8 +35,8 @@ async fn status_faults_use_provider_error_bodies() {
 async fn bad_input_gets_a_400_not_a_panic() {
     let mock = Mock::start().await;
     let cases: [(&str, &[u8]); 4] = [
-        ("/v1/chat/completions", b"{not json"),
-        ("/v1/chat/completions", b"[1,2]"),
+        (CHAT, b"{not json"),
+        (CHAT, b"[1,2]"),
         ("/v1/embeddings", b"{\"model\":\"m\"}"),
         ("/v1/messages", b"\xff\xfe"),
     ];
@@ -59,13 +53,7 @@ async fn bad_input_gets_a_400_not_a_panic() {
             assert!(v["error"]["message"].is_string());
         }
     }
-    let (status, _) = mock
-        .post_json(
-            "/v1/chat/completions",
-            &chat_body(false),
-            &[("x-mock-chunks", "lots")],
-        )
-        .await;
+    let (status, _) = mock.chat_json(false, &[("x-mock-chunks", "lots")]).await;
     assert_eq!(status, 400);
     let resp = within(mock.client.get(mock.url("/v2/nothing")).send())
         .await
@@ -76,13 +64,7 @@ async fn bad_input_gets_a_400_not_a_panic() {
 #[tokio::test]
 async fn drop_after_cuts_the_connection() {
     let mock = Mock::start().await;
-    let mut resp = mock
-        .post(
-            "/v1/chat/completions",
-            &chat_body(true),
-            &[("x-mock-drop-after", "3")],
-        )
-        .await;
+    let mut resp = mock.chat(true, &[("x-mock-drop-after", "3")]).await;
     assert_eq!(resp.status(), 200);
     let mut received = Vec::new();
     let error = loop {
@@ -103,13 +85,7 @@ async fn drop_after_cuts_the_connection() {
 #[tokio::test]
 async fn drop_after_on_non_stream_truncates_the_body() {
     let mock = Mock::start().await;
-    let resp = mock
-        .post(
-            "/v1/chat/completions",
-            &chat_body(false),
-            &[("x-mock-drop-after", "1")],
-        )
-        .await;
+    let resp = mock.chat(false, &[("x-mock-drop-after", "1")]).await;
     assert!(within(resp.bytes()).await.is_err());
     let records = within(mock.wait_for_settled(1)).await;
     assert_eq!(records[0].outcome, Outcome::Dropped);
@@ -142,7 +118,7 @@ async fn header_delay_then_client_disconnect_is_recorded() {
     let mock = Mock::start().await;
     let req = mock
         .client
-        .post(mock.url("/v1/chat/completions"))
+        .post(mock.url(CHAT))
         .header("x-mock-header-delay-ms", "600000")
         .json(&chat_body(false))
         .send();
@@ -181,10 +157,8 @@ async fn line_endings() {
 async fn fragments_split_events_across_frames() {
     let mock = Mock::start().await;
     let body = chat_body(true);
-    let (whole, _) = mock.post_sse("/v1/chat/completions", &body, &[]).await;
-    let mut resp = mock
-        .post("/v1/chat/completions", &body, &[("x-mock-fragment", "7")])
-        .await;
+    let (whole, _) = mock.post_sse(CHAT, &body, &[]).await;
+    let mut resp = mock.post(CHAT, &body, &[("x-mock-fragment", "7")]).await;
     let mut frames = 0usize;
     let mut text = Vec::new();
     while let Some(chunk) = within(resp.chunk()).await.unwrap() {
@@ -246,11 +220,7 @@ async fn records_headers_path_and_reset() {
 async fn chunk_bytes_pads_content() {
     let mock = Mock::start().await;
     let (_, events) = mock
-        .post_sse(
-            "/v1/chat/completions",
-            &chat_body(true),
-            &[("x-mock-chunk-bytes", "64"), ("x-mock-chunks", "2")],
-        )
+        .chat_sse(&[("x-mock-chunk-bytes", "64"), ("x-mock-chunks", "2")])
         .await;
     let content = events[1].json()["choices"][0]["delta"]["content"]
         .as_str()
@@ -265,15 +235,11 @@ async fn delays_still_deliver_everything() {
     // Only checks that paced streams complete intact; timings are not asserted.
     let mock = Mock::start().await;
     let (_, events) = mock
-        .post_sse(
-            "/v1/chat/completions",
-            &chat_body(true),
-            &[
-                ("x-mock-ttft-ms", "5"),
-                ("x-mock-gap-ms", "1"),
-                ("x-mock-chunks", "4"),
-            ],
-        )
+        .chat_sse(&[
+            ("x-mock-ttft-ms", "5"),
+            ("x-mock-gap-ms", "1"),
+            ("x-mock-chunks", "4"),
+        ])
         .await;
     assert_eq!(events.len(), 7);
 }

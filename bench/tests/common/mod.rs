@@ -89,6 +89,21 @@ impl Mock {
         (text, events)
     }
 
+    /// [`Mock::post`] of [`chat_body`], streamed or not, to the chat completions path.
+    pub async fn chat(&self, stream: bool, headers: &[(&str, &str)]) -> reqwest::Response {
+        self.post(CHAT, &chat_body(stream), headers).await
+    }
+
+    /// [`Mock::post_json`] of [`chat_body`], streamed or not, to the chat completions path.
+    pub async fn chat_json(&self, stream: bool, headers: &[(&str, &str)]) -> (u16, Value) {
+        self.post_json(CHAT, &chat_body(stream), headers).await
+    }
+
+    /// [`Mock::post_sse`] of the streamed [`chat_body`] to the chat completions path.
+    pub async fn chat_sse(&self, headers: &[(&str, &str)]) -> (String, Vec<Event>) {
+        self.post_sse(CHAT, &chat_body(true), headers).await
+    }
+
     /// `GET path` with the given headers, its JSON body read as `T`.
     pub async fn get_json<T: DeserializeOwned>(&self, path: &str, headers: &[(&str, &str)]) -> T {
         let mut req = self.client.get(self.url(path));
@@ -136,6 +151,10 @@ pub fn parse_sse(text: &str) -> Vec<Event> {
         .collect()
 }
 
+/// The chat completions path.
+pub const CHAT: &str = "/v1/chat/completions";
+
+/// A chat request of two messages ([`CHAT_INPUT`] tokens), streamed or not.
 pub fn chat_body(stream: bool) -> Value {
     json!({
         "model": "gpt-4o",

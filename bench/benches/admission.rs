@@ -10,9 +10,11 @@ use std::hint::black_box;
 use std::sync::{Arc, Barrier};
 use std::time::{Duration, Instant};
 
-use criterion::{criterion_group, criterion_main, Criterion};
+use criterion::Criterion;
 use sluice_proxy::clock::SystemClock;
 use sluice_proxy::governance::limits::{Limiter, Limits, Quota, Scope};
+
+mod common;
 
 fn quota(text: &str) -> Option<Quota> {
     Some(Quota::parse(text).expect("benchmark quotas are valid"))
@@ -98,14 +100,7 @@ fn contended(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group! {
-    name = benches;
-    // The defaults of a standalone run; command-line flags (the harness's shorter times) override
-    // these, which per-group settings would not.
-    config = Criterion::default()
-        .measurement_time(Duration::from_secs(3))
-        .warm_up_time(Duration::from_secs(1))
-        .sample_size(20);
-    targets = single_thread, contended
-}
-criterion_main!(benches);
+common::bench_main!(
+    config = common::settings(Duration::from_secs(3), Duration::from_secs(1), 20);
+    single_thread, contended
+);

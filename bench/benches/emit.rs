@@ -9,42 +9,27 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, reason = "test code")]
 #![allow(clippy::panic, reason = "test code: a panic fails the test")]
 
-use criterion::{criterion_group, criterion_main, Criterion};
+use criterion::Criterion;
 use sluice_proxy::config::SinkKind;
-use sluice_proxy::metering::record::{Outcome, UsageRecord};
+use sluice_proxy::metering::record::UsageRecord;
 use sluice_proxy::metering::sink::UsageSink;
-use std::borrow::Cow;
 use std::hint::black_box;
 use std::path::PathBuf;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
+
+mod common;
 
 /// Records per fresh sink: the queue is this large, so it never fills while timed.
 const CHUNK: u64 = 65_536;
 
+/// A typical streamed chat record with caller tags, on the shared test record.
 fn record() -> UsageRecord {
     UsageRecord {
-        v: 1,
-        id: uuid::Uuid::now_v7(),
         time_ms: 1_760_000_000_000,
-        org: Some(Arc::from("org-bench")),
-        key_id: Some(Arc::from("key_0000000000000001")),
-        provider: Some(Arc::from("mock")),
-        endpoint: None,
-        region: None,
-        attempts: 0,
         model: Some("gpt-4o-mini".into()),
         upstream_model: Some("gpt-4o-mini-2024-07-18".into()),
-        api: Cow::Borrowed("chat.completions"),
-        stream: true,
-        status: 200,
-        outcome: Outcome::Ok,
         input_tokens: 1200,
         output_tokens: 350,
-        cached_tokens: 0,
-        cache_write_tokens: 0,
-        reasoning_tokens: 0,
-        estimated: false,
         cost_micro_usd: 390,
         ttft_ms: Some(210.5),
         total_ms: 1830.25,
@@ -52,11 +37,8 @@ fn record() -> UsageRecord {
         bytes_in: 4800,
         bytes_out: 21000,
         user: Some("user-42".into()),
-        session: None,
         feature: Some("chat".into()),
-        meta: Default::default(),
-        client_ip: None,
-        error_type: None,
+        ..sluice_test_support::usage_record("org-bench")
     }
 }
 
@@ -105,14 +87,7 @@ fn emit(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group! {
-    name = benches;
-    // The defaults of a standalone run; command-line flags (the harness's shorter times) override
-    // these, which per-group settings would not.
-    config = Criterion::default()
-        .measurement_time(Duration::from_secs(2))
-        .warm_up_time(Duration::from_millis(500))
-        .sample_size(10);
-    targets = emit
-}
-criterion_main!(benches);
+common::bench_main!(
+    config = common::settings(Duration::from_secs(2), Duration::from_millis(500), 10);
+    emit
+);

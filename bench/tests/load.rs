@@ -36,6 +36,13 @@ async fn run(plan: &Plan) -> Report {
     within(load::run(plan)).await.unwrap()
 }
 
+/// Runs the plan and checks the accounting invariants of its report.
+async fn run_accounted(plan: &Plan) -> Report {
+    let r = run(plan).await;
+    assert_accounted(&r);
+    r
+}
+
 /// The accounting invariants every report must satisfy.
 fn assert_accounted(r: &Report) {
     assert_eq!(r.planned, r.ok + r.errors.total + r.dropped, "{r:#?}");
@@ -58,8 +65,7 @@ fn assert_accounted(r: &Report) {
 async fn closed_loop_non_stream_counts_are_exact() {
     let mock = mock().await;
     let p = plan(&mock, Api::Openai, Mode::Closed { clients: 4 }, 100);
-    let r = run(&p).await;
-    assert_accounted(&r);
+    let r = run_accounted(&p).await;
     assert_eq!((r.planned, r.sent, r.ok, r.dropped), (100, 100, 100, 0));
     assert_eq!(r.errors.total, 0);
     assert_eq!(r.statuses.get(&200), Some(&100));
@@ -108,8 +114,7 @@ async fn openai_stream_events_and_gaps_are_exact() {
     let mut p = plan(&mock, Api::Openai, Mode::Closed { clients: 3 }, 30);
     p.stream = true;
     p.header("x-mock-chunks: 16").unwrap();
-    let r = run(&p).await;
-    assert_accounted(&r);
+    let r = run_accounted(&p).await;
     assert_eq!(r.ok, 30);
     // The mock sends the role chunk, 16 content chunks, the finish chunk and [DONE].
     let per = 16 + 3;
@@ -130,8 +135,7 @@ async fn anthropic_stream_events_split_in_small_frames() {
     // Tiny frames put `data:` prefixes across chunk boundaries; CRLF exercises line ends.
     p.header("x-mock-fragment: 3").unwrap();
     p.header("x-mock-line-ending: crlf").unwrap();
-    let r = run(&p).await;
-    assert_accounted(&r);
+    let r = run_accounted(&p).await;
     assert_eq!(r.ok, 10);
     // message_start, content_block_start, ping, 16 deltas, content_block_stop,
     // message_delta, message_stop.
@@ -155,8 +159,7 @@ async fn open_loop_accounts_for_every_arrival() {
     let mut p = plan(&mock, Api::Openai, Mode::Open { rate: 1000.0 }, 50);
     p.max_outstanding = 4;
     p.header("x-mock-header-delay-ms: 500").unwrap();
-    let r = run(&p).await;
-    assert_accounted(&r);
+    let r = run_accounted(&p).await;
     assert_eq!(r.planned, 50);
     assert!(r.dropped > 0, "{r:#?}");
     assert!(r.sent <= 50 - r.dropped);
@@ -175,8 +178,7 @@ async fn open_loop_duration_bound_and_streams() {
     p.duration = Some(Duration::from_millis(100));
     p.stream = true;
     p.header("x-mock-chunks: 4").unwrap();
-    let r = run(&p).await;
-    assert_accounted(&r);
+    let r = run_accounted(&p).await;
     // Arrivals at 0, 5, ..., 95 ms fall inside 100 ms.
     assert_eq!(r.planned, 20);
     assert_eq!(r.dropped, 0);
@@ -189,8 +191,7 @@ async fn status_errors_are_counted_by_code() {
     let mock = mock().await;
     let mut p = plan(&mock, Api::Openai, Mode::Closed { clients: 2 }, 12);
     p.header("x-mock-status: 500").unwrap();
-    let r = run(&p).await;
-    assert_accounted(&r);
+    let r = run_accounted(&p).await;
     assert_eq!(r.ok, 0);
     assert_eq!(r.errors.total, 12);
     assert_eq!(r.errors.status.get(&500), Some(&12));
@@ -212,8 +213,7 @@ async fn closed_port_is_a_connect_error() {
     let target = Target::parse(&format!("http://{addr}")).unwrap();
     let mut p = Plan::new(target, Api::Openai, Mode::Closed { clients: 2 });
     p.requests = Some(7);
-    let r = run(&p).await;
-    assert_accounted(&r);
+    let r = run_accounted(&p).await;
     assert_eq!(r.errors.connect, 7);
     assert_eq!(r.errors.total, 7);
     assert!(r.statuses.is_empty());
@@ -225,15 +225,13 @@ async fn dropped_streams_and_bodies_are_cut_short() {
     let mut p = plan(&mock, Api::Openai, Mode::Closed { clients: 2 }, 6);
     p.stream = true;
     p.header("x-mock-drop-after: 5").unwrap();
-    let r = run(&p).await;
-    assert_accounted(&r);
+    let r = run_accounted(&p).await;
     assert_eq!(r.errors.stream_cut, 6, "{r:#?}");
     assert_eq!(r.statuses.get(&200), Some(&6));
 
     let mut p = plan(&mock, Api::Anthropic, Mode::Closed { clients: 1 }, 4);
     p.header("x-mock-drop-after: 1").unwrap();
-    let r = run(&p).await;
-    assert_accounted(&r);
+    let r = run_accounted(&p).await;
     assert_eq!(r.errors.body, 4, "{r:#?}");
 }
 
@@ -244,8 +242,7 @@ async fn stalled_streams_time_out() {
     p.stream = true;
     p.timeout = Duration::from_millis(200);
     p.header("x-mock-stall-after: 2").unwrap();
-    let r = run(&p).await;
-    assert_accounted(&r);
+    let r = run_accounted(&p).await;
     assert_eq!(r.errors.timeout, 4, "{r:#?}");
     // A connection is never reused after a failure.
     assert_eq!(r.connections_opened, 4);

@@ -11,19 +11,13 @@ use sluice_bench::mock::{MockUsage, Outcome};
 
 #[tokio::test]
 async fn chat_non_stream_reports_usage() {
-    let (mock, client) = mock().await;
+    let mock = Mock::start().await;
     let headers = [
         ("x-mock-chunks", "5"),
         ("x-mock-cached-tokens", "4"),
         ("x-mock-reasoning-tokens", "7"),
     ];
-    let (status, body) = post_json(
-        &client,
-        &url(&mock, "/v1/chat/completions"),
-        &chat_body(false),
-        &headers,
-    )
-    .await;
+    let (status, body) = mock.chat_json(false, &headers).await;
     assert_eq!(status, 200);
     assert_eq!(body["object"], "chat.completion");
     assert_eq!(body["model"], "gpt-4o");
@@ -58,16 +52,10 @@ async fn chat_non_stream_reports_usage() {
 
 #[tokio::test]
 async fn chat_stream_with_include_usage() {
-    let (mock, client) = mock().await;
+    let mock = Mock::start().await;
     let mut body = chat_body(true);
     body["stream_options"] = json!({"include_usage": true});
-    let (_, events) = post_sse(
-        &client,
-        &url(&mock, "/v1/chat/completions"),
-        &body,
-        &[("x-mock-chunks", "3")],
-    )
-    .await;
+    let (_, events) = mock.post_sse(CHAT, &body, &[("x-mock-chunks", "3")]).await;
     // Role chunk, 3 content chunks, finish chunk, usage chunk, [DONE].
     assert_eq!(events.len(), 7);
     assert_eq!(events.last().unwrap().data, "[DONE]");
@@ -100,14 +88,8 @@ async fn chat_stream_with_include_usage() {
 
 #[tokio::test]
 async fn chat_stream_without_include_usage() {
-    let (mock, client) = mock().await;
-    let (_, events) = post_sse(
-        &client,
-        &url(&mock, "/v1/chat/completions"),
-        &chat_body(true),
-        &[],
-    )
-    .await;
+    let mock = Mock::start().await;
+    let (_, events) = mock.chat_sse(&[]).await;
     // Role chunk, 8 default content chunks, finish chunk, [DONE].
     assert_eq!(events.len(), 11);
     for e in &events[..10] {
@@ -122,13 +104,13 @@ async fn chat_stream_without_include_usage() {
 
 #[tokio::test]
 async fn input_tokens_ignore_non_content_fields() {
-    let (mock, client) = mock().await;
+    let mock = Mock::start().await;
     let mut body = chat_body(false);
-    let (_, plain) = post_json(&client, &url(&mock, "/v1/chat/completions"), &body, &[]).await;
+    let (_, plain) = mock.post_json(CHAT, &body, &[]).await;
     body["stream_options"] = json!({"include_usage": true});
     body["temperature"] = json!(0.5);
     body["stream"] = json!(true);
-    let (_, events) = post_sse(&client, &url(&mock, "/v1/chat/completions"), &body, &[]).await;
+    let (_, events) = mock.post_sse(CHAT, &body, &[]).await;
     let usage_chunk = events[events.len() - 2].json();
     assert_eq!(
         usage_chunk["usage"]["prompt_tokens"],
@@ -138,29 +120,29 @@ async fn input_tokens_ignore_non_content_fields() {
 
 #[tokio::test]
 async fn max_tokens_caps_every_shape() {
-    let (mock, client) = mock().await;
+    let mock = Mock::start().await;
     let chunks = [("x-mock-chunks", "6")];
 
     let mut chat = chat_body(false);
     chat["max_completion_tokens"] = json!(2);
-    let (_, body) = post_json(&client, &url(&mock, "/v1/chat/completions"), &chat, &chunks).await;
+    let (_, body) = mock.post_json(CHAT, &chat, &chunks).await;
     assert_eq!(body["choices"][0]["finish_reason"], "length");
     assert_eq!(body["usage"]["completion_tokens"], 2);
 
     let comp = json!({"model": "m", "prompt": "a b c", "max_tokens": 3, "stream": true});
-    let (_, events) = post_sse(&client, &url(&mock, "/v1/completions"), &comp, &chunks).await;
+    let (_, events) = mock.post_sse("/v1/completions", &comp, &chunks).await;
     // 3 content chunks, finish chunk, [DONE].
     assert_eq!(events.len(), 5);
     assert_eq!(events[3].json()["choices"][0]["finish_reason"], "length");
 
     let msg =
         json!({"model": "c", "max_tokens": 4, "messages": [{"role": "user", "content": "hi"}]});
-    let (_, body) = post_json(&client, &url(&mock, "/v1/messages"), &msg, &chunks).await;
+    let (_, body) = mock.post_json("/v1/messages", &msg, &chunks).await;
     assert_eq!(body["stop_reason"], "max_tokens");
     assert_eq!(body["usage"]["output_tokens"], 4);
 
     let resp = json!({"model": "m", "input": "hi", "max_output_tokens": 1, "stream": true});
-    let (_, events) = post_sse(&client, &url(&mock, "/v1/responses"), &resp, &chunks).await;
+    let (_, events) = mock.post_sse("/v1/responses", &resp, &chunks).await;
     let last = events.last().unwrap();
     assert_eq!(last.name.as_deref(), Some("response.incomplete"));
     let last = last.json();
@@ -174,9 +156,9 @@ async fn max_tokens_caps_every_shape() {
 
 #[tokio::test]
 async fn legacy_completions_stream_and_non_stream() {
-    let (mock, client) = mock().await;
+    let mock = Mock::start().await;
     let body = json!({"model": "gpt-3.5-turbo-instruct", "prompt": "one two three"});
-    let (status, plain) = post_json(&client, &url(&mock, "/v1/completions"), &body, &[]).await;
+    let (status, plain) = mock.post_json("/v1/completions", &body, &[]).await;
     assert_eq!(status, 200);
     assert_eq!(plain["object"], "text_completion");
     assert_eq!(plain["choices"][0]["finish_reason"], "stop");
@@ -185,13 +167,9 @@ async fn legacy_completions_stream_and_non_stream() {
 
     let body = json!({"model": "m", "prompt": "one two three", "stream": true,
         "stream_options": {"include_usage": true}});
-    let (_, events) = post_sse(
-        &client,
-        &url(&mock, "/v1/completions"),
-        &body,
-        &[("x-mock-chunks", "2")],
-    )
-    .await;
+    let (_, events) = mock
+        .post_sse("/v1/completions", &body, &[("x-mock-chunks", "2")])
+        .await;
     // 2 content chunks, finish chunk, usage chunk, [DONE].
     assert_eq!(events.len(), 5);
     let first = events[0].json();
@@ -207,9 +185,9 @@ async fn legacy_completions_stream_and_non_stream() {
 
 #[tokio::test]
 async fn embeddings_float_and_base64() {
-    let (mock, client) = mock().await;
+    let mock = Mock::start().await;
     let body = json!({"model": "text-embedding-3-small", "input": ["a b", "c"]});
-    let (_, floats) = post_json(&client, &url(&mock, "/v1/embeddings"), &body, &[]).await;
+    let (_, floats) = mock.post_json("/v1/embeddings", &body, &[]).await;
     assert_eq!(floats["object"], "list");
     assert_eq!(
         floats["usage"],
@@ -224,39 +202,35 @@ async fn embeddings_float_and_base64() {
 
     let mut b64 = body.clone();
     b64["encoding_format"] = json!("base64");
-    let (_, encoded) = post_json(
-        &client,
-        &url(&mock, "/v1/embeddings"),
-        &b64,
-        &[("x-mock-dims", "8")],
-    )
-    .await;
+    let (_, encoded) = mock
+        .post_json("/v1/embeddings", &b64, &[("x-mock-dims", "8")])
+        .await;
     let s = encoded["data"][0]["embedding"].as_str().unwrap();
     // 8 little-endian f32 values are 32 bytes, which base64 turns into 44 characters.
     assert_eq!(s.len(), 44);
-    let again = post_json(&client, &url(&mock, "/v1/embeddings"), &b64, &[]).await;
+    let again = mock.post_json("/v1/embeddings", &b64, &[]).await;
     assert_eq!(again.1["data"][0]["embedding"], s);
 
-    let (_, wide) = post_json(
-        &client,
-        &url(&mock, "/v1/embeddings"),
-        &json!({"model": "m", "input": "x"}),
-        &[("x-mock-dims", "3")],
-    )
-    .await;
+    let (_, wide) = mock
+        .post_json(
+            "/v1/embeddings",
+            &json!({"model": "m", "input": "x"}),
+            &[("x-mock-dims", "3")],
+        )
+        .await;
     assert_eq!(wide["data"][0]["embedding"].as_array().unwrap().len(), 3);
 }
 
 #[tokio::test]
 async fn responses_stream_event_sequence() {
-    let (mock, client) = mock().await;
+    let mock = Mock::start().await;
     let body = json!({"model": "gpt-4.1", "instructions": "be nice", "input": "hello world", "stream": true});
     let headers = [
         ("x-mock-chunks", "2"),
         ("x-mock-cached-tokens", "3"),
         ("x-mock-reasoning-tokens", "4"),
     ];
-    let (_, events) = post_sse(&client, &url(&mock, "/v1/responses"), &body, &headers).await;
+    let (_, events) = mock.post_sse("/v1/responses", &body, &headers).await;
     let names: Vec<&str> = events.iter().map(|e| e.name.as_deref().unwrap()).collect();
     assert_eq!(
         names,
@@ -301,11 +275,11 @@ async fn responses_stream_event_sequence() {
 
 #[tokio::test]
 async fn responses_non_stream() {
-    let (mock, client) = mock().await;
+    let mock = Mock::start().await;
     let body = json!({"model": "gpt-4.1", "input": [
         {"role": "user", "content": [{"type": "input_text", "text": "a b c"}]}
     ]});
-    let (status, resp) = post_json(&client, &url(&mock, "/v1/responses"), &body, &[]).await;
+    let (status, resp) = mock.post_json("/v1/responses", &body, &[]).await;
     assert_eq!(status, 200);
     assert_eq!(resp["object"], "response");
     assert_eq!(resp["status"], "completed");
@@ -317,7 +291,7 @@ async fn responses_non_stream() {
 
 #[tokio::test]
 async fn anthropic_stream_event_sequence() {
-    let (mock, client) = mock().await;
+    let mock = Mock::start().await;
     let body = json!({"model": "claude-sonnet-4-5", "max_tokens": 100, "system": "be brief",
         "messages": [{"role": "user", "content": "hello"}], "stream": true});
     let headers = [
@@ -325,7 +299,7 @@ async fn anthropic_stream_event_sequence() {
         ("x-mock-cached-tokens", "5"),
         ("x-mock-cache-write-tokens", "6"),
     ];
-    let (_, events) = post_sse(&client, &url(&mock, "/v1/messages"), &body, &headers).await;
+    let (_, events) = mock.post_sse("/v1/messages", &body, &headers).await;
     let names: Vec<&str> = events.iter().map(|e| e.name.as_deref().unwrap()).collect();
     assert_eq!(
         names,
@@ -365,10 +339,10 @@ async fn anthropic_stream_event_sequence() {
 
 #[tokio::test]
 async fn anthropic_non_stream_and_count_tokens() {
-    let (mock, client) = mock().await;
+    let mock = Mock::start().await;
     let body = json!({"model": "claude", "max_tokens": 100,
         "messages": [{"role": "user", "content": [{"type": "text", "text": "one two"}]}]});
-    let (_, msg) = post_json(&client, &url(&mock, "/v1/messages"), &body, &[]).await;
+    let (_, msg) = mock.post_json("/v1/messages", &body, &[]).await;
     assert_eq!(msg["type"], "message");
     assert_eq!(msg["content"][0]["type"], "text");
     assert_eq!(msg["stop_reason"], "end_turn");
@@ -377,38 +351,21 @@ async fn anthropic_non_stream_and_count_tokens() {
         json!({"input_tokens": 5, "output_tokens": 8,
             "cache_creation_input_tokens": 0, "cache_read_input_tokens": 0})
     );
-    let (_, count) = post_json(
-        &client,
-        &url(&mock, "/v1/messages/count_tokens"),
-        &body,
-        &[],
-    )
-    .await;
+    let (_, count) = mock
+        .post_json("/v1/messages/count_tokens", &body, &[])
+        .await;
     assert_eq!(count, json!({"input_tokens": 5}));
 }
 
 #[tokio::test]
 async fn models_in_both_shapes() {
-    let (mock, client) = mock().await;
-    let openai: Value = client
-        .get(url(&mock, "/v1/models"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let mock = Mock::start().await;
+    let openai: Value = mock.get_json("/v1/models", &[]).await;
     assert_eq!(openai["object"], "list");
     assert_eq!(openai["data"][0]["object"], "model");
-    let anthropic: Value = client
-        .get(url(&mock, "/v1/models"))
-        .header("anthropic-version", "2023-06-01")
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let anthropic: Value = mock
+        .get_json("/v1/models", &[("anthropic-version", "2023-06-01")])
+        .await;
     assert_eq!(anthropic["data"][0]["type"], "model");
     assert_eq!(anthropic["has_more"], false);
 }

@@ -10,27 +10,17 @@ use sluice_bench::mock::{Outcome, RecordedRequest};
 
 #[tokio::test]
 async fn status_faults_use_provider_error_bodies() {
-    let (mock, client) = mock().await;
-    let (status, body) = post_json(
-        &client,
-        &url(&mock, "/v1/chat/completions"),
-        &chat_body(true),
-        &[("x-mock-status", "429")],
-    )
-    .await;
+    let mock = Mock::start().await;
+    let (status, body) = mock.chat_json(true, &[("x-mock-status", "429")]).await;
     assert_eq!(status, 429);
     assert_eq!(body["error"]["code"], "rate_limit_exceeded");
     assert!(body["error"]["message"].is_string());
     assert!(body["error"].get("param").is_some());
 
     let msg = json!({"model": "c", "max_tokens": 1, "messages": []});
-    let (status, body) = post_json(
-        &client,
-        &url(&mock, "/v1/messages"),
-        &msg,
-        &[("x-mock-status", "529")],
-    )
-    .await;
+    let (status, body) = mock
+        .post_json("/v1/messages", &msg, &[("x-mock-status", "529")])
+        .await;
     assert_eq!(status, 529);
     assert_eq!(body["type"], "error");
     assert_eq!(body["error"]["type"], "overloaded_error");
@@ -43,15 +33,15 @@ async fn status_faults_use_provider_error_bodies() {
 
 #[tokio::test]
 async fn bad_input_gets_a_400_not_a_panic() {
-    let (mock, client) = mock().await;
+    let mock = Mock::start().await;
     let cases: [(&str, &[u8]); 4] = [
-        ("/v1/chat/completions", b"{not json"),
-        ("/v1/chat/completions", b"[1,2]"),
+        (CHAT, b"{not json"),
+        (CHAT, b"[1,2]"),
         ("/v1/embeddings", b"{\"model\":\"m\"}"),
         ("/v1/messages", b"\xff\xfe"),
     ];
     for (path, body) in cases {
-        let resp = within(client.post(url(&mock, path)).body(body.to_vec()).send())
+        let resp = within(mock.client.post(mock.url(path)).body(body.to_vec()).send())
             .await
             .unwrap();
         assert_eq!(resp.status(), 400, "{path}");
@@ -63,15 +53,9 @@ async fn bad_input_gets_a_400_not_a_panic() {
             assert!(v["error"]["message"].is_string());
         }
     }
-    let (status, _) = post_json(
-        &client,
-        &url(&mock, "/v1/chat/completions"),
-        &chat_body(false),
-        &[("x-mock-chunks", "lots")],
-    )
-    .await;
+    let (status, _) = mock.chat_json(false, &[("x-mock-chunks", "lots")]).await;
     assert_eq!(status, 400);
-    let resp = within(client.get(url(&mock, "/v2/nothing")).send())
+    let resp = within(mock.client.get(mock.url("/v2/nothing")).send())
         .await
         .unwrap();
     assert_eq!(resp.status(), 404);
@@ -79,14 +63,8 @@ async fn bad_input_gets_a_400_not_a_panic() {
 
 #[tokio::test]
 async fn drop_after_cuts_the_connection() {
-    let (mock, client) = mock().await;
-    let mut resp = post(
-        &client,
-        &url(&mock, "/v1/chat/completions"),
-        &chat_body(true),
-        &[("x-mock-drop-after", "3")],
-    )
-    .await;
+    let mock = Mock::start().await;
+    let mut resp = mock.chat(true, &[("x-mock-drop-after", "3")]).await;
     assert_eq!(resp.status(), 200);
     let mut received = Vec::new();
     let error = loop {
@@ -106,14 +84,8 @@ async fn drop_after_cuts_the_connection() {
 
 #[tokio::test]
 async fn drop_after_on_non_stream_truncates_the_body() {
-    let (mock, client) = mock().await;
-    let resp = post(
-        &client,
-        &url(&mock, "/v1/chat/completions"),
-        &chat_body(false),
-        &[("x-mock-drop-after", "1")],
-    )
-    .await;
+    let mock = Mock::start().await;
+    let resp = mock.chat(false, &[("x-mock-drop-after", "1")]).await;
     assert!(within(resp.bytes()).await.is_err());
     let records = within(mock.wait_for_settled(1)).await;
     assert_eq!(records[0].outcome, Outcome::Dropped);
@@ -121,14 +93,14 @@ async fn drop_after_on_non_stream_truncates_the_body() {
 
 #[tokio::test]
 async fn stall_then_client_disconnect_is_recorded() {
-    let (mock, client) = mock().await;
-    let mut resp = post(
-        &client,
-        &url(&mock, "/v1/messages"),
-        &json!({"model": "c", "max_tokens": 50, "messages": [], "stream": true}),
-        &[("x-mock-stall-after", "4")],
-    )
-    .await;
+    let mock = Mock::start().await;
+    let mut resp = mock
+        .post(
+            "/v1/messages",
+            &json!({"model": "c", "max_tokens": 50, "messages": [], "stream": true}),
+            &[("x-mock-stall-after", "4")],
+        )
+        .await;
     let mut received = String::new();
     while parse_sse(&received).len() < 4 {
         let chunk = within(resp.chunk()).await.unwrap().unwrap();
@@ -143,9 +115,10 @@ async fn stall_then_client_disconnect_is_recorded() {
 
 #[tokio::test]
 async fn header_delay_then_client_disconnect_is_recorded() {
-    let (mock, client) = mock().await;
-    let req = client
-        .post(url(&mock, "/v1/chat/completions"))
+    let mock = Mock::start().await;
+    let req = mock
+        .client
+        .post(mock.url(CHAT))
         .header("x-mock-header-delay-ms", "600000")
         .json(&chat_body(false))
         .send();
@@ -158,16 +131,16 @@ async fn header_delay_then_client_disconnect_is_recorded() {
 
 #[tokio::test]
 async fn line_endings() {
-    let (mock, client) = mock().await;
+    let mock = Mock::start().await;
     let body = json!({"model": "c", "max_tokens": 50, "messages": [], "stream": true});
     for (name, sep) in [("crlf", "\r\n\r\n"), ("cr", "\r\r"), ("lf", "\n\n")] {
-        let (text, events) = post_sse(
-            &client,
-            &url(&mock, "/v1/messages"),
-            &body,
-            &[("x-mock-line-ending", name), ("x-mock-chunks", "2")],
-        )
-        .await;
+        let (text, events) = mock
+            .post_sse(
+                "/v1/messages",
+                &body,
+                &[("x-mock-line-ending", name), ("x-mock-chunks", "2")],
+            )
+            .await;
         assert_eq!(text.matches(sep).count(), 8, "{name}");
         assert!(text.starts_with(&format!(
             "event: message_start{}data: ",
@@ -182,16 +155,10 @@ async fn line_endings() {
 
 #[tokio::test]
 async fn fragments_split_events_across_frames() {
-    let (mock, client) = mock().await;
+    let mock = Mock::start().await;
     let body = chat_body(true);
-    let (whole, _) = post_sse(&client, &url(&mock, "/v1/chat/completions"), &body, &[]).await;
-    let mut resp = post(
-        &client,
-        &url(&mock, "/v1/chat/completions"),
-        &body,
-        &[("x-mock-fragment", "7")],
-    )
-    .await;
+    let (whole, _) = mock.post_sse(CHAT, &body, &[]).await;
+    let mut resp = mock.post(CHAT, &body, &[("x-mock-fragment", "7")]).await;
     let mut frames = 0usize;
     let mut text = Vec::new();
     while let Some(chunk) = within(resp.chunk()).await.unwrap() {
@@ -209,9 +176,10 @@ async fn fragments_split_events_across_frames() {
 
 #[tokio::test]
 async fn records_headers_path_and_reset() {
-    let (mock, client) = mock().await;
-    let resp = client
-        .post(url(&mock, "/v1/chat/completions?api-version=1"))
+    let mock = Mock::start().await;
+    let resp = mock
+        .client
+        .post(mock.url("/v1/chat/completions?api-version=1"))
         .header("authorization", "Bearer sk-upstream")
         .header("x-custom", "a")
         .json(&chat_body(false))
@@ -231,25 +199,18 @@ async fn records_headers_path_and_reset() {
     assert_eq!(record.json().unwrap(), chat_body(false));
 
     // The control endpoints expose the same records to out-of-process tests.
-    let listed: Vec<RecordedRequest> = client
-        .get(url(&mock, "/mock/requests"))
+    let listed: Vec<RecordedRequest> = mock.get_json("/mock/requests", &[]).await;
+    assert_eq!(listed, vec![record]);
+    let reset = mock
+        .client
+        .post(mock.url("/mock/reset"))
         .send()
         .await
-        .unwrap()
-        .json()
-        .await
         .unwrap();
-    assert_eq!(listed, vec![record]);
-    let reset = client.post(url(&mock, "/mock/reset")).send().await.unwrap();
     assert_eq!(reset.status(), 204);
     assert!(mock.requests().is_empty());
-    post_json(
-        &client,
-        &url(&mock, "/v1/embeddings"),
-        &json!({"model": "m", "input": "x"}),
-        &[],
-    )
-    .await;
+    mock.post_json("/v1/embeddings", &json!({"model": "m", "input": "x"}), &[])
+        .await;
     assert_eq!(within(mock.wait_for_requests(1)).await.len(), 1);
     mock.reset();
     assert!(mock.requests().is_empty());
@@ -257,14 +218,10 @@ async fn records_headers_path_and_reset() {
 
 #[tokio::test]
 async fn chunk_bytes_pads_content() {
-    let (mock, client) = mock().await;
-    let (_, events) = post_sse(
-        &client,
-        &url(&mock, "/v1/chat/completions"),
-        &chat_body(true),
-        &[("x-mock-chunk-bytes", "64"), ("x-mock-chunks", "2")],
-    )
-    .await;
+    let mock = Mock::start().await;
+    let (_, events) = mock
+        .chat_sse(&[("x-mock-chunk-bytes", "64"), ("x-mock-chunks", "2")])
+        .await;
     let content = events[1].json()["choices"][0]["delta"]["content"]
         .as_str()
         .unwrap()
@@ -276,38 +233,29 @@ async fn chunk_bytes_pads_content() {
 #[tokio::test]
 async fn delays_still_deliver_everything() {
     // Only checks that paced streams complete intact; timings are not asserted.
-    let (mock, client) = mock().await;
-    let (_, events) = post_sse(
-        &client,
-        &url(&mock, "/v1/chat/completions"),
-        &chat_body(true),
-        &[
+    let mock = Mock::start().await;
+    let (_, events) = mock
+        .chat_sse(&[
             ("x-mock-ttft-ms", "5"),
             ("x-mock-gap-ms", "1"),
             ("x-mock-chunks", "4"),
-        ],
-    )
-    .await;
+        ])
+        .await;
     assert_eq!(events.len(), 7);
 }
 
 #[tokio::test]
 async fn max_records_evicts_oldest() {
-    let (mock, client) = mock().await;
+    let mock = Mock::start().await;
     mock.set_max_records(2);
     for model in ["a", "b", "c"] {
         let body = json!({"model": model, "input": "x"});
-        post_json(&client, &url(&mock, "/v1/embeddings"), &body, &[]).await;
+        mock.post_json("/v1/embeddings", &body, &[]).await;
     }
     let models: Vec<Option<String>> = mock.requests().into_iter().map(|r| r.model).collect();
     assert_eq!(models, [Some("b".to_owned()), Some("c".to_owned())]);
     mock.set_max_records(0);
-    post_json(
-        &client,
-        &url(&mock, "/v1/embeddings"),
-        &json!({"model": "d", "input": "x"}),
-        &[],
-    )
-    .await;
+    mock.post_json("/v1/embeddings", &json!({"model": "d", "input": "x"}), &[])
+        .await;
     assert!(mock.requests().is_empty());
 }

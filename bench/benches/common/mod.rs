@@ -212,28 +212,36 @@ fn thread_cpu() -> Duration {
     Duration::new(secs, nanos)
 }
 
-/// Criterion's settings for the benches that share these fixtures, as their defaults when run
-/// alone. Command-line flags (the harness's shorter times) override them, which per-group
-/// settings would not.
-pub fn criterion() -> Criterion {
+/// Criterion's settings: `measurement` and `warm_up` time and `samples` per benchmark, as the
+/// defaults of a bench run alone. Command-line flags (the harness's shorter times) override them,
+/// which per-group settings would not.
+pub fn settings(measurement: Duration, warm_up: Duration, samples: usize) -> Criterion {
     Criterion::default()
-        .measurement_time(Duration::from_secs(2))
-        .warm_up_time(Duration::from_millis(500))
-        .sample_size(20)
+        .measurement_time(measurement)
+        .warm_up_time(warm_up)
+        .sample_size(samples)
 }
 
-/// The `main` of a bench that uses these settings: one group of `targets` under
-/// [`criterion()`].
+/// The settings of the benches that share these fixtures.
+pub fn criterion() -> Criterion {
+    settings(Duration::from_secs(2), Duration::from_millis(500), 20)
+}
+
+/// The `main` of a bench: one group of `targets` under [`criterion()`], or under the settings
+/// given as `config = …;`.
 // `allow`, not `expect`: only `alloc_per_chunk`, which has its own `main`, leaves these unused.
 #[allow(unused_macros, reason = "alloc_per_chunk has its own main")]
 macro_rules! bench_main {
-    ($($target:path),+ $(,)?) => {
+    (config = $config:expr; $($target:path),+ $(,)?) => {
         ::criterion::criterion_group! {
             name = benches;
-            config = $crate::common::criterion();
+            config = $config;
             targets = $($target),+
         }
         ::criterion::criterion_main!(benches);
+    };
+    ($($target:path),+ $(,)?) => {
+        $crate::common::bench_main!(config = $crate::common::criterion(); $($target),+);
     };
 }
 #[allow(unused_imports, reason = "alloc_per_chunk has its own main")]

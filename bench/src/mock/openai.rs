@@ -39,8 +39,11 @@ fn include_usage(body: &Value) -> bool {
         == Some(true)
 }
 
-/// How one OpenAI chunk stream differs from the other: the object name and choice shapes.
+/// How one OpenAI answer differs from the other: the id prefix, the chunk object name and the
+/// choice shapes.
 struct ChunkShape {
+    /// The answer id before the request's sequence number.
+    id_prefix: &'static str,
     object: &'static str,
     /// A choice sent before any content (chat's role announcement), if the shape has one.
     opening: Option<&'static str>,
@@ -53,6 +56,7 @@ struct ChunkShape {
 }
 
 const CHAT_SHAPE: ChunkShape = ChunkShape {
+    id_prefix: "chatcmpl-mock",
     object: "chat.completion.chunk",
     opening: Some(
         r#"{"index":0,"delta":{"role":"assistant","content":"","refusal":null},"logprobs":null,"finish_reason":null}"#,
@@ -64,6 +68,7 @@ const CHAT_SHAPE: ChunkShape = ChunkShape {
 };
 
 const COMPLETION_SHAPE: ChunkShape = ChunkShape {
+    id_prefix: "cmpl-mock",
     object: "text_completion",
     opening: None,
     content_open: r#"{"text":""#,
@@ -135,6 +140,43 @@ fn render_stream(ctx: &Ctx, shape: &ChunkShape, plan: &StreamPlan<'_>) -> Render
     sse.finish()
 }
 
+/// What a chat completion and a legacy completion share once the request is checked: content
+/// up to the token cap (`cap_fields`, first present wins), the usage and the id, then either the
+/// chunk stream in `shape` or the whole body that `whole` builds from the id, the text, the
+/// finish reason and the usage object.
+fn answer(
+    ctx: &Ctx,
+    body: &Value,
+    input: u64,
+    cap_fields: &[&str],
+    shape: &ChunkShape,
+    model: &str,
+    whole: impl FnOnce(&str, String, &'static str, Value) -> Value,
+) -> HandlerResult {
+    let (chunks, capped) = ctx.controls.content_chunks(tokens::cap(body, cap_fields));
+    let finish = if capped { "length" } else { "stop" };
+    let usage = ctx.openai_usage(input, chunks);
+    let id = format!("{}{}", shape.id_prefix, ctx.seq);
+    if wants_stream(body) {
+        let plan = StreamPlan {
+            id: &id,
+            model,
+            chunks,
+            finish,
+            include_usage: include_usage(body),
+            usage: &usage,
+        };
+        let rendered = render_stream(ctx, shape, &plan);
+        return Ok(Reply::Stream { rendered, usage });
+    }
+    let text = tokens::full_text(chunks, ctx.controls.chunk_bytes);
+    let body = whole(&id, text, finish, usage_json(&usage));
+    Ok(Reply::Json {
+        body,
+        usage: Some(usage),
+    })
+}
+
 /// `POST /v1/chat/completions`.
 pub fn chat(ctx: &Ctx, body: &Value) -> HandlerResult {
     let model = require_model(body, MISSING_MODEL)?;
@@ -145,43 +187,32 @@ pub fn chat(ctx: &Ctx, body: &Value) -> HandlerResult {
         ));
     }
     let input = tokens::chat_input(body);
-    let cap = tokens::cap(body, &["max_completion_tokens", "max_tokens"]);
-    let (chunks, capped) = ctx.controls.content_chunks(cap);
-    let finish = if capped { "length" } else { "stop" };
-    let usage = ctx.openai_usage(input, chunks);
-    let id = format!("chatcmpl-mock{}", ctx.seq);
-    if wants_stream(body) {
-        let plan = StreamPlan {
-            id: &id,
-            model: &model,
-            chunks,
-            finish,
-            include_usage: include_usage(body),
-            usage: &usage,
-        };
-        let rendered = render_stream(ctx, &CHAT_SHAPE, &plan);
-        return Ok(Reply::Stream { rendered, usage });
-    }
-    let text = tokens::full_text(chunks, ctx.controls.chunk_bytes);
-    let body = json!({
-        "id": id,
-        "object": "chat.completion",
-        "created": ctx.created,
-        "model": model,
-        "choices": [{
-            "index": 0,
-            "message": {"role": "assistant", "content": text, "refusal": null, "annotations": []},
-            "logprobs": null,
-            "finish_reason": finish,
-        }],
-        "usage": usage_json(&usage),
-        "service_tier": "default",
-        "system_fingerprint": FINGERPRINT,
-    });
-    Ok(Reply::Json {
+    let caps = ["max_completion_tokens", "max_tokens"];
+    answer(
+        ctx,
         body,
-        usage: Some(usage),
-    })
+        input,
+        &caps,
+        &CHAT_SHAPE,
+        &model,
+        |id, text, finish, usage| {
+            json!({
+                "id": id,
+                "object": "chat.completion",
+                "created": ctx.created,
+                "model": model,
+                "choices": [{
+                    "index": 0,
+                    "message": {"role": "assistant", "content": text, "refusal": null, "annotations": []},
+                    "logprobs": null,
+                    "finish_reason": finish,
+                }],
+                "usage": usage,
+                "service_tier": "default",
+                "system_fingerprint": FINGERPRINT,
+            })
+        },
+    )
 }
 
 /// `POST /v1/completions` (legacy text completions).
@@ -194,36 +225,24 @@ pub fn completions(ctx: &Ctx, body: &Value) -> HandlerResult {
         ));
     }
     let input = tokens::prompt_items(body.get("prompt")).iter().sum();
-    let (chunks, capped) = ctx
-        .controls
-        .content_chunks(tokens::cap(body, &["max_tokens"]));
-    let finish = if capped { "length" } else { "stop" };
-    let usage = ctx.openai_usage(input, chunks);
-    let id = format!("cmpl-mock{}", ctx.seq);
-    if wants_stream(body) {
-        let plan = StreamPlan {
-            id: &id,
-            model: &model,
-            chunks,
-            finish,
-            include_usage: include_usage(body),
-            usage: &usage,
-        };
-        let rendered = render_stream(ctx, &COMPLETION_SHAPE, &plan);
-        return Ok(Reply::Stream { rendered, usage });
-    }
-    let text = tokens::full_text(chunks, ctx.controls.chunk_bytes);
-    let body = json!({
-        "id": id,
-        "object": "text_completion",
-        "created": ctx.created,
-        "model": model,
-        "system_fingerprint": FINGERPRINT,
-        "choices": [{"text": text, "index": 0, "logprobs": null, "finish_reason": finish}],
-        "usage": usage_json(&usage),
-    });
-    Ok(Reply::Json {
+    let caps = ["max_tokens"];
+    answer(
+        ctx,
         body,
-        usage: Some(usage),
-    })
+        input,
+        &caps,
+        &COMPLETION_SHAPE,
+        &model,
+        |id, text, finish, usage| {
+            json!({
+                "id": id,
+                "object": "text_completion",
+                "created": ctx.created,
+                "model": model,
+                "system_fingerprint": FINGERPRINT,
+                "choices": [{"text": text, "index": 0, "logprobs": null, "finish_reason": finish}],
+                "usage": usage,
+            })
+        },
+    )
 }

@@ -9,6 +9,7 @@
 use std::future::Future;
 use std::time::Duration;
 
+use serde::de::DeserializeOwned;
 use serde_json::{json, Value};
 use sluice_bench::mock::{MockProvider, RecordedRequest};
 
@@ -19,13 +20,100 @@ pub async fn within<T>(f: impl Future<Output = T>) -> T {
         .expect("test step hung")
 }
 
-pub async fn mock() -> (MockProvider, reqwest::Client) {
-    let mock = MockProvider::start("127.0.0.1:0").await.unwrap();
-    (mock, reqwest::Client::new())
+/// A mock provider on a free local port and a client to call it; it dereferences to the
+/// provider, so its records and settings are at hand.
+pub struct Mock {
+    pub provider: MockProvider,
+    pub client: reqwest::Client,
 }
 
-pub fn url(mock: &MockProvider, path: &str) -> String {
-    format!("{}{path}", mock.base_url())
+impl std::ops::Deref for Mock {
+    type Target = MockProvider;
+
+    fn deref(&self) -> &MockProvider {
+        &self.provider
+    }
+}
+
+impl Mock {
+    pub async fn start() -> Mock {
+        Mock {
+            provider: MockProvider::start("127.0.0.1:0").await.unwrap(),
+            client: reqwest::Client::new(),
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.provider.base_url())
+    }
+
+    /// `POST path` with a JSON body and the given headers (the `x-mock-*` controls).
+    pub async fn post(
+        &self,
+        path: &str,
+        body: &Value,
+        headers: &[(&str, &str)],
+    ) -> reqwest::Response {
+        let mut req = self.client.post(self.url(path)).json(body);
+        for (k, v) in headers {
+            req = req.header(*k, *v);
+        }
+        within(req.send()).await.unwrap()
+    }
+
+    /// [`Mock::post`], answered in JSON: the status and the body.
+    pub async fn post_json(
+        &self,
+        path: &str,
+        body: &Value,
+        headers: &[(&str, &str)],
+    ) -> (u16, Value) {
+        let resp = self.post(path, body, headers).await;
+        let status = resp.status().as_u16();
+        (status, within(resp.json()).await.unwrap())
+    }
+
+    /// [`Mock::post`], answered 200 with an event stream: its text and its events.
+    pub async fn post_sse(
+        &self,
+        path: &str,
+        body: &Value,
+        headers: &[(&str, &str)],
+    ) -> (String, Vec<Event>) {
+        let resp = self.post(path, body, headers).await;
+        assert_eq!(resp.status(), 200);
+        let ct = resp.headers()["content-type"].to_str().unwrap().to_owned();
+        assert!(ct.starts_with("text/event-stream"), "{ct}");
+        let text = within(resp.text()).await.unwrap();
+        let events = parse_sse(&text);
+        (text, events)
+    }
+
+    /// [`Mock::post`] of [`chat_body`], streamed or not, to the chat completions path.
+    pub async fn chat(&self, stream: bool, headers: &[(&str, &str)]) -> reqwest::Response {
+        self.post(CHAT, &chat_body(stream), headers).await
+    }
+
+    /// [`Mock::post_json`] of [`chat_body`], streamed or not, to the chat completions path.
+    pub async fn chat_json(&self, stream: bool, headers: &[(&str, &str)]) -> (u16, Value) {
+        self.post_json(CHAT, &chat_body(stream), headers).await
+    }
+
+    /// [`Mock::post_sse`] of the streamed [`chat_body`] to the chat completions path.
+    pub async fn chat_sse(&self, headers: &[(&str, &str)]) -> (String, Vec<Event>) {
+        self.post_sse(CHAT, &chat_body(true), headers).await
+    }
+
+    /// `GET path` with the given headers, its JSON body read as `T`.
+    pub async fn get_json<T: DeserializeOwned>(&self, path: &str, headers: &[(&str, &str)]) -> T {
+        let mut req = self.client.get(self.url(path));
+        for (k, v) in headers {
+            req = req.header(*k, *v);
+        }
+        within(within(req.send()).await.unwrap().json())
+            .await
+            .unwrap()
+    }
 }
 
 /// One parsed SSE event: its `event:` name, if any, and its data.
@@ -63,45 +151,10 @@ pub fn parse_sse(text: &str) -> Vec<Event> {
         .collect()
 }
 
-pub async fn post(
-    client: &reqwest::Client,
-    url: &str,
-    body: &Value,
-    headers: &[(&str, &str)],
-) -> reqwest::Response {
-    let mut req = client.post(url).json(body);
-    for (k, v) in headers {
-        req = req.header(*k, *v);
-    }
-    within(req.send()).await.unwrap()
-}
+/// The chat completions path.
+pub const CHAT: &str = "/v1/chat/completions";
 
-pub async fn post_json(
-    client: &reqwest::Client,
-    url: &str,
-    body: &Value,
-    headers: &[(&str, &str)],
-) -> (u16, Value) {
-    let resp = post(client, url, body, headers).await;
-    let status = resp.status().as_u16();
-    (status, within(resp.json()).await.unwrap())
-}
-
-pub async fn post_sse(
-    client: &reqwest::Client,
-    url: &str,
-    body: &Value,
-    headers: &[(&str, &str)],
-) -> (String, Vec<Event>) {
-    let resp = post(client, url, body, headers).await;
-    assert_eq!(resp.status(), 200);
-    let ct = resp.headers()["content-type"].to_str().unwrap().to_owned();
-    assert!(ct.starts_with("text/event-stream"), "{ct}");
-    let text = within(resp.text()).await.unwrap();
-    let events = parse_sse(&text);
-    (text, events)
-}
-
+/// A chat request of two messages ([`CHAT_INPUT`] tokens), streamed or not.
 pub fn chat_body(stream: bool) -> Value {
     json!({
         "model": "gpt-4o",

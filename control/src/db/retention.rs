@@ -48,42 +48,43 @@ impl Store {
         retention: Retention,
     ) -> Result<PurgeReport, DbError> {
         let now = clock.now_ms();
-        let mut report = PurgeReport::default();
-        let records_before = cutoff(now, retention.records_days);
-        loop {
-            let _guard = self.write_guard().await;
-            let done = sqlx::query(
+        let records_deleted = self
+            .in_chunks(
                 "DELETE FROM records WHERE id IN \
                  (SELECT id FROM records WHERE time_ms < $1 LIMIT $2)",
+                cutoff(now, retention.records_days),
             )
-            .bind(records_before)
-            .bind(PURGE_CHUNK)
-            .execute(&self.pool)
-            .await?
-            .rows_affected();
-            report.records_deleted += done;
-            if done < PURGE_CHUNK as u64 {
-                break;
-            }
-        }
-        let ips_before = cutoff(now, retention.client_ip_days);
-        loop {
-            let _guard = self.write_guard().await;
-            let done = sqlx::query(
+            .await?;
+        let client_ips_cleared = self
+            .in_chunks(
                 "UPDATE records SET client_ip = NULL WHERE id IN \
                  (SELECT id FROM records WHERE time_ms < $1 AND client_ip IS NOT NULL LIMIT $2)",
+                cutoff(now, retention.client_ip_days),
             )
-            .bind(ips_before)
-            .bind(PURGE_CHUNK)
-            .execute(&self.pool)
-            .await?
-            .rows_affected();
-            report.client_ips_cleared += done;
+            .await?;
+        Ok(PurgeReport {
+            records_deleted,
+            client_ips_cleared,
+        })
+    }
+
+    /// Runs `sql` (bound to `before` and [`PURGE_CHUNK`]) until it touches fewer rows than a
+    /// chunk, each run under the writer guard on its own; returns the rows touched in all.
+    async fn in_chunks(&self, sql: &'static str, before: i64) -> Result<u64, DbError> {
+        let mut total = 0;
+        loop {
+            let _guard = self.write_guard().await;
+            let done = sqlx::query(sql)
+                .bind(before)
+                .bind(PURGE_CHUNK)
+                .execute(&self.pool)
+                .await?
+                .rows_affected();
+            total += done;
             if done < PURGE_CHUNK as u64 {
-                break;
+                return Ok(total);
             }
         }
-        Ok(report)
     }
 
     /// Erases everything held about `org`: raw records and both aggregate tables, in one

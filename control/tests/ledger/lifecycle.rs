@@ -46,32 +46,28 @@ async fn default_sqlite_store_is_wal_and_sigterm_exits_cleanly() {
     assert!(exit.success(), "graceful exit on SIGTERM: {exit:?}");
 }
 
+/// Runs the ledger, which must refuse to start; returns what it said on stderr.
+fn refusal(cmd: &mut Command) -> String {
+    let out = cmd.output().expect("run");
+    assert!(!out.status.success());
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
 #[test]
 fn unusable_configuration_is_refused_without_echoing_tokens() {
     let dir = tempfile::tempdir().expect("temp dir");
-    let same = ledger_command(dir.path())
-        .env("SLUICE_INGEST_TOKEN", "same-secret-token")
-        .env("SLUICE_ADMIN_TOKEN", "same-secret-token")
-        .output()
-        .expect("run");
-    assert!(!same.status.success());
-    let err = String::from_utf8_lossy(&same.stderr);
+    let err = refusal(
+        ledger_command(dir.path())
+            .env("SLUICE_INGEST_TOKEN", "same-secret-token")
+            .env("SLUICE_ADMIN_TOKEN", "same-secret-token"),
+    );
     assert!(err.contains("must differ"), "{err}");
     assert!(!err.contains("same-secret-token"), "token echoed: {err}");
 
-    let missing = ledger_command(dir.path())
-        .env_remove("SLUICE_INGEST_TOKEN")
-        .output()
-        .expect("run");
-    assert!(!missing.status.success());
-    assert!(String::from_utf8_lossy(&missing.stderr).contains("--ingest-token"));
+    let err = refusal(ledger_command(dir.path()).env_remove("SLUICE_INGEST_TOKEN"));
+    assert!(err.contains("--ingest-token"));
 
-    let scheme = ledger_command(dir.path())
-        .args(["--database-url", "mysql://u:pw@host/db"])
-        .output()
-        .expect("run");
-    assert!(!scheme.status.success());
-    let err = String::from_utf8_lossy(&scheme.stderr);
+    let err = refusal(ledger_command(dir.path()).args(["--database-url", "mysql://u:pw@host/db"]));
     assert!(err.contains("sqlite:// or postgres://"), "{err}");
     assert!(!err.contains("pw@"), "credentials echoed: {err}");
 }

@@ -61,6 +61,11 @@ fn s(v: &Option<String>) -> &str {
     v.as_deref().unwrap_or("-")
 }
 
+/// The label of a group by two text dimensions: `a/b`, `-` for an absent one.
+fn pair(a: &Option<String>, b: &Option<String>) -> String {
+    format!("{}/{}", s(a), s(b))
+}
+
 async fn usage_is_grouped_by_any_dimension_with_totals(db: Db) {
     let ledger = Ledger::start(Arc::new(db));
     let base = day_start(now_ms()) - 2 * DAY_MS;
@@ -124,11 +129,7 @@ async fn usage_is_grouped_by_any_dimension_with_totals(db: Db) {
 
     let by_key_user = ledger.usage("org=g&group_by=key,user").await;
     assert_eq!(
-        summary(&by_key_user.groups, |g| format!(
-            "{}/{}",
-            s(&g.key),
-            s(&g.user)
-        )),
+        summary(&by_key_user.groups, |g| pair(&g.key, &g.user)),
         vec![
             ("k1/-".into(), 1, 40, 400),
             ("k1/u1".into(), 2, 10, 100),
@@ -147,11 +148,7 @@ async fn usage_is_grouped_by_any_dimension_with_totals(db: Db) {
 
     let by_tags = ledger.usage("org=g&group_by=session,feature").await;
     assert_eq!(
-        summary(&by_tags.groups, |g| format!(
-            "{}/{}",
-            s(&g.session),
-            s(&g.feature)
-        )),
+        summary(&by_tags.groups, |g| pair(&g.session, &g.feature)),
         vec![
             ("-/-".into(), 2, 60, 600),
             ("-/f2".into(), 1, 0, 0),

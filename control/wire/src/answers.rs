@@ -2,9 +2,8 @@
 //! query results, the spend feed and the erasure report.
 
 use crate::record::UsageRecord;
+use crate::spelling::{self, spelled};
 use serde::{Deserialize, Serialize};
-use std::fmt;
-use std::str::FromStr;
 
 /// `POST /v1/events` body. The ledger parses each element of `records` on its own, so a
 /// malformed record is rejected alone while the others are kept.
@@ -59,54 +58,19 @@ pub enum GroupBy {
     Status,
 }
 
-impl GroupBy {
-    pub const ALL: [GroupBy; 9] = [
-        GroupBy::Model,
-        GroupBy::Key,
-        GroupBy::Provider,
-        GroupBy::Day,
-        GroupBy::Hour,
-        GroupBy::User,
-        GroupBy::Session,
-        GroupBy::Feature,
-        GroupBy::Status,
-    ];
-
-    /// The query-string spelling.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            GroupBy::Model => "model",
-            GroupBy::Key => "key",
-            GroupBy::Provider => "provider",
-            GroupBy::Day => "day",
-            GroupBy::Hour => "hour",
-            GroupBy::User => "user",
-            GroupBy::Session => "session",
-            GroupBy::Feature => "feature",
-            GroupBy::Status => "status",
-        }
-    }
-}
-
-impl fmt::Display for GroupBy {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-impl FromStr for GroupBy {
-    type Err = String;
-
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        GroupBy::ALL
-            .into_iter()
-            .find(|g| g.as_str() == s)
-            .ok_or_else(|| {
-                let known: Vec<&str> = GroupBy::ALL.iter().map(|g| g.as_str()).collect();
-                format!("unknown group_by {s:?} (known: {})", known.join(", "))
-            })
-    }
-}
+spelled!(GroupBy {
+    Model => "model",
+    Key => "key",
+    Provider => "provider",
+    Day => "day",
+    Hour => "hour",
+    User => "user",
+    Session => "session",
+    Feature => "feature",
+    Status => "status",
+} unknown(s) -> String {
+    format!("unknown group_by {s:?} (known: {})", spelling::known(&GroupBy::ALL, GroupBy::as_str))
+});
 
 /// Sums over a set of records.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]

@@ -15,6 +15,7 @@
 mod answers;
 pub mod clock;
 mod record;
+mod spelling;
 
 #[cfg(test)]
 mod tests;

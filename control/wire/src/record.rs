@@ -1,11 +1,11 @@
 //! The usage record: one per proxied request, success or failure, holding ids, counts, timings
 //! and bounded caller tags — never prompt or response content, never a key.
 
+use crate::spelling::spelled;
 use serde::{Deserialize, Serialize};
 use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::fmt;
-use std::str::FromStr;
 use std::sync::Arc;
 use uuid::Uuid;
 
@@ -41,52 +41,19 @@ pub enum Outcome {
     StreamError,
 }
 
-impl Outcome {
-    /// Every outcome, in declaration order.
-    pub const ALL: [Outcome; 9] = [
-        Outcome::Ok,
-        Outcome::Rejected,
-        Outcome::ProviderError,
-        Outcome::ClientDisconnected,
-        Outcome::UpstreamDropped,
-        Outcome::UpstreamTimeout,
-        Outcome::UpstreamUnreachable,
-        Outcome::Error,
-        Outcome::StreamError,
-    ];
-
-    /// The wire spelling (the same as the serde one), used as the stored value too.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Outcome::Ok => "ok",
-            Outcome::Rejected => "rejected",
-            Outcome::ProviderError => "provider_error",
-            Outcome::ClientDisconnected => "client_disconnected",
-            Outcome::UpstreamDropped => "upstream_dropped",
-            Outcome::UpstreamTimeout => "upstream_timeout",
-            Outcome::UpstreamUnreachable => "upstream_unreachable",
-            Outcome::Error => "error",
-            Outcome::StreamError => "stream_error",
-        }
-    }
-}
-
-impl fmt::Display for Outcome {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-impl FromStr for Outcome {
-    type Err = RecordError;
-
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        Outcome::ALL
-            .into_iter()
-            .find(|o| o.as_str() == s)
-            .ok_or_else(|| RecordError::UnknownOutcome(s.to_string()))
-    }
-}
+spelled!(Outcome {
+    Ok => "ok",
+    Rejected => "rejected",
+    ProviderError => "provider_error",
+    ClientDisconnected => "client_disconnected",
+    UpstreamDropped => "upstream_dropped",
+    UpstreamTimeout => "upstream_timeout",
+    UpstreamUnreachable => "upstream_unreachable",
+    Error => "error",
+    StreamError => "stream_error",
+} unknown(s) -> RecordError {
+    RecordError::UnknownOutcome(s.to_string())
+});
 
 /// A usage record as the proxy emits it (one JSON object per record).
 ///

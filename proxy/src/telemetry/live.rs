@@ -4,6 +4,7 @@
 //! A gauge handle update is a compare-and-swap loop on an `f64`; these counts change twice per
 //! request, so they stay integers here and a scrape copies them into the gauges.
 
+use std::marker::PhantomData;
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Mutex, PoisonError};
 
@@ -17,40 +18,51 @@ type Sampler = Box<dyn Fn() + Send + Sync>;
 /// queue's capacity), registered by their owners.
 static SAMPLERS: Mutex<Vec<Sampler>> = Mutex::new(Vec::new());
 
-/// One request in flight, from its context's creation until the context is dropped (after
-/// `logging`, or when Pingora drops a request that never got that far).
+/// What an [`InFlight`] guard counts.
+pub trait Counted {
+    fn count() -> &'static AtomicI64;
+}
+
+/// Requests, from their context's creation until the context is dropped (after `logging`, or
+/// when Pingora drops a request that never got that far).
 #[derive(Debug)]
-pub struct RequestInFlight(());
+pub enum Requests {}
 
-impl RequestInFlight {
-    pub fn start() -> Self {
-        REQUESTS.fetch_add(1, Ordering::Relaxed);
-        Self(())
+impl Counted for Requests {
+    fn count() -> &'static AtomicI64 {
+        &REQUESTS
     }
 }
 
-impl Drop for RequestInFlight {
-    fn drop(&mut self) {
-        REQUESTS.fetch_sub(1, Ordering::Relaxed);
-    }
-}
-
-/// One event stream being relayed, from its response head until the request ends.
+/// Event streams being relayed, from their response head until the request ends.
 #[derive(Debug)]
-pub struct StreamInFlight(());
+pub enum Streams {}
 
-impl StreamInFlight {
+impl Counted for Streams {
+    fn count() -> &'static AtomicI64 {
+        &STREAMS
+    }
+}
+
+/// One of `C` in flight for as long as the guard lives: `start` counts it in, the drop out.
+#[derive(Debug)]
+pub struct InFlight<C: Counted>(PhantomData<C>);
+
+impl<C: Counted> InFlight<C> {
     pub fn start() -> Self {
-        STREAMS.fetch_add(1, Ordering::Relaxed);
-        Self(())
+        C::count().fetch_add(1, Ordering::Relaxed);
+        Self(PhantomData)
     }
 }
 
-impl Drop for StreamInFlight {
+impl<C: Counted> Drop for InFlight<C> {
     fn drop(&mut self) {
-        STREAMS.fetch_sub(1, Ordering::Relaxed);
+        C::count().fetch_sub(1, Ordering::Relaxed);
     }
 }
+
+pub type RequestInFlight = InFlight<Requests>;
+pub type StreamInFlight = InFlight<Streams>;
 
 /// A usage record entered the queue to the intake thread.
 pub fn usage_queued() {

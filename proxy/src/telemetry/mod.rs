@@ -73,39 +73,37 @@ pub fn render() -> Option<String> {
 fn describe() {
     describe_requests();
     upstream::describe();
-    metrics::describe_counter!(
-        CONFIG_RELOADS,
-        "Configuration reloads by result (ok: new snapshot served; error: old one kept)."
-    );
-    metrics::describe_gauge!(
-        CONFIG_GENERATION,
-        "Generation of the configuration snapshot being served (1 = loaded at start)."
-    );
-    metrics::describe_gauge!(BUILD_INFO, "Always 1; labelled with the binary's version.");
-    metrics::describe_counter!(
-        RECORDS_DELIVERED,
-        "Usage records the ledger acknowledged (new or duplicate)."
-    );
-    metrics::describe_counter!(RECORDS_SPOOLED, "Usage records written to the disk spool.");
-    metrics::describe_counter!(
-        RECORDS_DROPPED,
-        "Usage records lost, by reason (queue_full, closed, spool_error, dead_letter_error)."
-    );
-    metrics::describe_counter!(
-        RECORDS_DEAD_LETTERED,
-        "Usage records set aside in the spool directory's dead-letter file, by reason \
-         (rejected: the ledger rejected the record; refused: it kept refusing the batch)."
-    );
-    metrics::describe_counter!(
-        LEDGER_BATCHES,
-        "Batches posted to the ledger by result (ok, error: retried, refused: retried, then dead-lettered)."
-    );
-    metrics::describe_gauge!(SPOOL_BYTES, "Bytes held in this process's spool files.");
-    metrics::describe_gauge!(
-        LEDGER_UP,
-        "1 while the ledger answers, 0 after a failed request."
-    );
-    metrics::describe_counter!(SPEND_POLLS, "Spend-feed polls by result.");
+    let counters = [
+        (CONFIG_RELOADS, "Configuration reloads by result (ok: new snapshot served; error: old one kept)."),
+        (RECORDS_DELIVERED, "Usage records the ledger acknowledged (new or duplicate)."),
+        (RECORDS_SPOOLED, "Usage records written to the disk spool."),
+        (RECORDS_DROPPED, "Usage records lost, by reason (queue_full, closed, spool_error, dead_letter_error)."),
+        (
+            RECORDS_DEAD_LETTERED,
+            "Usage records set aside in the spool directory's dead-letter file, by reason \
+             (rejected: the ledger rejected the record; refused: it kept refusing the batch).",
+        ),
+        (LEDGER_BATCHES, "Batches posted to the ledger by result (ok, error: retried, refused: retried, then dead-lettered)."),
+        (SPEND_POLLS, "Spend-feed polls by result."),
+    ];
+    for (name, help) in counters {
+        metrics::describe_counter!(name, help);
+    }
+    let gauges = [
+        (
+            CONFIG_GENERATION,
+            "Generation of the configuration snapshot being served (1 = loaded at start).",
+        ),
+        (BUILD_INFO, "Always 1; labelled with the binary's version."),
+        (SPOOL_BYTES, "Bytes held in this process's spool files."),
+        (
+            LEDGER_UP,
+            "1 while the ledger answers, 0 after a failed request.",
+        ),
+    ];
+    for (name, help) in gauges {
+        metrics::describe_gauge!(name, help);
+    }
 }
 
 /// Counts records lost for `reason`.
@@ -173,38 +171,33 @@ fn describe_requests() {
         Unit::Count,
         "Tokens per request by gen_ai_token_type (gen_ai.client.token.usage)."
     );
-    metrics::describe_counter!(
-        REQUESTS,
-        "Finished requests by org, route, provider, api, status class and outcome."
-    );
-    metrics::describe_counter!(
-        TOKENS,
-        "Billed tokens by org, route and type (input, output, cached, cache_write, reasoning)."
-    );
-    metrics::describe_counter!(
-        COST,
-        "Cost in micro-USD by org and route, from the configured prices."
-    );
-    metrics::describe_counter!(
-        UPSTREAM_ERRORS,
-        "Provider connect failures and timeouts, by provider and kind."
-    );
-    metrics::describe_counter!(
-        LIMIT_REJECTIONS,
-        "Requests refused by a limit, by kind (requests, tokens, concurrency, budget) and scope."
-    );
-    metrics::describe_gauge!(REQUESTS_IN_FLIGHT, "Requests in flight.");
-    metrics::describe_gauge!(STREAMS_IN_FLIGHT, "Event streams being relayed.");
-    metrics::describe_gauge!(
-        DOWNSTREAM_CONNECTIONS,
-        "Open client connections on the proxy listeners."
-    );
-    metrics::describe_gauge!(
-        USAGE_QUEUE_DEPTH,
-        "Usage records waiting for the intake thread."
-    );
-    metrics::describe_gauge!(
-        USAGE_QUEUE_CAPACITY,
-        "Bound of the usage queue (usage.queue_capacity)."
-    );
+    let counters = [
+        (REQUESTS, "Finished requests by org, route, provider, api, status class and outcome."),
+        (TOKENS, "Billed tokens by org, route and type (input, output, cached, cache_write, reasoning)."),
+        (COST, "Cost in micro-USD by org and route, from the configured prices."),
+        (UPSTREAM_ERRORS, "Provider connect failures and timeouts, by provider and kind."),
+        (LIMIT_REJECTIONS, "Requests refused by a limit, by kind (requests, tokens, concurrency, budget) and scope."),
+    ];
+    for (name, help) in counters {
+        metrics::describe_counter!(name, help);
+    }
+    let gauges = [
+        (REQUESTS_IN_FLIGHT, "Requests in flight."),
+        (STREAMS_IN_FLIGHT, "Event streams being relayed."),
+        (
+            DOWNSTREAM_CONNECTIONS,
+            "Open client connections on the proxy listeners.",
+        ),
+        (
+            USAGE_QUEUE_DEPTH,
+            "Usage records waiting for the intake thread.",
+        ),
+        (
+            USAGE_QUEUE_CAPACITY,
+            "Bound of the usage queue (usage.queue_capacity).",
+        ),
+    ];
+    for (name, help) in gauges {
+        metrics::describe_gauge!(name, help);
+    }
 }

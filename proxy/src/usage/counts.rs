@@ -15,7 +15,8 @@ use super::iterations::{IterationSums, Iterations};
 use super::Usage;
 use crate::api::{Api, Family};
 
-/// Implements the visitor methods for values we read as "absent" rather than as an error.
+/// Implements the visitor methods for values we read as "absent" (the value's `Default`) rather
+/// than as an error: booleans, strings, bytes and null, and with `numbers` numbers too.
 macro_rules! absent_otherwise {
     () => {
         fn visit_bool<E>(self, _: bool) -> Result<Self::Value, E> {
@@ -34,7 +35,54 @@ macro_rules! absent_otherwise {
             Ok(Default::default())
         }
     };
+    (numbers) => {
+        fn visit_u64<E>(self, _: u64) -> Result<Self::Value, E> {
+            Ok(Default::default())
+        }
+        fn visit_i64<E>(self, _: i64) -> Result<Self::Value, E> {
+            Ok(Default::default())
+        }
+        fn visit_f64<E>(self, _: f64) -> Result<Self::Value, E> {
+            Ok(Default::default())
+        }
+        absent_otherwise!();
+    };
 }
+
+pub(crate) use absent_otherwise;
+
+/// A lenient value type: `$ty` deserializes whatever JSON value comes through `$visitor`, which
+/// expects `$expecting`, reads `Some` through `$ty` itself, answers with the given methods and
+/// reads everything else as absent ([`absent_otherwise!`], numbers included when `numbers` is
+/// given).
+macro_rules! lenient_value {
+    (
+        $ty:ident via $visitor:ident expecting $expecting:literal $(, $numbers:ident absent)?;
+        $($method:item)*
+    ) => {
+        impl<'de> Deserialize<'de> for $ty {
+            fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+                d.deserialize_any($visitor)
+            }
+        }
+
+        struct $visitor;
+
+        impl<'de> Visitor<'de> for $visitor {
+            type Value = $ty;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str($expecting)
+            }
+            fn visit_some<D: Deserializer<'de>>(self, d: D) -> Result<$ty, D::Error> {
+                $ty::deserialize(d)
+            }
+            $($method)*
+            absent_otherwise!($($numbers)?);
+        }
+    };
+}
+
+pub(crate) use lenient_value;
 
 /// Drains a sequence nobody needs so that parsing can go on after it.
 fn drain_seq<'de, A: SeqAccess<'de>>(mut seq: A) -> Result<usize, A::Error> {
@@ -56,19 +104,8 @@ pub(crate) fn drain_map<'de, A: MapAccess<'de>>(mut map: A) -> Result<(), A::Err
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub(crate) struct Count(pub(crate) Option<u64>);
 
-impl<'de> Deserialize<'de> for Count {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        d.deserialize_any(CountVisitor)
-    }
-}
-
-struct CountVisitor;
-
-impl<'de> Visitor<'de> for CountVisitor {
-    type Value = Count;
-    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("a token count")
-    }
+lenient_value! {
+    Count via CountVisitor expecting "a token count";
     fn visit_u64<E>(self, v: u64) -> Result<Count, E> {
         Ok(Count(Some(v)))
     }
@@ -79,16 +116,12 @@ impl<'de> Visitor<'de> for CountVisitor {
         // `as` saturates at u64::MAX; NaN and negatives are garbage, not zero.
         Ok(Count((v.is_finite() && v >= 0.0).then_some(v as u64)))
     }
-    fn visit_some<D: Deserializer<'de>>(self, d: D) -> Result<Count, D::Error> {
-        Count::deserialize(d)
-    }
     fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<Count, A::Error> {
         drain_seq(seq).map(|_| Count(None))
     }
     fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Count, A::Error> {
         drain_map(map).map(|_| Count(None))
     }
-    absent_otherwise!();
 }
 
 /// An object of type `T` when the value is an object, absent for anything else (null included).
@@ -123,54 +156,21 @@ impl<'de, T: Deserialize<'de>> Visitor<'de> for LenientVisitor<T> {
     fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<Self::Value, A::Error> {
         drain_seq(seq).map(|_| Lenient(None))
     }
-    fn visit_u64<E>(self, _: u64) -> Result<Self::Value, E> {
-        Ok(Lenient(None))
-    }
-    fn visit_i64<E>(self, _: i64) -> Result<Self::Value, E> {
-        Ok(Lenient(None))
-    }
-    fn visit_f64<E>(self, _: f64) -> Result<Self::Value, E> {
-        Ok(Lenient(None))
-    }
-    absent_otherwise!();
+    absent_otherwise!(numbers);
 }
 
 /// The length of an array without materialising it; absent when the value is not an array.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub(crate) struct SeqLen(pub(crate) Option<usize>);
 
-impl<'de> Deserialize<'de> for SeqLen {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        d.deserialize_any(SeqLenVisitor)
-    }
-}
-
-struct SeqLenVisitor;
-
-impl<'de> Visitor<'de> for SeqLenVisitor {
-    type Value = SeqLen;
-    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("an array")
-    }
+lenient_value! {
+    SeqLen via SeqLenVisitor expecting "an array", numbers absent;
     fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<SeqLen, A::Error> {
         drain_seq(seq).map(|n| SeqLen(Some(n)))
-    }
-    fn visit_some<D: Deserializer<'de>>(self, d: D) -> Result<SeqLen, D::Error> {
-        SeqLen::deserialize(d)
     }
     fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<SeqLen, A::Error> {
         drain_map(map).map(|_| SeqLen(None))
     }
-    fn visit_u64<E>(self, _: u64) -> Result<SeqLen, E> {
-        Ok(SeqLen(None))
-    }
-    fn visit_i64<E>(self, _: i64) -> Result<SeqLen, E> {
-        Ok(SeqLen(None))
-    }
-    fn visit_f64<E>(self, _: f64) -> Result<SeqLen, E> {
-        Ok(SeqLen(None))
-    }
-    absent_otherwise!();
 }
 
 /// The `*_tokens_details` objects; only the counts we bill on are read: cache reads and (Responses)

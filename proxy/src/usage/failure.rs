@@ -7,7 +7,6 @@
 //! it; the message is never kept (it can quote the request).
 
 use memchr::memmem::Finder;
-use std::sync::OnceLock;
 
 /// Longest error name kept; real ones (`overloaded_error`, `insufficient_quota`) are far shorter.
 pub const MAX_ERROR_NAME: usize = 48;
@@ -52,21 +51,6 @@ impl std::fmt::Debug for ReportedError {
     }
 }
 
-struct Keys {
-    error: Finder<'static>,
-    kind: Finder<'static>,
-    code: Finder<'static>,
-}
-
-fn keys() -> &'static Keys {
-    static KEYS: OnceLock<Keys> = OnceLock::new();
-    KEYS.get_or_init(|| Keys {
-        error: Finder::new(b"\"error\""),
-        kind: Finder::new(b"\"type\""),
-        code: Finder::new(b"\"code\""),
-    })
-}
-
 /// The JSON string value following the first `"key":` of `data` (escapes are not decoded; a
 /// name never has any). Works on a truncated event, which is all the Responses scanner keeps.
 fn string_value<'d>(key: &Finder<'static>, data: &'d [u8]) -> Option<(usize, &'d [u8])> {
@@ -84,7 +68,7 @@ fn string_value<'d>(key: &Finder<'static>, data: &'d [u8]) -> Option<(usize, &'d
 /// object (Anthropic and Responses `error` events, `response.failed`), else a top-level `code`
 /// (the Responses `error` event as documented), else `fallback`.
 pub(crate) fn reported(data: &[u8], fallback: &[u8]) -> ReportedError {
-    let k = keys();
+    let k = super::stream::keys();
     let object = k.error.find_iter(data).find_map(|at| {
         let rest = data.get(at + k.error.needle().len()..)?;
         let rest = super::stream::skip_ws(super::stream::skip_ws(rest).strip_prefix(b":")?);

@@ -8,7 +8,7 @@ use bytes::Bytes;
 use flate2::write::GzEncoder;
 use flate2::Compression;
 
-use super::tests::run;
+use super::tests::{run, usage};
 use super::{Observed, Usage, UsageObserver};
 use crate::api::Api;
 
@@ -24,14 +24,15 @@ const COMPACTION: &str = concat!(
     "data: {\"type\":\"message_stop\"}\n\n",
 );
 
-fn usage(input: u64, output: u64, cached: u64, cache_write: u64, reasoning: u64) -> Usage {
-    Usage {
-        input_tokens: input,
-        output_tokens: output,
-        cached_tokens: cached,
-        cache_write_tokens: cache_write,
-        reasoning_tokens: reasoning,
-    }
+/// What [`COMPACTION`] bills, however it arrives: input 100 + 181, cache read 55096, output
+/// 83 + 8, with its final usage seen.
+fn assert_compaction_billed(seen: &Observed, split: usize) {
+    assert_eq!(
+        seen.usage,
+        usage(281 + 55096, 91, 55096, 0, 0),
+        "split {split}"
+    );
+    assert!(seen.final_usage_seen, "split {split}");
 }
 
 fn split_run(shape: Api, stream: bool, text: &[u8], split: usize) -> Observed {
@@ -39,25 +40,33 @@ fn split_run(shape: Api, stream: bool, text: &[u8], split: usize) -> Observed {
     run(shape, stream, false, &chunks).0
 }
 
+/// [`split_run`] over `text`, which must report exactly `expected`.
+fn assert_usage(shape: Api, stream: bool, text: &str, split: usize, expected: Usage) {
+    let seen = split_run(shape, stream, text.as_bytes(), split);
+    assert_eq!(
+        seen.usage, expected,
+        "{shape:?} stream={stream} split {split}"
+    );
+}
+
 #[test]
 fn compaction_bills_the_sum_of_the_iterations() {
     for split in [1, 7, 100, COMPACTION.len()] {
         let seen = split_run(Api::Messages, true, COMPACTION.as_bytes(), split);
-        // input 100 + 181, cache read 55096, output 83 + 8.
-        assert_eq!(
-            seen.usage,
-            usage(281 + 55096, 91, 55096, 0, 0),
-            "split {split}"
-        );
-        assert!(seen.final_usage_seen);
+        assert_compaction_billed(&seen, split);
     }
 }
 
 #[test]
 fn compaction_in_a_non_stream_body_is_summed_too() {
     let body = r#"{"id":"msg_1","type":"message","usage":{"input_tokens":181,"cache_read_input_tokens":0,"output_tokens":8,"iterations":[{"input_tokens":100,"output_tokens":83,"cache_read_input_tokens":55096,"type":"compaction"},{"input_tokens":181,"output_tokens":8,"type":"message"}]}}"#;
-    let seen = split_run(Api::Messages, false, body.as_bytes(), 5);
-    assert_eq!(seen.usage, usage(281 + 55096, 91, 55096, 0, 0));
+    assert_usage(
+        Api::Messages,
+        false,
+        body,
+        5,
+        usage(281 + 55096, 91, 55096, 0, 0),
+    );
 }
 
 #[test]
@@ -79,11 +88,9 @@ fn anthropic_thinking_tokens_are_reasoning() {
         "event: message_delta\n",
         "data: {\"type\":\"message_delta\",\"delta\":{\"stop_reason\":\"tool_use\"},\"usage\":{\"input_tokens\":598,\"cache_creation_input_tokens\":0,\"cache_read_input_tokens\":0,\"output_tokens\":92,\"output_tokens_details\":{\"thinking_tokens\":53}}}\n\n",
     );
-    let seen = split_run(Api::Messages, true, stream.as_bytes(), 11);
-    assert_eq!(seen.usage, usage(598, 92, 0, 0, 53));
+    assert_usage(Api::Messages, true, stream, 11, usage(598, 92, 0, 0, 53));
     let body = r#"{"usage":{"input_tokens":4,"output_tokens":30,"output_tokens_details":{"thinking_tokens":20}}}"#;
-    let seen = split_run(Api::Messages, false, body.as_bytes(), 4);
-    assert_eq!(seen.usage, usage(4, 30, 0, 0, 20));
+    assert_usage(Api::Messages, false, body, 4, usage(4, 30, 0, 0, 20));
 }
 
 #[test]
@@ -92,11 +99,15 @@ fn responses_cache_write_tokens_are_read() {
         "event: response.completed\n",
         "data: {\"type\":\"response.completed\",\"response\":{\"usage\":{\"input_tokens\":130,\"input_tokens_details\":{\"cache_write_tokens\":100,\"cached_tokens\":20},\"output_tokens\":284,\"output_tokens_details\":{\"reasoning_tokens\":256},\"total_tokens\":414}}}\n\n",
     );
-    let seen = split_run(Api::Responses, true, stream.as_bytes(), 9);
-    assert_eq!(seen.usage, usage(130, 284, 20, 100, 256));
+    assert_usage(
+        Api::Responses,
+        true,
+        stream,
+        9,
+        usage(130, 284, 20, 100, 256),
+    );
     let body = r#"{"usage":{"input_tokens":130,"input_tokens_details":{"cache_write_tokens":100,"cached_tokens":20},"output_tokens":4}}"#;
-    let seen = split_run(Api::Responses, false, body.as_bytes(), 9);
-    assert_eq!(seen.usage, usage(130, 4, 20, 100, 0));
+    assert_usage(Api::Responses, false, body, 9, usage(130, 4, 20, 100, 0));
 }
 
 #[test]
@@ -181,13 +192,7 @@ fn gzip_stream_usage_is_read_and_bytes_are_untouched() {
         let mut observer = UsageObserver::gzip(Api::Messages, true);
         let out = run_gzip(&mut observer, &wire, split);
         assert_eq!(out, wire, "split {split}");
-        let seen = observer.report();
-        assert_eq!(
-            seen.usage,
-            usage(281 + 55096, 91, 55096, 0, 0),
-            "split {split}"
-        );
-        assert!(seen.final_usage_seen);
+        assert_compaction_billed(&observer.report(), split);
     }
 }
 

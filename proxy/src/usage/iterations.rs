@@ -7,7 +7,7 @@ use std::fmt;
 use serde::de::{Deserializer, MapAccess, SeqAccess, Visitor};
 use serde::Deserialize;
 
-use super::counts::{drain_map, Count, Lenient};
+use super::counts::{absent_otherwise, drain_map, lenient_value, Count, Lenient};
 
 /// The counts of one iteration; anything else in it (its `type`, `cache_creation{}`) is skipped.
 #[derive(Debug, Clone, Copy, Default, Deserialize)]
@@ -33,19 +33,8 @@ pub(crate) struct IterationSums {
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub(crate) struct Iterations(pub(crate) Option<IterationSums>);
 
-impl<'de> Deserialize<'de> for Iterations {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        d.deserialize_any(IterationsVisitor)
-    }
-}
-
-struct IterationsVisitor;
-
-impl<'de> Visitor<'de> for IterationsVisitor {
-    type Value = Iterations;
-    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("an array of usage iterations")
-    }
+lenient_value! {
+    Iterations via IterationsVisitor expecting "an array of usage iterations", numbers absent;
     fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Iterations, A::Error> {
         let mut sums = IterationSums::default();
         let mut counted = false;
@@ -66,31 +55,7 @@ impl<'de> Visitor<'de> for IterationsVisitor {
         }
         Ok(Iterations(counted.then_some(sums)))
     }
-    fn visit_some<D: Deserializer<'de>>(self, d: D) -> Result<Iterations, D::Error> {
-        Iterations::deserialize(d)
-    }
     fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Iterations, A::Error> {
         drain_map(map).map(|_| Iterations(None))
-    }
-    fn visit_u64<E>(self, _: u64) -> Result<Iterations, E> {
-        Ok(Iterations(None))
-    }
-    fn visit_i64<E>(self, _: i64) -> Result<Iterations, E> {
-        Ok(Iterations(None))
-    }
-    fn visit_f64<E>(self, _: f64) -> Result<Iterations, E> {
-        Ok(Iterations(None))
-    }
-    fn visit_bool<E>(self, _: bool) -> Result<Iterations, E> {
-        Ok(Iterations(None))
-    }
-    fn visit_str<E>(self, _: &str) -> Result<Iterations, E> {
-        Ok(Iterations(None))
-    }
-    fn visit_unit<E>(self) -> Result<Iterations, E> {
-        Ok(Iterations(None))
-    }
-    fn visit_none<E>(self) -> Result<Iterations, E> {
-        Ok(Iterations(None))
     }
 }

@@ -33,21 +33,26 @@ struct Envelope {
     message: Lenient<WithUsage>,
 }
 
-/// Key finders built once per process; `memmem` setup is not free and events are many.
-struct Keys {
-    delta: Finder<'static>,
-    content: Finder<'static>,
-    text: Finder<'static>,
-    kind: Finder<'static>,
+/// The JSON keys the event scanners look for (here and in [`failure`]), built once per process;
+/// `memmem` setup is not free and events are many.
+pub(super) struct Keys {
+    pub(super) delta: Finder<'static>,
+    pub(super) content: Finder<'static>,
+    pub(super) text: Finder<'static>,
+    pub(super) kind: Finder<'static>,
+    pub(super) error: Finder<'static>,
+    pub(super) code: Finder<'static>,
 }
 
-fn keys() -> &'static Keys {
+pub(super) fn keys() -> &'static Keys {
     static KEYS: OnceLock<Keys> = OnceLock::new();
     KEYS.get_or_init(|| Keys {
         delta: Finder::new(b"\"delta\""),
         content: Finder::new(b"\"content\""),
         text: Finder::new(b"\"text\""),
         kind: Finder::new(b"\"type\""),
+        error: Finder::new(b"\"error\""),
+        code: Finder::new(b"\"code\""),
     })
 }
 

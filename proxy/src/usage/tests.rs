@@ -26,7 +26,14 @@ fn whole(shape: Api, stream: bool, text: &str) -> Observed {
     run(shape, stream, false, &[text.as_bytes()]).0
 }
 
-fn usage(input: u64, output: u64, cached: u64, cache_write: u64, reasoning: u64) -> Usage {
+/// A usage from its five counts, in field order.
+pub(crate) fn usage(
+    input: u64,
+    output: u64,
+    cached: u64,
+    cache_write: u64,
+    reasoning: u64,
+) -> Usage {
     Usage {
         input_tokens: input,
         output_tokens: output,

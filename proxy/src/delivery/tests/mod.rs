@@ -16,6 +16,18 @@ use std::time::Duration;
 
 const HOUR: Duration = Duration::from_secs(3600);
 
+/// Emits `n` records of `org` with the given counts into `sink`; returns their ids in order.
+fn emit(sink: &UsageSink, n: usize, org: &str, input: u64, output: u64) -> Vec<uuid::Uuid> {
+    (0..n)
+        .map(|_| {
+            let r = record(org, input, output);
+            let id = r.id;
+            sink.emit(r);
+            id
+        })
+        .collect()
+}
+
 fn sink(settings: LedgerSettings) -> UsageSink {
     let usage = UsageSettings {
         sink: SinkKind::None,
@@ -36,11 +48,7 @@ fn batches_by_count_and_the_rest_at_shutdown() {
     let (stub, url) = Stub::start();
     let dir = tempfile::tempdir().unwrap();
     let sink = sink(settings(&url, dir.path(), 10, HOUR));
-    let records: Vec<_> = (0..25).map(|_| record("org-a", 1, 1)).collect();
-    let ids: Vec<_> = records.iter().map(|r| r.id).collect();
-    for r in records {
-        sink.emit(r);
-    }
+    let ids = emit(&sink, 25, "org-a", 1, 1);
     assert!(wait_until(|| stub.sizes().len() == 2), "{:?}", stub.sizes());
     assert_eq!(
         stub.sizes(),
@@ -58,9 +66,7 @@ fn batches_by_time() {
     let (stub, url) = Stub::start();
     let dir = tempfile::tempdir().unwrap();
     let sink = sink(settings(&url, dir.path(), 1000, Duration::from_millis(50)));
-    for _ in 0..3 {
-        sink.emit(record("org-a", 1, 1));
-    }
+    emit(&sink, 3, "org-a", 1, 1);
     assert!(wait_until(|| stub.sizes() == vec![3]), "{:?}", stub.sizes());
     sink.emit(record("org-a", 1, 1));
     assert!(
@@ -77,12 +83,7 @@ fn spools_while_the_ledger_is_down_and_replays_in_order_when_it_is_back() {
     stub.down.store(true, Ordering::SeqCst);
     let dir = tempfile::tempdir().unwrap();
     let sink = sink(settings(&url, dir.path(), 5, Duration::from_millis(20)));
-    let mut ids = Vec::new();
-    for _ in 0..40 {
-        let r = record("org-a", 2, 3);
-        ids.push(r.id);
-        sink.emit(r);
-    }
+    let ids = emit(&sink, 40, "org-a", 2, 3);
     // Everything reaches the disk while the ledger answers 503.
     let all_spooled = || {
         std::fs::read(dir.path().join("spool-0.log")).is_ok_and(|bytes| {
@@ -118,12 +119,7 @@ fn a_spool_left_at_shutdown_is_replayed_before_new_records_after_a_restart() {
     let mut first_settings = settings(&url, dir.path(), 4, Duration::from_millis(20));
     first_settings.drain_timeout = Duration::from_millis(300);
     let first = sink(first_settings);
-    let mut old_ids = Vec::new();
-    for _ in 0..10 {
-        let r = record("org-a", 1, 1);
-        old_ids.push(r.id);
-        first.emit(r);
-    }
+    let old_ids = emit(&first, 10, "org-a", 1, 1);
     first.shutdown();
     assert!(stub.ids().is_empty());
     assert!(
@@ -133,12 +129,7 @@ fn a_spool_left_at_shutdown_is_replayed_before_new_records_after_a_restart() {
 
     stub.down.store(false, Ordering::SeqCst);
     let second = sink(settings(&url, dir.path(), 4, Duration::from_millis(20)));
-    let mut new_ids = Vec::new();
-    for _ in 0..6 {
-        let r = record("org-a", 1, 1);
-        new_ids.push(r.id);
-        second.emit(r);
-    }
+    let new_ids = emit(&second, 6, "org-a", 1, 1);
     assert!(
         wait_until(|| stub.ids().len() == 16),
         "{}",
@@ -157,20 +148,11 @@ fn a_second_process_on_the_same_spool_dir_starts_beside_one_that_still_drains() 
     // The old process: the ledger is down, so its records sit in its spool (slot 0).
     stub.down.store(true, Ordering::SeqCst);
     let old = sink(settings(&url, dir.path(), 2, HOUR));
-    let old_ids: Vec<_> = (0..4)
-        .map(|_| {
-            let r = record("org", 1, 1);
-            let id = r.id;
-            old.emit(r);
-            id
-        })
-        .collect();
+    let old_ids = emit(&old, 4, "org", 1, 1);
     assert!(wait_until(|| spooled_bytes(dir.path()) > 0));
     // A plain (not upgrade) start while the old one still holds its slot: it takes another.
     let new = sink(settings(&url, dir.path(), 1, HOUR));
-    let r = record("org", 1, 1);
-    let new_id = r.id;
-    new.emit(r);
+    let new_id = emit(&new, 1, "org", 1, 1)[0];
     old.shutdown();
     stub.down.store(false, Ordering::SeqCst);
     // The new process delivers its own record and adopts the old one's spool once it is gone.
@@ -222,14 +204,10 @@ fn a_killed_ledger_is_caught_up_exactly_once_after_its_restart() {
         20,
         Duration::from_millis(20),
     ));
-    for _ in 0..100 {
-        sink.emit(record("org-k", 3, 4));
-    }
+    emit(&sink, 100, "org-k", 3, 4);
     assert!(wait_until(|| ledger.totals("org-k").requests == 100));
     ledger.kill();
-    for _ in 0..150 {
-        sink.emit(record("org-k", 3, 4));
-    }
+    emit(&sink, 150, "org-k", 3, 4);
     assert!(
         wait_until(|| spooled_bytes(dir.path()) > 0),
         "records spooled while the ledger is down"
@@ -256,9 +234,7 @@ fn the_spend_feed_raises_local_spend_to_the_ledgers_figures() {
     let dir = tempfile::tempdir().unwrap();
     let settings = settings(&ledger.url(), dir.path(), 10, HOUR);
     let sink = sink(settings.clone());
-    for _ in 0..10 {
-        sink.emit(record("org-s", 40, 60));
-    }
+    emit(&sink, 10, "org-s", 40, 60);
     sink.shutdown();
     let local = Arc::new(Spend::new());
     let org: Arc<str> = "org-s".into();

@@ -28,6 +28,25 @@ fn url(addr: SocketAddr) -> String {
     format!("http://{addr}/v1")
 }
 
+/// A `[[providers]]` entry speaking OpenAI's API without a credential, at `endpoints`, with
+/// `extra` TOML lines (region, health).
+fn provider(name: &str, endpoints: &[SocketAddr], extra: &[&str]) -> String {
+    let list: Vec<String> = endpoints
+        .iter()
+        .map(|a| format!("\"{}\"", url(*a)))
+        .collect();
+    format!(
+        "\n[[providers]]\nname = \"{name}\"\nkind = \"openai\"\nendpoints = [{}]\nauth = \"none\"\n{}\n",
+        list.join(", "),
+        extra.join("\n")
+    )
+}
+
+/// A `[[models]]` entry named `name` with the rest of its TOML lines.
+fn model(name: &str, rest: &[&str]) -> String {
+    format!("\n[[models]]\nname = \"{name}\"\n{}\n", rest.join("\n"))
+}
+
 /// Sends one non-streamed chat request for `model` with org acme's key; returns the status.
 async fn send(s: &Sluice, model: &str) -> u16 {
     s.openai_post("/v1/chat/completions")
@@ -85,28 +104,18 @@ fn served_by(records: &[serde_json::Value], endpoint: &str) -> usize {
 #[tokio::test]
 async fn weights_are_honoured() {
     let (a, b) = (mock().await, mock().await);
-    let extra = format!(
-        r#"
-[[providers]]
-name = "a"
-kind = "openai"
-base_url = "{}"
-auth = "none"
-
-[[providers]]
-name = "b"
-kind = "openai"
-base_url = "{}"
-auth = "none"
-
-[[models]]
-name = "pooled"
-balance = "weighted"
-targets = [{{ provider = "a", weight = 3 }}, {{ provider = "b", weight = 1 }}]
-"#,
-        url(a.addr()),
-        url(b.addr())
-    );
+    let extra = [
+        provider("a", &[a.addr()], &[]),
+        provider("b", &[b.addr()], &[]),
+        model(
+            "pooled",
+            &[
+                r#"balance = "weighted""#,
+                r#"targets = [{ provider = "a", weight = 3 }, { provider = "b", weight = 1 }]"#,
+            ],
+        ),
+    ]
+    .concat();
     let mut s = Sluice::start_with(|c| c.extra = extra).await;
     const N: usize = 400;
     for _ in 0..N {
@@ -127,22 +136,14 @@ targets = [{{ provider = "a", weight = 3 }}, {{ provider = "b", weight = 1 }}]
 #[tokio::test]
 async fn least_tokens_sends_work_away_from_the_endpoint_holding_a_long_stream() {
     let (a, b) = (mock().await, mock().await);
-    let extra = format!(
-        r#"
-[[providers]]
-name = "gpu"
-kind = "openai"
-endpoints = ["{}", "{}"]
-auth = "none"
-
-[[models]]
-name = "pooled"
-provider = "gpu"
-balance = "least_tokens"
-"#,
-        url(a.addr()),
-        url(b.addr())
-    );
+    let extra = [
+        provider("gpu", &[a.addr(), b.addr()], &[]),
+        model(
+            "pooled",
+            &[r#"provider = "gpu""#, r#"balance = "least_tokens""#],
+        ),
+    ]
+    .concat();
     let mut s = Sluice::start_with(|c| c.extra = extra).await;
     // A stream that reserved many tokens stays open (the mock stalls after a few events).
     let mut big = chat("pooled", true);
@@ -176,24 +177,18 @@ balance = "least_tokens"
 async fn a_dead_endpoint_costs_one_failover_then_is_ejected() {
     let (a, b) = (mock().await, mock().await);
     let dead = dead_addr();
-    let extra = format!(
-        r#"
-[[providers]]
-name = "fleet"
-kind = "openai"
-endpoints = ["{}", "{}", "{}"]
-auth = "none"
-health = {{ eject_after = 1, backoff = "1h" }}
-
-[[models]]
-name = "pooled"
-provider = "fleet"
-balance = "weighted"
-"#,
-        url(a.addr()),
-        url(b.addr()),
-        url(dead)
-    );
+    let extra = [
+        provider(
+            "fleet",
+            &[a.addr(), b.addr(), dead],
+            &[r#"health = { eject_after = 1, backoff = "1h" }"#],
+        ),
+        model(
+            "pooled",
+            &[r#"provider = "fleet""#, r#"balance = "weighted""#],
+        ),
+    ]
+    .concat();
     let mut s =
         Sluice::start_with_args(|c| c.extra = extra, &["--admin-listen", "127.0.0.2:0"]).await;
     const N: usize = 60;
@@ -229,23 +224,18 @@ balance = "weighted"
 async fn an_ejected_endpoint_gets_its_probe_and_recovers() {
     let a = mock().await;
     let dead = dead_addr();
-    let extra = format!(
-        r#"
-[[providers]]
-name = "fleet"
-kind = "openai"
-endpoints = ["{}", "{}"]
-auth = "none"
-health = {{ eject_after = 1, backoff = "50ms", max_backoff = "200ms" }}
-
-[[models]]
-name = "pooled"
-provider = "fleet"
-balance = "weighted"
-"#,
-        url(a.addr()),
-        url(dead)
-    );
+    let extra = [
+        provider(
+            "fleet",
+            &[a.addr(), dead],
+            &[r#"health = { eject_after = 1, backoff = "50ms", max_backoff = "200ms" }"#],
+        ),
+        model(
+            "pooled",
+            &[r#"provider = "fleet""#, r#"balance = "weighted""#],
+        ),
+    ]
+    .concat();
     let mut s = Sluice::start_with(|c| c.extra = extra).await;
     // Until the dead endpoint has failed once (and been ejected), traffic goes on regardless.
     let mut sent = 0;
@@ -288,27 +278,15 @@ balance = "weighted"
 async fn a_429_storm_shifts_traffic_for_the_time_the_provider_asked() {
     let (stormy, fallback) = (mock().await, mock().await);
     stormy.set_default_headers(&[("x-mock-status", "429"), ("x-mock-retry-after", "3600")]);
-    let extra = format!(
-        r#"
-[[providers]]
-name = "primary"
-kind = "openai"
-base_url = "{}"
-auth = "none"
-
-[[providers]]
-name = "backup"
-kind = "openai"
-base_url = "{}"
-auth = "none"
-
-[[models]]
-name = "pooled"
-targets = [{{ provider = "primary" }}, {{ provider = "backup", priority = 1 }}]
-"#,
-        url(stormy.addr()),
-        url(fallback.addr())
-    );
+    let extra = [
+        provider("primary", &[stormy.addr()], &[]),
+        provider("backup", &[fallback.addr()], &[]),
+        model(
+            "pooled",
+            &[r#"targets = [{ provider = "primary" }, { provider = "backup", priority = 1 }]"#],
+        ),
+    ]
+    .concat();
     let mut s = Sluice::start_with(|c| c.extra = extra).await;
     for _ in 0..20 {
         assert_eq!(send(&s, "pooled").await, 200);
@@ -328,29 +306,22 @@ targets = [{{ provider = "primary" }}, {{ provider = "backup", priority = 1 }}]
 async fn the_retry_budget_caps_the_attempts_the_providers_see() {
     let (failing, fallback) = (mock().await, mock().await);
     failing.set_default_headers(&[("x-mock-status", "500")]);
-    let extra = format!(
-        r#"
-[[providers]]
-name = "primary"
-kind = "openai"
-base_url = "{}"
-auth = "none"
-health = {{ eject_after = 100000 }}
-
-[[providers]]
-name = "backup"
-kind = "openai"
-base_url = "{}"
-auth = "none"
-
-[[models]]
-name = "pooled"
-retry_budget = 0.0
-targets = [{{ provider = "primary" }}, {{ provider = "backup", priority = 1 }}]
-"#,
-        url(failing.addr()),
-        url(fallback.addr())
-    );
+    let extra = [
+        provider(
+            "primary",
+            &[failing.addr()],
+            &[r#"health = { eject_after = 100000 }"#],
+        ),
+        provider("backup", &[fallback.addr()], &[]),
+        model(
+            "pooled",
+            &[
+                r#"retry_budget = 0.0"#,
+                r#"targets = [{ provider = "primary" }, { provider = "backup", priority = 1 }]"#,
+            ],
+        ),
+    ]
+    .concat();
     let mut s = Sluice::start_with(|c| c.extra = extra).await;
     const N: usize = 130;
     let mut ok = 0;
@@ -373,46 +344,28 @@ targets = [{{ provider = "primary" }}, {{ provider = "backup", priority = 1 }}]
 async fn an_org_stays_in_its_region() {
     let (us, eu) = (mock().await, mock().await);
     let dead = dead_addr();
-    let extra = format!(
-        r#"
-[[providers]]
-name = "us"
-kind = "openai"
-base_url = "{}"
-region = "us"
-auth = "none"
-
-[[providers]]
-name = "eu"
-kind = "openai"
-base_url = "{}"
-region = "eu"
-auth = "none"
-
-[[providers]]
-name = "eu-down"
-kind = "openai"
-base_url = "{}"
-region = "eu"
-auth = "none"
-health = {{ eject_after = 1, backoff = "1h" }}
-
-[[models]]
-name = "geo"
-targets = [{{ provider = "us" }}, {{ provider = "eu" }}]
-
-[[models]]
-name = "us-only"
-provider = "us"
-
-[[models]]
-name = "geo-down"
-targets = [{{ provider = "us" }}, {{ provider = "eu-down" }}]
-"#,
-        url(us.addr()),
-        url(eu.addr()),
-        url(dead)
-    );
+    let extra = [
+        provider("us", &[us.addr()], &[r#"region = "us""#]),
+        provider("eu", &[eu.addr()], &[r#"region = "eu""#]),
+        provider(
+            "eu-down",
+            &[dead],
+            &[
+                r#"region = "eu""#,
+                r#"health = { eject_after = 1, backoff = "1h" }"#,
+            ],
+        ),
+        model(
+            "geo",
+            &[r#"targets = [{ provider = "us" }, { provider = "eu" }]"#],
+        ),
+        model("us-only", &[r#"provider = "us""#]),
+        model(
+            "geo-down",
+            &[r#"targets = [{ provider = "us" }, { provider = "eu-down" }]"#],
+        ),
+    ]
+    .concat();
     // Org acme is pinned to the EU; org beta may go anywhere.
     let mut s = Sluice::start_with(|c| {
         c.extra = extra;
@@ -474,23 +427,15 @@ targets = [{{ provider = "us" }}, {{ provider = "eu-down" }}]
 async fn session_affinity_keeps_a_session_on_its_endpoint_until_it_fails() {
     let (a, b) = (mock().await, mock().await);
     a.set_killable();
-    let extra = format!(
-        r#"
-[[providers]]
-name = "gpu"
-kind = "openai"
-endpoints = ["{}", "{}"]
-auth = "none"
-health = {{ eject_after = 1, backoff = "1h" }}
-
-[[models]]
-name = "pooled"
-provider = "gpu"
-affinity = true
-"#,
-        url(a.addr()),
-        url(b.addr())
-    );
+    let extra = [
+        provider(
+            "gpu",
+            &[a.addr(), b.addr()],
+            &[r#"health = { eject_after = 1, backoff = "1h" }"#],
+        ),
+        model("pooled", &[r#"provider = "gpu""#, r#"affinity = true"#]),
+    ]
+    .concat();
     let mut s = Sluice::start_with(|c| c.extra = extra).await;
     // Many sessions spread over both endpoints; each stays where it started.
     let mut home = std::collections::HashMap::new();
@@ -517,24 +462,18 @@ affinity = true
 #[tokio::test]
 async fn an_endpoint_killed_mid_load_fails_no_request_that_had_not_started() {
     let (a, b, c) = (mock().await, mock().await, mock().await);
-    let extra = format!(
-        r#"
-[[providers]]
-name = "fleet"
-kind = "openai"
-endpoints = ["{}", "{}", "{}"]
-auth = "none"
-health = {{ eject_after = 1, backoff = "1h" }}
-
-[[models]]
-name = "pooled"
-provider = "fleet"
-balance = "weighted"
-"#,
-        url(a.addr()),
-        url(b.addr()),
-        url(c.addr())
-    );
+    let extra = [
+        provider(
+            "fleet",
+            &[a.addr(), b.addr(), c.addr()],
+            &[r#"health = { eject_after = 1, backoff = "1h" }"#],
+        ),
+        model(
+            "pooled",
+            &[r#"provider = "fleet""#, r#"balance = "weighted""#],
+        ),
+    ]
+    .concat();
     c.set_killable();
     let mut s = Sluice::start_with(|cfg| cfg.extra = extra).await;
     // A stream flowing on c when c dies: it was started, so it is cut, not retried.
@@ -608,23 +547,11 @@ balance = "weighted"
 async fn active_checks_eject_a_dead_endpoint_before_traffic_finds_it_and_bring_it_back() {
     let a = mock().await;
     let dead = dead_addr();
-    let extra = format!(
-        r#"
-[[providers]]
-name = "fleet"
-kind = "openai"
-endpoints = ["{}", "{}"]
-auth = "none"
-health = {{ eject_after = 1, backoff = "1h", check_path = "/models", check_interval = "100ms" }}
-
-[[models]]
-name = "pooled"
-provider = "fleet"
-balance = "weighted"
-"#,
-        url(a.addr()),
-        url(dead)
-    );
+    let extra = [
+        provider("fleet", &[a.addr(), dead], &[r#"health = { eject_after = 1, backoff = "1h", check_path = "/models", check_interval = "100ms" }"#]),
+        model("pooled", &[r#"provider = "fleet""#, r#"balance = "weighted""#]),
+    ]
+    .concat();
     let mut s =
         Sluice::start_with_args(|c| c.extra = extra, &["--admin-listen", "127.0.0.2:0"]).await;
     let up = format!(

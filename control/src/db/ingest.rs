@@ -15,7 +15,7 @@ use sluice_wire::UsageRecord;
 use sqlx::Row;
 use std::collections::{BTreeMap, HashSet};
 
-/// Rows per multi-row INSERT: 256 × 30 columns stays well under SQLite's 32766 and Postgres'
+/// Rows per multi-row INSERT: 256 × 34 columns stays well under SQLite's 32766 and Postgres'
 /// 65535 bound arguments per statement.
 const RECORD_ROWS_PER_INSERT: usize = 256;
 /// Aggregate rows per multi-row upsert (16 columns each).
@@ -301,7 +301,10 @@ impl Store {
                     .bind(meta.as_deref())
                     .bind(r.client_ip.as_deref())
                     .bind(to_i64(received_ms))
-                    .bind(r.error_type.as_deref());
+                    .bind(r.error_type.as_deref())
+                    .bind(r.endpoint.as_deref())
+                    .bind(r.region.as_deref())
+                    .bind(i64::from(r.attempts));
             }
             for row in q.fetch_all(&mut *tx).await? {
                 inserted.insert(row.try_get::<String, _>(0)?);

@@ -78,6 +78,13 @@ fn migrator() -> Migrator {
                 Cow::Borrowed(include_str!("../../migrations/0002_error_type.sql")),
                 false,
             ),
+            Migration::new(
+                3,
+                Cow::Borrowed("pool_target"),
+                MigrationType::Simple,
+                Cow::Borrowed(include_str!("../../migrations/0003_pool_target.sql")),
+                false,
+            ),
         ]),
         ..Migrator::DEFAULT
     }

@@ -9,7 +9,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 /// Column order of inserts and of export selects.
-pub(super) const RECORD_COLUMNS: [&str; 31] = [
+pub(super) const RECORD_COLUMNS: [&str; 34] = [
     "id",
     "v",
     "time_ms",
@@ -41,6 +41,9 @@ pub(super) const RECORD_COLUMNS: [&str; 31] = [
     "client_ip",
     "received_ms",
     "error_type",
+    "endpoint",
+    "region",
+    "attempts",
 ];
 
 fn corrupt(what: &str, e: impl std::fmt::Display) -> DbError {
@@ -65,9 +68,9 @@ pub(super) fn record_from_row(row: &AnyRow) -> Result<UsageRecord, DbError> {
         org: text(3)?.map(Arc::from),
         key_id: text(4)?.map(Arc::from),
         provider: text(5)?.map(Arc::from),
-        endpoint: None,
-        region: None,
-        attempts: 0,
+        endpoint: text(31)?.map(Arc::from),
+        region: text(32)?.map(Arc::from),
+        attempts: u32::try_from(int(33)?).map_err(|e| corrupt("attempts", e))?,
         model: text(6)?,
         upstream_model: text(7)?,
         api: Cow::Owned(row.try_get(8)?),

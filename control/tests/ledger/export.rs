@@ -178,3 +178,38 @@ async fn csv_export_neutralises_formulas(db: Db) {
     assert_eq!(models, hostile.map(String::from).to_vec());
 }
 both_backends!(csv_export_neutralises_formulas);
+
+/// The pool target that served a record (endpoint, region) and its attempts are stored and
+/// exported as they were sent; a record from before pools exports none of them.
+async fn the_serving_target_round_trips(db: Db) {
+    let ledger = Ledger::start(Arc::new(db));
+    let mut failed_over = record("pools", now_ms(), 5, 7, 1);
+    failed_over.endpoint = Some(Arc::from("http://10.0.0.12:8000/v1"));
+    failed_over.region = Some(Arc::from("eu"));
+    failed_over.attempts = 2;
+    let plain = record("pools", now_ms(), 1, 1, 1);
+    assert_eq!(
+        ledger
+            .ingest(&[failed_over.clone(), plain.clone()])
+            .await
+            .accepted,
+        2
+    );
+    let resp = ledger.admin_get("/v1/orgs/pools/export?format=jsonl").await;
+    let mut seen = Vec::new();
+    for_each_line(resp, |line| {
+        seen.push(serde_json::from_slice::<UsageRecord>(line).expect("a record"));
+    })
+    .await;
+    let back = |id| seen.iter().find(|r| r.id == id).expect("exported");
+    let r = back(failed_over.id);
+    assert_eq!(r.endpoint.as_deref(), Some("http://10.0.0.12:8000/v1"));
+    assert_eq!(r.region.as_deref(), Some("eu"));
+    assert_eq!(r.attempts, 2);
+    let p = back(plain.id);
+    assert_eq!(
+        (p.endpoint.as_deref(), p.region.as_deref(), p.attempts),
+        (None, None, 0)
+    );
+}
+both_backends!(the_serving_target_round_trips);

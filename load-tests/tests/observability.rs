@@ -199,6 +199,19 @@ price = {{ input = 3.00, output = 15.00 }}
 name = "gone-gpt"
 provider = "nowhere"
 
+# A pool whose first choice is down: the first request fails over and ejects it (the upstream
+# pool series), every later one goes straight to the fallback.
+[[providers]]
+name = "pool-dead"
+kind = "openai"
+base_url = "http://{closed}/v1"
+auth = "none"
+health = {{ eject_after = 1, backoff = "1h" }}
+
+[[models]]
+name = "pooled-gpt"
+targets = [{{ provider = "pool-dead" }}, {{ provider = "mock-openai", priority = 1 }}]
+
 [[orgs]]
 id = "acme"
 
@@ -234,9 +247,11 @@ enum Kind {
     Unreachable,
     /// A chat request on the key limited to 2 a minute.
     Limited,
+    /// A pooled route whose first choice refuses connections: served by its fallback.
+    Pooled,
 }
 
-const LOAD: [(Kind, usize); 7] = [
+const LOAD: [(Kind, usize); 8] = [
     (Kind::Chat, 8),
     (Kind::ChatStream, 8),
     (Kind::Messages, 4),
@@ -244,6 +259,7 @@ const LOAD: [(Kind, usize); 7] = [
     (Kind::ProviderError, 3),
     (Kind::Unreachable, 3),
     (Kind::Limited, 8),
+    (Kind::Pooled, 4),
 ];
 
 async fn send(client: &reqwest::Client, base: &str, keys: &Keys, kind: Kind) -> u16 {
@@ -274,6 +290,7 @@ async fn send(client: &reqwest::Client, base: &str, keys: &Keys, kind: Kind) -> 
         Kind::ProviderError => chat(&keys.open, "mock-gpt", false).header("x-mock-status", "500"),
         Kind::Unreachable => chat(&keys.open, "gone-gpt", false),
         Kind::Limited => chat(&keys.tight, "mock-gpt", false),
+        Kind::Pooled => chat(&keys.open, "pooled-gpt", false),
     };
     let answer = request.send().await.expect("send");
     let status = answer.status().as_u16();

@@ -256,12 +256,8 @@ async fn a_plain_start_runs_beside_a_process_that_still_drains() {
     .await;
     // A stream that stalls until the client leaves keeps the old process draining.
     let resp = old
-        .openai_post("/v1/chat/completions")
-        .header("x-mock-stall-after", "2")
-        .json(&chat("mock-gpt", true))
-        .send()
-        .await
-        .unwrap();
+        .post_chat(&[("x-mock-stall-after", "2")], &chat("mock-gpt", true))
+        .await;
     assert_eq!(resp.status(), 200);
     let mut body = resp.bytes_stream();
     body.next().await.unwrap().unwrap();

@@ -1,25 +1,16 @@
 //! Configuration validation: the shipped default, and the governance sections.
 
 use super::{parse, ConfigError, NoEnv};
+use sluice_test_support::config::ONE_ROUTE;
 use std::time::Duration;
 
 /// One provider and one model; `allow_no_keys` lets the governance tests below leave keys out.
-const BASE: &str = r#"
-allow_no_keys = true
-
-[[providers]]
-name = "p"
-kind = "openai"
-base_url = "http://127.0.0.1:9/v1"
-auth = "none"
-
-[[models]]
-name = "m"
-provider = "p"
-"#;
+fn base() -> String {
+    format!("allow_no_keys = true\n{ONE_ROUTE}")
+}
 
 fn load(extra: &str) -> Result<super::Snapshot, ConfigError> {
-    parse(&format!("{BASE}\n{extra}"), "test.toml", &NoEnv)
+    parse(&format!("{}\n{extra}", base()), "test.toml", &NoEnv)
 }
 
 fn error(extra: &str) -> String {
@@ -120,7 +111,7 @@ fn an_empty_or_keyless_configuration_is_refused() {
         "[[providers]]\nname = \"p\"\nkind = \"openai\"\nbase_url = \"http://127.0.0.1:9/v1\"\n",
     );
     assert!(e.contains("no [[models]]"), "{e}");
-    let no_keys = BASE.replace("allow_no_keys = true", "");
+    let no_keys = base().replace("allow_no_keys = true", "");
     let e = bare(&no_keys);
     assert!(
         e.contains("no [[keys]]") && e.contains("allow_no_keys"),

@@ -72,24 +72,40 @@ budget = { daily_usd = 12.5, monthly_usd = 100 }
 
 #[test]
 fn bad_governance_settings_name_the_entry() {
-    let e = error("[[orgs]]\nid = \"acme\"\nlimits = { requests = \"ten/min\" }");
-    assert!(
-        e.contains("org \"acme\"") && e.contains("limits.requests"),
-        "{e}"
-    );
-    let e = error("[[orgs]]\nid = \"acme\"\nlimits = { concurrent = 0 }");
-    assert!(e.contains("concurrent"), "{e}");
-    let e = error("[[orgs]]\nid = \"acme\"\nlimits = { request = \"1/s\" }");
-    assert!(e.contains("unknown field"), "typos fail the load: {e}");
-    let e = error("[[orgs]]\nid = \"acme\"\nbudget = { daily_usd = -1 }");
-    assert!(e.contains("daily_usd"), "{e}");
-    let e = error("[[models]]\nname = \"x\"\nprovider = \"p\"\nprice = { input = -2, output = 1 }");
-    assert!(
-        e.contains("model \"x\"") && e.contains("price.input"),
-        "{e}"
-    );
-    let e = error("[[orgs]]\nid = \"acme\"\nmodel_limits = { \"[\" = { requests = \"1/s\" } }");
-    assert!(e.contains("model_limits"), "{e}");
+    // (the entry, what its error must name)
+    let cases: [(&str, &[&str]); 6] = [
+        (
+            "[[orgs]]\nid = \"acme\"\nlimits = { requests = \"ten/min\" }",
+            &["org \"acme\"", "limits.requests"],
+        ),
+        (
+            "[[orgs]]\nid = \"acme\"\nlimits = { concurrent = 0 }",
+            &["concurrent"],
+        ),
+        // Typos fail the load.
+        (
+            "[[orgs]]\nid = \"acme\"\nlimits = { request = \"1/s\" }",
+            &["unknown field"],
+        ),
+        (
+            "[[orgs]]\nid = \"acme\"\nbudget = { daily_usd = -1 }",
+            &["daily_usd"],
+        ),
+        (
+            "[[models]]\nname = \"x\"\nprovider = \"p\"\nprice = { input = -2, output = 1 }",
+            &["model \"x\"", "price.input"],
+        ),
+        (
+            "[[orgs]]\nid = \"acme\"\nmodel_limits = { \"[\" = { requests = \"1/s\" } }",
+            &["model_limits"],
+        ),
+    ];
+    for (entry, names) in cases {
+        let e = error(entry);
+        for name in names {
+            assert!(e.contains(name), "{entry}: {e}");
+        }
+    }
 }
 
 const KEY: &str =

@@ -14,6 +14,7 @@ use std::hint::black_box;
 use criterion::Criterion;
 use sluice_proxy::config::{self, NoEnv, Snapshot};
 use sluice_proxy::credentials::keys::{self, KeyDigest};
+use sluice_test_support::config::ONE_ROUTE;
 
 mod common;
 
@@ -22,22 +23,7 @@ const PRESENTED: usize = 1024;
 
 /// A snapshot with `n` virtual keys of one org, and (up to `PRESENTED` of) the keys themselves.
 fn snapshot(n: usize) -> (Snapshot, Vec<String>) {
-    let mut text = String::from(
-        r#"
-[[providers]]
-name = "p"
-kind = "openai"
-base_url = "http://127.0.0.1:9/v1"
-auth = "none"
-
-[[models]]
-name = "m"
-provider = "p"
-
-[[orgs]]
-id = "acme"
-"#,
-    );
+    let mut text = format!("{ONE_ROUTE}\n[[orgs]]\nid = \"acme\"\n");
     let step = (n / PRESENTED).max(1);
     let mut presented = Vec::new();
     for i in 0..n {

@@ -30,7 +30,6 @@ impl ProxyConfig {
     }
 
     pub fn write(&self, dir: &Path) -> PathBuf {
-        let m = self.mock;
         let digest = KeyDigest::of(&self.key).to_config_string();
         let text = format!(
             r#"
@@ -42,26 +41,8 @@ shutdown_timeout = "5s"
 [usage]
 sink = "none"
 
-[ledger]
-url = "{ledger}"
-token = "env:SLUICE_INGEST_TOKEN"
-spool_dir = "{spool}"
-batch_records = 50
-batch_interval = "50ms"
-spend_poll = "0s"
-
-[[providers]]
-name = "mock-openai"
-kind = "openai"
-base_url = "http://{m}/v1"
-auth = "none"
-
-[[providers]]
-name = "mock-anthropic"
-kind = "anthropic"
-base_url = "http://{m}/v1"
-auth = "none"
-
+{ledger}
+{providers}
 [[models]]
 name = "mock-gpt"
 provider = "mock-openai"
@@ -78,13 +59,47 @@ id = "{ORG}"
 digest = "{digest}"
 org = "{ORG}"
 "#,
-            ledger = self.ledger,
-            spool = self.spool_dir.display(),
+            ledger = ledger_table(&self.ledger, &self.spool_dir, 50),
+            providers = mock_providers(self.mock),
         );
         let path = dir.join("sluice.toml");
         std::fs::write(&path, text).expect("write proxy config");
         path
     }
+}
+
+/// The `[ledger]` table of a scenario: delivery to `url` through the spool in `spool_dir`, in
+/// batches of `batch_records` sent every 50 ms, and no spend polling.
+pub fn ledger_table(url: &str, spool_dir: &Path, batch_records: usize) -> String {
+    format!(
+        r#"[ledger]
+url = "{url}"
+token = "env:SLUICE_INGEST_TOKEN"
+spool_dir = "{spool}"
+batch_records = {batch_records}
+batch_interval = "50ms"
+spend_poll = "0s"
+"#,
+        spool = spool_dir.display(),
+    )
+}
+
+/// The two `[[providers]]` the mock at `mock` plays: `mock-openai` and `mock-anthropic`.
+pub fn mock_providers(mock: SocketAddr) -> String {
+    format!(
+        r#"[[providers]]
+name = "mock-openai"
+kind = "openai"
+base_url = "http://{mock}/v1"
+auth = "none"
+
+[[providers]]
+name = "mock-anthropic"
+kind = "anthropic"
+base_url = "http://{mock}/v1"
+auth = "none"
+"#
+    )
 }
 
 pub struct Proxy {

@@ -19,7 +19,7 @@ use serde_json::{json, Value};
 use sluice_bench::mock::MockProvider;
 use sluice_load_tests::ledger::Ledger;
 use sluice_load_tests::promql::{exported_names, metric_names, signals};
-use sluice_load_tests::proxy::Proxy;
+use sluice_load_tests::proxy::{ledger_table, mock_providers, Proxy};
 use sluice_proxy::credentials::keys::{self, KeyDigest};
 use sluice_test_support::prometheus::{tool, Prometheus};
 use std::collections::BTreeSet;
@@ -159,26 +159,8 @@ shutdown_timeout = "5s"
 sink = "none"
 queue_capacity = 1024
 
-[ledger]
-url = "{ledger}"
-token = "env:SLUICE_INGEST_TOKEN"
-spool_dir = "{spool}"
-batch_records = 10
-batch_interval = "50ms"
-spend_poll = "0s"
-
-[[providers]]
-name = "mock-openai"
-kind = "openai"
-base_url = "http://{mock}/v1"
-auth = "none"
-
-[[providers]]
-name = "mock-anthropic"
-kind = "anthropic"
-base_url = "http://{mock}/v1"
-auth = "none"
-
+{ledger}
+{providers}
 [[providers]]
 name = "nowhere"
 kind = "openai"
@@ -227,7 +209,8 @@ digest = "{tight}"
 org = "beta"
 limits = {{ requests = "2/min" }}
 "#,
-        spool = dir.join("spool").display(),
+        ledger = ledger_table(ledger, &dir.join("spool"), 10),
+        providers = mock_providers(mock),
     );
     let path = dir.join("sluice.toml");
     std::fs::write(&path, text).unwrap();

@@ -167,44 +167,45 @@ async fn openai_shaped_errors_have_the_right_status() {
 async fn anthropic_shaped_errors_on_messages_paths() {
     let s = Sluice::start().await;
     let msg = json!({"model": "mock-claude", "max_tokens": 10, "messages": [{"role": "user", "content": "hi"}]});
+    let keys = &s.cfg.keys;
+    // (key, body, status, error type)
+    let cases: [(Option<&str>, String, u16, &str); 5] = [
+        (None, msg.to_string(), 401, "authentication_error"),
+        (
+            Some(&keys.expired),
+            msg.to_string(),
+            403,
+            "permission_error",
+        ),
+        (Some(&keys.acme), "{]".into(), 400, "invalid_request_error"),
+        (
+            Some(&keys.acme),
+            json!({"model": "gpt-x"}).to_string(),
+            404,
+            "not_found_error",
+        ),
+        // An OpenAI-shape model on the Anthropic surface: no translation, a clear 400.
+        (
+            Some(&keys.acme),
+            json!({"model": "mock-gpt"}).to_string(),
+            400,
+            "invalid_request_error",
+        ),
+    ];
     let client = s.client();
-    let post = |key: Option<String>, body: String| {
+    for (key, body, status, kind) in cases {
         let mut r = client.post(s.url("/v1/messages")).body(body);
         if let Some(k) = key {
             r = r.header("x-api-key", k);
         }
-        r.header("anthropic-version", "2023-06-01").send()
-    };
-    let r = post(None, msg.to_string()).await.unwrap();
-    assert_eq!(r.status(), 401);
-    assert_anthropic_error(&r.json().await.unwrap(), "authentication_error");
-    let r = post(Some(s.cfg.keys.expired.clone()), msg.to_string())
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 403);
-    assert_anthropic_error(&r.json().await.unwrap(), "permission_error");
-    let r = post(Some(s.cfg.keys.acme.clone()), "{]".into())
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 400);
-    assert_anthropic_error(&r.json().await.unwrap(), "invalid_request_error");
-    let r = post(
-        Some(s.cfg.keys.acme.clone()),
-        json!({"model": "gpt-x"}).to_string(),
-    )
-    .await
-    .unwrap();
-    assert_eq!(r.status(), 404);
-    assert_anthropic_error(&r.json().await.unwrap(), "not_found_error");
-    // An OpenAI-shape model on the Anthropic surface: no translation, a clear 400.
-    let r = post(
-        Some(s.cfg.keys.acme.clone()),
-        json!({"model": "mock-gpt"}).to_string(),
-    )
-    .await
-    .unwrap();
-    assert_eq!(r.status(), 400);
-    assert_anthropic_error(&r.json().await.unwrap(), "invalid_request_error");
+        let r = r
+            .header("anthropic-version", "2023-06-01")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), status, "{key:?}");
+        assert_anthropic_error(&r.json().await.unwrap(), kind);
+    }
 }
 
 #[tokio::test]
@@ -267,14 +268,12 @@ async fn upstream_connect_failure_is_502_and_timeout_is_504() {
 
     // The slow provider's first-byte timeout is 300 ms; the mock waits 20 s before its header.
     let resp = s
-        .client()
-        .post(s.url("/v1/chat/completions"))
-        .bearer_auth(&key)
-        .header("x-mock-header-delay-ms", "20000")
-        .json(&chat("slow-gpt", false))
-        .send()
-        .await
-        .unwrap();
+        .post_chat_as(
+            &key,
+            &[("x-mock-header-delay-ms", "20000")],
+            &chat("slow-gpt", false),
+        )
+        .await;
     assert_eq!(resp.status(), 504);
     assert_openai_error(&resp.json().await.unwrap(), Some("upstream_timeout"));
     let rec = s.next_record().await;
@@ -286,12 +285,8 @@ async fn upstream_connect_failure_is_502_and_timeout_is_504() {
 async fn provider_errors_pass_through_unchanged() {
     let mut s = Sluice::start().await;
     let resp = s
-        .openai_post("/v1/chat/completions")
-        .header("x-mock-status", "429")
-        .json(&chat("mock-gpt", false))
-        .send()
-        .await
-        .unwrap();
+        .post_chat(&[("x-mock-status", "429")], &chat("mock-gpt", false))
+        .await;
     assert_eq!(resp.status(), 429);
     assert!(resp.headers().contains_key("x-request-id"));
     let body: Value = resp.json().await.unwrap();

@@ -52,12 +52,8 @@ async fn client_disconnect_closes_upstream_and_records_estimate() {
 async fn upstream_drop_mid_stream_is_recorded_and_visible_to_the_client() {
     let mut s = Sluice::start().await;
     let resp = s
-        .openai_post("/v1/chat/completions")
-        .header("x-mock-drop-after", "4")
-        .json(&chat("mock-gpt", true))
-        .send()
-        .await
-        .unwrap();
+        .post_chat(&[("x-mock-drop-after", "4")], &chat("mock-gpt", true))
+        .await;
     assert_eq!(resp.status(), 200);
     // The client must see an incomplete stream, not a clean end.
     assert!(
@@ -77,12 +73,8 @@ async fn stalled_stream_times_out_on_idle() {
     let mut s = Sluice::start().await;
     // The slow provider's idle timeout is 300 ms; the mock stalls forever after 2 events.
     let resp = s
-        .openai_post("/v1/chat/completions")
-        .header("x-mock-stall-after", "2")
-        .json(&chat("slow-gpt", true))
-        .send()
-        .await
-        .unwrap();
+        .post_chat(&[("x-mock-stall-after", "2")], &chat("slow-gpt", true))
+        .await;
     assert_eq!(resp.status(), 200);
     assert!(body_chunks(resp).await.is_err());
     let rec = s.next_record().await;

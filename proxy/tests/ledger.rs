@@ -94,6 +94,16 @@ impl Ledger {
     }
 }
 
+/// Throwaway data and spool directories (they must outlive the processes), a ledger on the first,
+/// and the `[ledger]` table of a proxy that spools in the second and sends every `interval`.
+fn ledger_and_table(interval: &str) -> (tempfile::TempDir, tempfile::TempDir, Ledger, String) {
+    let data = tempfile::tempdir().unwrap();
+    let spool = tempfile::tempdir().unwrap();
+    let ledger = Ledger::start(data.path(), "127.0.0.1:0");
+    let table = ledger_table(&ledger.addr, spool.path(), interval);
+    (data, spool, ledger, table)
+}
+
 fn ledger_table(url: &str, spool: &Path, interval: &str) -> String {
     format!(
         "\n[ledger]\nurl = \"http://{url}\"\ntoken = \"env:MOCK_SHARED_KEY\"\n\
@@ -128,11 +138,8 @@ async fn traffic(s: &mut Sluice, n: usize) -> (u64, u64) {
 
 #[tokio::test]
 async fn sigterm_drains_every_record_to_the_ledger() {
-    let data = tempfile::tempdir().unwrap();
-    let spool = tempfile::tempdir().unwrap();
-    let ledger = Ledger::start(data.path(), "127.0.0.1:0");
     // An hour-long batch interval: nothing is sent before the shutdown, so the drain must do it.
-    let table = ledger_table(&ledger.addr, spool.path(), "1h");
+    let (_data, _spool, ledger, table) = ledger_and_table("1h");
     let mut s = Sluice::start_with(|c| c.extra = table).await;
     let (input, output) = traffic(&mut s, 25).await;
     assert_eq!(ledger.totals("acme").await.requests, 0);
@@ -153,12 +160,9 @@ async fn sigterm_drains_every_record_to_the_ledger() {
 
 #[tokio::test]
 async fn a_proxy_killed_while_the_ledger_is_down_delivers_its_spool_at_the_next_start() {
-    let data = tempfile::tempdir().unwrap();
-    let spool = tempfile::tempdir().unwrap();
     // Learn a free port, then take the ledger down: the proxy starts against a dead address.
-    let mut ledger = Ledger::start(data.path(), "127.0.0.1:0");
+    let (_data, _spool, mut ledger, table) = ledger_and_table("20ms");
     ledger.kill();
-    let table = ledger_table(&ledger.addr, spool.path(), "20ms");
     let admin = ["--admin-listen", "127.0.0.2:0"];
     let mut s = Sluice::start_with_args(|c| c.extra = table, &admin).await;
     let (input, output) = traffic(&mut s, 12).await;
@@ -245,10 +249,7 @@ async fn poisoned_records_do_not_stop_billing_on_postgres() {
 #[tokio::test]
 async fn a_plain_start_runs_beside_a_process_that_still_drains() {
     use futures_util::StreamExt;
-    let data = tempfile::tempdir().unwrap();
-    let spool = tempfile::tempdir().unwrap();
-    let ledger = Ledger::start(data.path(), "127.0.0.1:0");
-    let table = ledger_table(&ledger.addr, spool.path(), "20ms");
+    let (_data, _spool, ledger, table) = ledger_and_table("20ms");
     let mut old = Sluice::start_with(|c| {
         c.extra = table;
         c.server = "grace_period = \"60s\"\nshutdown_timeout = \"1s\"\n".into();
@@ -256,12 +257,8 @@ async fn a_plain_start_runs_beside_a_process_that_still_drains() {
     .await;
     // A stream that stalls until the client leaves keeps the old process draining.
     let resp = old
-        .openai_post("/v1/chat/completions")
-        .header("x-mock-stall-after", "2")
-        .json(&chat("mock-gpt", true))
-        .send()
-        .await
-        .unwrap();
+        .post_chat(&[("x-mock-stall-after", "2")], &chat("mock-gpt", true))
+        .await;
     assert_eq!(resp.status(), 200);
     let mut body = resp.bytes_stream();
     body.next().await.unwrap().unwrap();

@@ -22,16 +22,6 @@ fn header_num(r: &reqwest::Response, name: &str) -> u64 {
         .unwrap_or_else(|_| panic!("{name} is not a number: {:?}", r.headers()))
 }
 
-async fn chat_as(s: &Sluice, key: &str, body: &Value) -> reqwest::Response {
-    s.client()
-        .post(s.url("/v1/chat/completions"))
-        .bearer_auth(key)
-        .json(body)
-        .send()
-        .await
-        .unwrap()
-}
-
 /// A 429 in OpenAI's shape with retry headers; returns the body.
 async fn assert_openai_429(r: reqwest::Response, error_type: &str, code: &str) -> Value {
     assert_eq!(r.status(), 429);
@@ -53,7 +43,7 @@ async fn a_burst_over_the_request_quota_admits_exactly_the_quota() {
     let mut s =
         Sluice::start_with(|c| c.acme_org = r#"limits = { requests = "10/hour" }"#.into()).await;
     let body = chat("mock-gpt", false);
-    let answers = join_all((0..30).map(|_| chat_as(&s, &s.cfg.keys.acme, &body))).await;
+    let answers = join_all((0..30).map(|_| s.post_chat(&[], &body))).await;
     let mut remaining_seen = Vec::new();
     let mut refused = Vec::new();
     for r in answers {
@@ -155,7 +145,7 @@ async fn token_reservations_settle_to_real_usage() {
     let estimate = (serde_json::to_vec(&body).unwrap().len() as u64).div_ceil(4);
     let reserve = estimate + 1000;
 
-    let first = chat_as(&s, &s.cfg.keys.acme, &body).await;
+    let first = s.post_chat(&[], &body).await;
     assert_eq!(first.status(), 200);
     assert_eq!(header(&first, "x-ratelimit-limit-tokens"), Some("10000"));
     assert_eq!(
@@ -167,7 +157,7 @@ async fn token_reservations_settle_to_real_usage() {
     let used = rec["input_tokens"].as_u64().unwrap() + rec["output_tokens"].as_u64().unwrap();
     assert!(used > 0 && used < reserve, "{rec}");
 
-    let second = chat_as(&s, &s.cfg.keys.acme, &body).await;
+    let second = s.post_chat(&[], &body).await;
     assert_eq!(
         header_num(&second, "x-ratelimit-remaining-tokens"),
         10_000 - used - reserve,
@@ -178,7 +168,7 @@ async fn token_reservations_settle_to_real_usage() {
 
     // A request reserving more than the whole quota is admitted only from a full bucket.
     body["max_tokens"] = 50_000.into();
-    let big = chat_as(&s, &s.cfg.keys.acme, &body).await;
+    let big = s.post_chat(&[], &body).await;
     let refusal = assert_openai_429(big, "tokens", "rate_limit_exceeded").await;
     assert!(refusal["error"]["message"]
         .as_str()
@@ -194,7 +184,7 @@ async fn a_reservation_beyond_the_quota_goes_into_debt_then_refunds() {
         Sluice::start_with(|c| c.acme_org = r#"limits = { tokens = "1000/day" }"#.into()).await;
     let mut body = chat("mock-gpt", false);
     body["max_tokens"] = 5000.into();
-    let r = chat_as(&s, &s.cfg.keys.acme, &body).await;
+    let r = s.post_chat(&[], &body).await;
     assert_eq!(r.status(), 200, "a full bucket admits any single request");
     assert_eq!(
         header_num(&r, "x-ratelimit-remaining-tokens"),
@@ -206,7 +196,7 @@ async fn a_reservation_beyond_the_quota_goes_into_debt_then_refunds() {
     let used = rec["input_tokens"].as_u64().unwrap() + rec["output_tokens"].as_u64().unwrap();
 
     body["max_tokens"] = 10.into();
-    let r = chat_as(&s, &s.cfg.keys.acme, &body).await;
+    let r = s.post_chat(&[], &body).await;
     assert_eq!(r.status(), 200, "the unused reservation came back");
     let estimate = (serde_json::to_vec(&body).unwrap().len() as u64).div_ceil(4);
     assert_eq!(
@@ -218,15 +208,15 @@ async fn a_reservation_beyond_the_quota_goes_into_debt_then_refunds() {
 /// Starts a stream that plays `chunks` chunks `gap_ms` apart, and reads it to the end.
 async fn slow_stream(s: &Sluice, key: &str, chunks: u32, gap_ms: u32) -> (u16, usize) {
     let r = s
-        .client()
-        .post(s.url("/v1/chat/completions"))
-        .bearer_auth(key)
-        .header("x-mock-chunks", chunks.to_string())
-        .header("x-mock-gap-ms", gap_ms.to_string())
-        .json(&chat("mock-gpt", true))
-        .send()
-        .await
-        .unwrap();
+        .post_chat_as(
+            key,
+            &[
+                ("x-mock-chunks", &chunks.to_string()),
+                ("x-mock-gap-ms", &gap_ms.to_string()),
+            ],
+            &chat("mock-gpt", true),
+        )
+        .await;
     let status = r.status().as_u16();
     let text = r.text().await.unwrap_or_default();
     (status, text.matches("data: ").count())
@@ -241,7 +231,7 @@ async fn a_concurrency_cap_holds_under_a_burst_of_streams() {
         // Once the three streams are in progress at the provider, every further one is refused.
         s.mock.wait_for_requests(3).await;
         let body = chat("mock-gpt", true);
-        join_all((0..10).map(|_| chat_as(&s, &key, &body))).await
+        join_all((0..10).map(|_| s.post_chat_as(&key, &[], &body))).await
     };
     let (streams, refused) = tokio::time::timeout(WAIT, futures_util::future::join(running, burst))
         .await
@@ -326,7 +316,9 @@ async fn concurrency_slots_never_leak_across_mixed_failures() {
     let held = join_all((0..4).map(|_| slow_stream(&s, &key, 3, 300)));
     let extra = async {
         s.mock.wait_for_requests(4).await;
-        chat_as(&s, &key, &chat("mock-gpt", false)).await.status()
+        s.post_chat_as(&key, &[], &chat("mock-gpt", false))
+            .await
+            .status()
     };
     let (held, extra) = futures_util::future::join(held, extra).await;
     assert!(
@@ -359,7 +351,7 @@ price = { input = 1000, output = 2000 }
     let mut spent = 0u64;
     let mut admitted = 0u64;
     let refusal = loop {
-        let r = chat_as(&s, &s.cfg.keys.acme, &body).await;
+        let r = s.post_chat(&[], &body).await;
         if r.status() == 429 {
             break r;
         }
@@ -390,7 +382,7 @@ price = { input = 1000, output = 2000 }
 
     // Another org is not affected; the Anthropic surface answers in its own shape.
     assert_eq!(
-        chat_as(&s, &s.cfg.keys.beta, &chat("mock-gpt", false))
+        s.post_chat_as(&s.cfg.keys.beta, &[], &chat("mock-gpt", false))
             .await
             .status(),
         200
@@ -441,15 +433,15 @@ async fn reloaded_limits_apply_at_once_without_refilling() {
             let one = |client: reqwest::Client| {
                 let (url, key) = (url.clone(), key.clone());
                 async move {
-                    let r = client
-                        .post(url)
-                        .bearer_auth(key)
-                        .header("x-mock-chunks", "6")
-                        .header("x-mock-gap-ms", "400")
-                        .json(&chat("mock-gpt", true))
-                        .send()
-                        .await
-                        .unwrap();
+                    let r = send_chat(
+                        &client,
+                        &url,
+                        &key,
+                        &[("x-mock-chunks", "6"), ("x-mock-gap-ms", "400")],
+                        &chat("mock-gpt", true),
+                    )
+                    .await
+                    .unwrap();
                     (
                         r.status().as_u16(),
                         r.text().await.unwrap().matches("data: ").count(),
@@ -461,12 +453,20 @@ async fn reloaded_limits_apply_at_once_without_refilling() {
     });
     s.mock.wait_for_requests(2).await;
     let body = chat("mock-gpt", false);
-    assert_eq!(chat_as(&s, &key, &body).await.status(), 200, "the third");
-    assert_eq!(chat_as(&s, &key, &body).await.status(), 429, "the fourth");
+    assert_eq!(
+        s.post_chat_as(&key, &[], &body).await.status(),
+        200,
+        "the third"
+    );
+    assert_eq!(
+        s.post_chat_as(&key, &[], &body).await.status(),
+        429,
+        "the fourth"
+    );
 
     reload_acme(&mut s, limits("5/hour"), 2).await;
     // Three were used; the bigger quota gives only the difference.
-    let answers = join_all((0..4).map(|_| chat_as(&s, &key, &body))).await;
+    let answers = join_all((0..4).map(|_| s.post_chat_as(&key, &[], &body))).await;
     let admitted = answers.iter().filter(|r| r.status() == 200).count();
     assert_eq!(admitted, 2, "no refill on reload");
     assert!(answers
@@ -474,7 +474,7 @@ async fn reloaded_limits_apply_at_once_without_refilling() {
         .all(|r| header(r, "x-ratelimit-limit-requests") == Some("5")));
 
     reload_acme(&mut s, limits("1/hour"), 3).await;
-    let r = chat_as(&s, &key, &body).await;
+    let r = s.post_chat_as(&key, &[], &body).await;
     assert_eq!(header(&r, "x-ratelimit-limit-requests"), Some("1"));
     assert_openai_429(r, "requests", "rate_limit_exceeded").await;
 
@@ -500,7 +500,7 @@ async fn an_absurd_max_tokens_is_refused_and_reserves_nothing() {
     .await;
     let mut body = chat("mock-gpt", false);
     body["max_tokens"] = u64::MAX.into();
-    let r = chat_as(&s, &s.cfg.keys.acme, &body).await;
+    let r = s.post_chat(&[], &body).await;
     assert_eq!(r.status(), 400);
     let v: Value = r.json().await.unwrap();
     assert_eq!(v["error"]["type"], "invalid_request_error", "{v}");
@@ -532,10 +532,10 @@ async fn an_absurd_max_tokens_is_refused_and_reserves_nothing() {
     // A model's own max_output_tokens is its ceiling.
     let mut capped = chat("capped-gpt", false);
     capped["max_completion_tokens"] = 101.into();
-    assert_eq!(chat_as(&s, &s.cfg.keys.acme, &capped).await.status(), 400);
+    assert_eq!(s.post_chat(&[], &capped).await.status(), 400);
     let _ = s.next_record().await;
     capped["max_completion_tokens"] = 100.into();
-    let r = chat_as(&s, &s.cfg.keys.acme, &capped).await;
+    let r = s.post_chat(&[], &capped).await;
     assert_eq!(r.status(), 200, "at the ceiling is fine");
     assert!(
         header_num(&r, "x-ratelimit-remaining-tokens") > 0,

@@ -12,12 +12,8 @@ async fn a_request_that_timed_out_at_the_provider_is_estimated() {
     let mut s = Sluice::start().await;
     let body = chat("slow-gpt", false);
     let resp = s
-        .openai_post("/v1/chat/completions")
-        .header("x-mock-header-delay-ms", "3000")
-        .json(&body)
-        .send()
-        .await
-        .unwrap();
+        .post_chat(&[("x-mock-header-delay-ms", "3000")], &body)
+        .await;
     assert_eq!(resp.status().as_u16(), 504);
     let rec = s.next_record().await;
     assert_eq!(rec["outcome"], "upstream_timeout", "{rec}");

@@ -49,23 +49,16 @@ fn model(name: &str, rest: &[&str]) -> String {
 
 /// Sends one non-streamed chat request for `model` with org acme's key; returns the status.
 async fn send(s: &Sluice, model: &str) -> u16 {
-    s.openai_post("/v1/chat/completions")
-        .json(&chat(model, false))
-        .send()
+    s.post_chat(&[], &chat(model, false))
         .await
-        .unwrap()
         .status()
         .as_u16()
 }
 
 /// [`send`] within a session (`x-sluice-session`).
 async fn send_in(s: &Sluice, session: &str) -> u16 {
-    s.openai_post("/v1/chat/completions")
-        .header("x-sluice-session", session)
-        .json(&chat("pooled", false))
-        .send()
+    s.post_chat(&[("x-sluice-session", session)], &chat("pooled", false))
         .await
-        .unwrap()
         .status()
         .as_u16()
 }
@@ -148,13 +141,7 @@ async fn least_tokens_sends_work_away_from_the_endpoint_holding_a_long_stream() 
     // A stream that reserved many tokens stays open (the mock stalls after a few events).
     let mut big = chat("pooled", true);
     big["max_tokens"] = 50_000.into();
-    let held = s
-        .openai_post("/v1/chat/completions")
-        .header("x-mock-stall-after", "2")
-        .json(&big)
-        .send()
-        .await
-        .unwrap();
+    let held = s.post_chat(&[("x-mock-stall-after", "2")], &big).await;
     assert_eq!(held.status(), 200);
     let busy = if a.requests().len() == 1 { &a } else { &b };
     let idle = if a.requests().len() == 1 { &b } else { &a };
@@ -386,12 +373,7 @@ async fn an_org_stays_in_its_region() {
         .all(|r| r["region"] == "eu" && r["provider"] == "eu"));
 
     // A model with no EU target is refused, in the caller's shape, not served elsewhere.
-    let refused = s
-        .openai_post("/v1/chat/completions")
-        .json(&chat("us-only", false))
-        .send()
-        .await
-        .unwrap();
+    let refused = s.post_chat(&[], &chat("us-only", false)).await;
     assert_eq!(refused.status(), 403);
     let body: serde_json::Value = refused.json().await.unwrap();
     assert_eq!(body["error"]["code"], "model_not_in_region", "{body}");
@@ -400,25 +382,15 @@ async fn an_org_stays_in_its_region() {
     // Every EU endpoint down: the first request finds out (502), the next are refused (503)
     // with retry-after, and the US endpoint never sees any of them.
     assert_eq!(send(&s, "geo-down").await, 502);
-    let down = s
-        .openai_post("/v1/chat/completions")
-        .json(&chat("geo-down", false))
-        .send()
-        .await
-        .unwrap();
+    let down = s.post_chat(&[], &chat("geo-down", false)).await;
     assert_eq!(down.status(), 503);
     assert!(down.headers().contains_key("retry-after"));
     assert_eq!(us.requests().len(), 0);
 
     // A US-unpinned org uses the US-only model.
     let beta = s
-        .client()
-        .post(s.url("/v1/chat/completions"))
-        .bearer_auth(&s.cfg.keys.beta)
-        .json(&chat("us-only", false))
-        .send()
-        .await
-        .unwrap();
+        .post_chat_as(&s.cfg.keys.beta, &[], &chat("us-only", false))
+        .await;
     assert_eq!(beta.status(), 200);
     assert_eq!(us.requests().len(), 1);
 }
@@ -480,13 +452,11 @@ async fn an_endpoint_killed_mid_load_fails_no_request_that_had_not_started() {
     let mut flowing = None;
     while flowing.is_none() {
         let resp = s
-            .openai_post("/v1/chat/completions")
-            .header("x-mock-chunks", "50")
-            .header("x-mock-gap-ms", "100")
-            .json(&chat("pooled", true))
-            .send()
-            .await
-            .unwrap();
+            .post_chat(
+                &[("x-mock-chunks", "50"), ("x-mock-gap-ms", "100")],
+                &chat("pooled", true),
+            )
+            .await;
         assert_eq!(resp.status(), 200);
         if c.requests()
             .iter()

@@ -14,13 +14,8 @@ const GAP_MS: &str = "50";
 const STREAMS: usize = 3;
 
 async fn status(s: &Sluice, key: &str) -> u16 {
-    s.client()
-        .post(s.url("/v1/chat/completions"))
-        .bearer_auth(key)
-        .json(&chat("mock-gpt", false))
-        .send()
+    s.post_chat_as(key, &[], &chat("mock-gpt", false))
         .await
-        .unwrap()
         .status()
         .as_u16()
 }
@@ -71,32 +66,14 @@ async fn swap_keys_then_refuse_bad_files(s: &mut Sluice, removed: &str, added: &
     }
 
     // A syntax error is refused; the running config keeps serving.
-    s.write_config("[[keys]\norg = \n");
-    trigger(s);
-    s.proc
-        .wait_stderr("a refused reload", |t| {
-            count(t, "failed, keeping generation 2") == 1
-        })
-        .await;
-    let errors = "sluice_config_reloads_total{result=\"error\"}";
-    assert_eq!(s.proc.metric(errors).await, 1.0);
-    assert_eq!(status(s, added).await, 200);
+    refuse(s, "[[keys]\norg = \n", 1, hup, added).await;
     assert_eq!(status(s, removed).await, 401);
 
     // So is an unknown field.
     let mut typo = cfg.clone();
     typo.server.push_str("\nmax_body_bytez = 10\n");
-    s.write_config(&typo.render());
-    trigger(s);
-    let log = s
-        .proc
-        .wait_stderr("a second refused reload", |t| {
-            count(t, "failed, keeping generation 2") == 2
-        })
-        .await;
-    assert_eq!(s.proc.metric(errors).await, 2.0);
+    let log = refuse(s, &typo.render(), 2, hup, added).await;
     assert_eq!(s.proc.metric("sluice_config_generation").await, 2.0);
-    assert_eq!(status(s, added).await, 200);
     let line = log
         .lines()
         .rfind(|l| l.contains("failed, keeping generation 2"))
@@ -112,17 +89,28 @@ async fn swap_keys_then_refuse_bad_files(s: &mut Sluice, removed: &str, added: &
 
     // An emptied file (a truncated write, a botched template) would answer 401 to everyone: it
     // is refused and counted like any bad file, and the running keys keep working.
-    s.write_config("");
-    trigger(s);
+    let log = refuse(s, "", 3, hup, added).await;
+    assert!(log.contains("no [[providers]]"), "{log}");
+}
+
+/// Writes `text`, makes sluice notice it (a SIGHUP when `hup`), and waits for the `n`th refused
+/// reload of the scenario: the refusal is counted and the running configuration keeps serving
+/// `key`. Returns the log so far.
+async fn refuse(s: &mut Sluice, text: &str, n: u8, hup: bool, key: &str) -> String {
+    s.write_config(text);
+    if hup {
+        s.proc.signal(Signal::SIGHUP);
+    }
     let log = s
         .proc
-        .wait_stderr("an empty file refused", |t| {
-            count(t, "failed, keeping generation 2") == 3
+        .wait_stderr("a refused reload", |t| {
+            count(t, "failed, keeping generation 2") == usize::from(n)
         })
         .await;
-    assert!(log.contains("no [[providers]]"), "{log}");
-    assert_eq!(s.proc.metric(errors).await, 3.0);
-    assert_eq!(status(s, added).await, 200);
+    let errors = "sluice_config_reloads_total{result=\"error\"}";
+    assert_eq!(s.proc.metric(errors).await, f64::from(n));
+    assert_eq!(status(s, key).await, 200);
+    log
 }
 
 #[tokio::test]
@@ -170,23 +158,6 @@ async fn admin_listener_serves_health_metrics_and_build_info() {
     assert_eq!(s.proc.admin_get("/nope").await.0, 404);
 }
 
-fn check(text: &str) -> (bool, String, String) {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("c.toml");
-    std::fs::write(&path, text).unwrap();
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_sluice-proxy"))
-        .args(["check", "--config"])
-        .arg(&path)
-        .env("SLUICE_MASTER_KEY", MASTER_KEY)
-        .output()
-        .unwrap();
-    (
-        out.status.success(),
-        String::from_utf8_lossy(&out.stdout).to_string(),
-        String::from_utf8_lossy(&out.stderr).to_string(),
-    )
-}
-
 #[test]
 fn check_accepts_a_good_file_and_explains_a_bad_one() {
     let serves = "[[providers]]\nname = \"p\"\nkind = \"openai\"\nbase_url = \"http://127.0.0.1:9/v1\"\n\
@@ -197,33 +168,33 @@ fn check_accepts_a_good_file_and_explains_a_bad_one() {
     );
     let good =
         format!("[server]\nlisten = [\"127.0.0.1:8080\"]\ngrace_period = \"30s\"\n{serves}{key}");
-    let (ok, out, err) = check(&good);
+    let (ok, out, err) = check_config(&good, MASTER_KEY);
     assert!(ok, "{err}");
     assert!(out.contains(": ok"), "{out}");
 
-    let (ok, _, err) = check("");
+    let (ok, _, err) = check_config("", MASTER_KEY);
     assert!(!ok, "an empty file is not a configuration");
     assert!(err.contains("no [[providers]]"), "{err}");
-    let (ok, _, err) = check(serves);
+    let (ok, _, err) = check_config(serves, MASTER_KEY);
     assert!(!ok, "no key at all needs saying so");
     assert!(err.contains("allow_no_keys"), "{err}");
-    assert!(check(&format!("allow_no_keys = true\n{serves}")).0);
-    let (ok, _, err) = check(&good.replace("org = \"o\"", "org = \"ghost\""));
+    assert!(check_config(&format!("allow_no_keys = true\n{serves}"), MASTER_KEY).0);
+    let (ok, _, err) = check_config(&good.replace("org = \"o\"", "org = \"ghost\""), MASTER_KEY);
     assert!(!ok, "a key of an undefined org");
     assert!(err.contains("ghost"), "{err}");
 
-    let (ok, _, err) = check("[server\n");
+    let (ok, _, err) = check_config("[server\n", MASTER_KEY);
     assert!(!ok);
     assert!(err.contains("invalid TOML in"), "{err}");
 
-    let (ok, _, err) = check("[server]\nlisten_on = [\"127.0.0.1:8080\"]\n");
+    let (ok, _, err) = check_config("[server]\nlisten_on = [\"127.0.0.1:8080\"]\n", MASTER_KEY);
     assert!(!ok);
     assert!(
         err.contains("unknown field") && err.contains("listen_on"),
         "{err}"
     );
 
-    let (ok, _, err) = check("[server]\nshutdown_timeout = \"later\"\n");
+    let (ok, _, err) = check_config("[server]\nshutdown_timeout = \"later\"\n", MASTER_KEY);
     assert!(!ok);
     assert!(err.contains("server.shutdown_timeout"), "{err}");
 }

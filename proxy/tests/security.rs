@@ -99,22 +99,6 @@ async fn provider_sees_provider_key_never_the_virtual_key() {
     }
 }
 
-fn check(config: &str, master: &str) -> (bool, String) {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("c.toml");
-    std::fs::write(&path, config).unwrap();
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_sluice-proxy"))
-        .args(["check", "--config"])
-        .arg(&path)
-        .env("SLUICE_MASTER_KEY", master)
-        .output()
-        .unwrap();
-    (
-        out.status.success(),
-        String::from_utf8_lossy(&out.stderr).to_string(),
-    )
-}
-
 fn org_config(org: &str, sealed: &str) -> String {
     format!(
         "[[providers]]\nname = \"p\"\nkind = \"openai\"\nbase_url = \"http://127.0.0.1:9/v1\"\n\n\
@@ -131,9 +115,9 @@ fn sealed_key_copied_to_another_org_is_refused() {
     let sealed = master
         .seal("acme", "p", b"sk-real-provider-secret")
         .unwrap();
-    let (ok, err) = check(&org_config("acme", &sealed), MASTER_KEY);
+    let (ok, _, err) = check_config(&org_config("acme", &sealed), MASTER_KEY);
     assert!(ok, "{err}");
-    let (ok, err) = check(&org_config("evil", &sealed), MASTER_KEY);
+    let (ok, _, err) = check_config(&org_config("evil", &sealed), MASTER_KEY);
     assert!(!ok);
     assert!(err.contains("evil"), "{err}");
     assert!(
@@ -157,11 +141,11 @@ fn master_key_rotation_opens_old_values_and_refuses_retired_keys() {
         .unwrap();
     assert!(new.starts_with("sealed:v2:"), "the newest key seals");
     assert!(
-        check(&org_config("acme", &old), &both).0,
+        check_config(&org_config("acme", &old), &both).0,
         "old values open after rotation"
     );
-    assert!(check(&org_config("acme", &new), &both).0);
-    let (ok, err) = check(&org_config("acme", &old), &v2);
+    assert!(check_config(&org_config("acme", &new), &both).0);
+    let (ok, _, err) = check_config(&org_config("acme", &old), &v2);
     assert!(!ok, "a value sealed with a retired key must not open");
     assert!(err.contains('1'), "names the missing version: {err}");
 }

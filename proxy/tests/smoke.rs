@@ -8,12 +8,7 @@ use common::*;
 #[tokio::test]
 async fn chat_completion_round_trip_and_record() {
     let mut s = Sluice::start().await;
-    let resp = s
-        .openai_post("/v1/chat/completions")
-        .json(&chat("mock-gpt", false))
-        .send()
-        .await
-        .unwrap();
+    let resp = s.post_chat(&[], &chat("mock-gpt", false)).await;
     assert_eq!(resp.status(), 200);
     assert!(resp.headers().contains_key("x-request-id"));
     let body: serde_json::Value = resp.json().await.unwrap();

@@ -358,12 +358,8 @@ async fn cors_is_off_by_default_and_grants_only_allowed_origins() {
     assert_eq!(r.status(), 405);
     assert_eq!(acao(&r), None);
     let r = off
-        .openai_post("/v1/chat/completions")
-        .header("origin", app)
-        .json(&chat("mock-gpt", false))
-        .send()
-        .await
-        .unwrap();
+        .post_chat(&[("origin", app)], &chat("mock-gpt", false))
+        .await;
     assert_eq!(r.status(), 200);
     assert_eq!(acao(&r), None, "no grant without [cors]");
     drop(off);

@@ -59,12 +59,7 @@ async fn upgrade_hands_over_sockets_without_failing_a_request() {
             let mut results = Vec::new();
             while !stop.load(Ordering::Relaxed) {
                 pace.tick().await;
-                let r = client
-                    .post(&url)
-                    .bearer_auth(&key)
-                    .json(&chat("mock-gpt", false))
-                    .send()
-                    .await;
+                let r = send_chat(&client, &url, &key, &[], &chat("mock-gpt", false)).await;
                 results.push(match r {
                     Ok(resp) => Ok(resp.status().as_u16()),
                     Err(e) => Err(e.to_string()),
@@ -117,12 +112,7 @@ async fn upgrade_hands_over_sockets_without_failing_a_request() {
     );
 
     // After the old process is gone the new one answers, and the trickle never saw a failure.
-    let resp = s
-        .openai_post("/v1/chat/completions")
-        .json(&chat("mock-gpt", false))
-        .send()
-        .await
-        .unwrap();
+    let resp = s.post_chat(&[], &chat("mock-gpt", false)).await;
     assert_eq!(resp.status(), 200);
     stop.store(true, Ordering::Relaxed);
     let results = tokio::time::timeout(WAIT, trickle).await.unwrap().unwrap();
@@ -193,12 +183,7 @@ impl Pool {
                     (pool.clone(), client.clone(), url.clone(), key.clone());
                 tokio::spawn(async move {
                     while !pool.stop.load(Ordering::Relaxed) {
-                        let r = client
-                            .post(&url)
-                            .bearer_auth(&key)
-                            .json(&chat("mock-gpt", false))
-                            .send()
-                            .await;
+                        let r = send_chat(&client, &url, &key, &[], &chat("mock-gpt", false)).await;
                         let r = match r {
                             Ok(resp) => {
                                 let status = resp.status();
@@ -257,22 +242,31 @@ impl Pool {
     }
 }
 
-fn drain_config(run: &std::path::Path) -> String {
-    format!(
+/// A sluice whose connections drain on upgrade and restart (upgrade socket and pid file in the
+/// returned run directory, which must outlive it), with a pool of 6 keep-alive clients that
+/// has already seen 30 answers.
+async fn sluice_under_keep_alive_load() -> (
+    tempfile::TempDir,
+    Sluice,
+    Arc<Pool>,
+    Vec<tokio::task::JoinHandle<()>>,
+) {
+    let run = tempfile::tempdir().unwrap();
+    let server = format!(
         "upgrade_sock = \"{}\"\npid_file = \"{}\"\ngrace_period = \"60s\"\nshutdown_timeout = \"1s\"\n\
          [server.connections]\nidle_timeout = \"3s\"\n",
-        run.join("up.sock").display(),
-        run.join("sluice.pid").display()
-    )
+        run.path().join("up.sock").display(),
+        run.path().join("sluice.pid").display()
+    );
+    let s = Sluice::start_with(|c| c.server = server).await;
+    let (pool, tasks) = Pool::start(s.url("/v1/chat/completions"), s.cfg.keys.acme.clone(), 6);
+    pool.wait_more(30).await;
+    (run, s, pool, tasks)
 }
 
 #[tokio::test]
 async fn keep_alive_clients_lose_no_request_across_an_upgrade() {
-    let run = tempfile::tempdir().unwrap();
-    let server = drain_config(run.path());
-    let mut s = Sluice::start_with(|c| c.server = server).await;
-    let (pool, tasks) = Pool::start(s.url("/v1/chat/completions"), s.cfg.keys.acme.clone(), 6);
-    pool.wait_more(30).await;
+    let (_run, mut s, pool, tasks) = sluice_under_keep_alive_load().await;
 
     let mut new = Proc::spawn(&s.config_path(), &["--listen", "127.0.0.1:0", "--upgrade"]);
     new.wait_stderr("the upgrade to wait for sockets", |t| {
@@ -290,11 +284,7 @@ async fn keep_alive_clients_lose_no_request_across_an_upgrade() {
 
 #[tokio::test]
 async fn keep_alive_clients_lose_no_request_across_a_sigterm_restart() {
-    let run = tempfile::tempdir().unwrap();
-    let server = drain_config(run.path());
-    let mut s = Sluice::start_with(|c| c.server = server).await;
-    let (pool, tasks) = Pool::start(s.url("/v1/chat/completions"), s.cfg.keys.acme.clone(), 6);
-    pool.wait_more(30).await;
+    let (_run, mut s, pool, tasks) = sluice_under_keep_alive_load().await;
 
     s.proc.signal(Signal::SIGTERM);
     // The old process stops listening at once (its connections still drain); then the new one

@@ -2,7 +2,8 @@
 //! readiness on stderr ([`Process`]), the path of a workspace binary ([`binary`]), the throwaway
 //! Postgres cluster ([`postgres`]), a throwaway Prometheus server (`prometheus`, behind the feature
 //! of that name), bounded polls ([`wait_for`], [`eventually`]), the fake clock
-//! ([`FakeClock`]) and a usage record to start from ([`usage_record`]).
+//! ([`FakeClock`]), a usage record to start from ([`usage_record`]) and the smallest servable
+//! proxy configuration ([`config::ONE_ROUTE`]).
 //!
 //! It is a dev-dependency only and stays light (no Pingora, no HTTP stack unless the `prometheus`
 //! feature asks for its API client): each harness
@@ -20,6 +21,7 @@
 )]
 
 mod clock;
+pub mod config;
 mod poll;
 pub mod postgres;
 mod process;

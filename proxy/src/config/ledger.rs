@@ -116,28 +116,26 @@ pub fn build(
             "ledger.batch_records {batch_records} must be between 1 and {MAX_BATCH_RECORDS}"
         )));
     }
-    let batch_interval = optional_duration(
+    // A zero batch interval would spin; a zero request timeout would fail every batch.
+    let positive = |value: &Option<String>, default: Duration, field: &str| {
+        let d = optional_duration(value, default, field)?;
+        if d.is_zero() {
+            return Err(ConfigError::invalid(format!("{field} must be above 0")));
+        }
+        Ok(d)
+    };
+    let batch_interval = positive(
         &raw.batch_interval,
         Duration::from_millis(200),
         "ledger.batch_interval",
     )?;
-    if batch_interval.is_zero() {
-        return Err(ConfigError::invalid(
-            "ledger.batch_interval must be above 0",
-        ));
-    }
     let spend_poll =
         optional_duration(&raw.spend_poll, Duration::from_secs(5), "ledger.spend_poll")?;
-    let request_timeout = optional_duration(
+    let request_timeout = positive(
         &raw.request_timeout,
         Duration::from_secs(5),
         "ledger.request_timeout",
     )?;
-    if request_timeout.is_zero() {
-        return Err(ConfigError::invalid(
-            "ledger.request_timeout must be above 0",
-        ));
-    }
     Ok(Some(LedgerSettings {
         url,
         token: IngestToken(token),

@@ -98,11 +98,8 @@ impl Env for ProcessEnv {
 /// required, so that the rest of the file passes the "can serve" rule.
 #[cfg(test)]
 pub(crate) fn serving(text: &str) -> String {
-    format!(
-        "allow_no_keys = true\n{text}\n[[providers]]\nname = \"p\"\nkind = \"openai\"\n\
-         base_url = \"http://127.0.0.1:9/v1\"\nauth = \"none\"\n\
-         [[models]]\nname = \"m\"\nprovider = \"p\"\n"
-    )
+    let route = sluice_test_support::config::ONE_ROUTE;
+    format!("allow_no_keys = true\n{text}\n{route}")
 }
 
 /// Reads and validates a configuration file.

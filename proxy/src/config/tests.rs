@@ -1,25 +1,16 @@
 //! Configuration validation: the shipped default, and the governance sections.
 
 use super::{parse, ConfigError, NoEnv};
+use sluice_test_support::config::ONE_ROUTE;
 use std::time::Duration;
 
 /// One provider and one model; `allow_no_keys` lets the governance tests below leave keys out.
-const BASE: &str = r#"
-allow_no_keys = true
-
-[[providers]]
-name = "p"
-kind = "openai"
-base_url = "http://127.0.0.1:9/v1"
-auth = "none"
-
-[[models]]
-name = "m"
-provider = "p"
-"#;
+fn base() -> String {
+    format!("allow_no_keys = true\n{ONE_ROUTE}")
+}
 
 fn load(extra: &str) -> Result<super::Snapshot, ConfigError> {
-    parse(&format!("{BASE}\n{extra}"), "test.toml", &NoEnv)
+    parse(&format!("{}\n{extra}", base()), "test.toml", &NoEnv)
 }
 
 fn error(extra: &str) -> String {
@@ -81,24 +72,40 @@ budget = { daily_usd = 12.5, monthly_usd = 100 }
 
 #[test]
 fn bad_governance_settings_name_the_entry() {
-    let e = error("[[orgs]]\nid = \"acme\"\nlimits = { requests = \"ten/min\" }");
-    assert!(
-        e.contains("org \"acme\"") && e.contains("limits.requests"),
-        "{e}"
-    );
-    let e = error("[[orgs]]\nid = \"acme\"\nlimits = { concurrent = 0 }");
-    assert!(e.contains("concurrent"), "{e}");
-    let e = error("[[orgs]]\nid = \"acme\"\nlimits = { request = \"1/s\" }");
-    assert!(e.contains("unknown field"), "typos fail the load: {e}");
-    let e = error("[[orgs]]\nid = \"acme\"\nbudget = { daily_usd = -1 }");
-    assert!(e.contains("daily_usd"), "{e}");
-    let e = error("[[models]]\nname = \"x\"\nprovider = \"p\"\nprice = { input = -2, output = 1 }");
-    assert!(
-        e.contains("model \"x\"") && e.contains("price.input"),
-        "{e}"
-    );
-    let e = error("[[orgs]]\nid = \"acme\"\nmodel_limits = { \"[\" = { requests = \"1/s\" } }");
-    assert!(e.contains("model_limits"), "{e}");
+    // (the entry, what its error must name)
+    let cases: [(&str, &[&str]); 6] = [
+        (
+            "[[orgs]]\nid = \"acme\"\nlimits = { requests = \"ten/min\" }",
+            &["org \"acme\"", "limits.requests"],
+        ),
+        (
+            "[[orgs]]\nid = \"acme\"\nlimits = { concurrent = 0 }",
+            &["concurrent"],
+        ),
+        // Typos fail the load.
+        (
+            "[[orgs]]\nid = \"acme\"\nlimits = { request = \"1/s\" }",
+            &["unknown field"],
+        ),
+        (
+            "[[orgs]]\nid = \"acme\"\nbudget = { daily_usd = -1 }",
+            &["daily_usd"],
+        ),
+        (
+            "[[models]]\nname = \"x\"\nprovider = \"p\"\nprice = { input = -2, output = 1 }",
+            &["model \"x\"", "price.input"],
+        ),
+        (
+            "[[orgs]]\nid = \"acme\"\nmodel_limits = { \"[\" = { requests = \"1/s\" } }",
+            &["model_limits"],
+        ),
+    ];
+    for (entry, names) in cases {
+        let e = error(entry);
+        for name in names {
+            assert!(e.contains(name), "{entry}: {e}");
+        }
+    }
 }
 
 const KEY: &str =
@@ -120,7 +127,7 @@ fn an_empty_or_keyless_configuration_is_refused() {
         "[[providers]]\nname = \"p\"\nkind = \"openai\"\nbase_url = \"http://127.0.0.1:9/v1\"\n",
     );
     assert!(e.contains("no [[models]]"), "{e}");
-    let no_keys = BASE.replace("allow_no_keys = true", "");
+    let no_keys = base().replace("allow_no_keys = true", "");
     let e = bare(&no_keys);
     assert!(
         e.contains("no [[keys]]") && e.contains("allow_no_keys"),

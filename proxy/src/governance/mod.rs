@@ -229,13 +229,12 @@ mod tests {
     use super::*;
     use crate::clock::FakeClock;
     use crate::config::{self, NoEnv, Snapshot};
+    use sluice_test_support::config::ONE_ROUTE;
 
     /// One org with a 1000-tokens-a-day limit and one key.
     fn snapshot() -> Snapshot {
         let text = format!(
-            "[[providers]]\nname = \"p\"\nkind = \"openai\"\nbase_url = \"http://127.0.0.1:9/v1\"\n\
-             auth = \"none\"\n[[models]]\nname = \"m\"\nprovider = \"p\"\n\
-             [[orgs]]\nid = \"acme\"\nlimits = {{ tokens = \"1000/day\" }}\n\
+            "{ONE_ROUTE}[[orgs]]\nid = \"acme\"\nlimits = {{ tokens = \"1000/day\" }}\n\
              [[keys]]\ndigest = \"sha256:{}\"\norg = \"acme\"\n",
             "ab".repeat(32)
         );

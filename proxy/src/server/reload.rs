@@ -105,6 +105,7 @@ pub fn start_only_changes(old: &Snapshot, new: &Snapshot) -> Vec<&'static str> {
 mod tests {
     use super::*;
     use crate::config::NoEnv;
+    use sluice_test_support::config::ONE_ROUTE;
 
     const KEY_A: &str = "sha256:aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa";
     const KEY_B: &str = "sha256:bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb";
@@ -113,10 +114,7 @@ mod tests {
         format!(
             "[server]\nlisten = [\"127.0.0.1:1\"]\n{extra_server}\n\
              [usage]\nsink = \"none\"\n\
-             [[providers]]\nname = \"p\"\nkind = \"openai\"\nbase_url = \"http://127.0.0.1:9/v1\"\n\
-             auth = \"none\"\n\
-             [[models]]\nname = \"m\"\nprovider = \"p\"\n\
-             [[orgs]]\nid = \"o\"\n\
+             {ONE_ROUTE}[[orgs]]\nid = \"o\"\n\
              [[keys]]\ndigest = \"{digest}\"\norg = \"o\"\n"
         )
     }

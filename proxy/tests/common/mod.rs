@@ -255,6 +255,35 @@ impl Sluice {
             .bearer_auth(&self.cfg.keys.acme)
     }
 
+    /// Sends `body` to `/v1/chat/completions` with `key` and the extra `headers` (mock switches
+    /// such as `x-mock-status`, attribution headers); a request that gets no answer fails the
+    /// test.
+    pub async fn post_chat_as(
+        &self,
+        key: &str,
+        headers: &[(&str, &str)],
+        body: &serde_json::Value,
+    ) -> reqwest::Response {
+        send_chat(
+            &self.client(),
+            &self.url("/v1/chat/completions"),
+            key,
+            headers,
+            body,
+        )
+        .await
+        .expect("chat request")
+    }
+
+    /// [`Sluice::post_chat_as`] as org acme.
+    pub async fn post_chat(
+        &self,
+        headers: &[(&str, &str)],
+        body: &serde_json::Value,
+    ) -> reqwest::Response {
+        self.post_chat_as(&self.cfg.keys.acme, headers, body).await
+    }
+
     /// A POST to `path` as org acme the way the Anthropic SDK sends it (`x-api-key` and
     /// `anthropic-version`).
     pub fn anthropic_post(&self, path: &str) -> reqwest::RequestBuilder {
@@ -275,16 +304,12 @@ pub async fn open_stream(
     gap_ms: &str,
 ) -> tokio::task::JoinHandle<String> {
     use futures_util::StreamExt;
-    let resp = s
-        .client()
-        .post(s.url("/v1/chat/completions"))
-        .bearer_auth(key)
-        .header("x-mock-chunks", chunks.to_string())
-        .header("x-mock-gap-ms", gap_ms)
-        .json(&chat("mock-gpt", true))
-        .send()
-        .await
-        .expect("stream request");
+    let chunks = chunks.to_string();
+    let headers = [
+        ("x-mock-chunks", chunks.as_str()),
+        ("x-mock-gap-ms", gap_ms),
+    ];
+    let resp = s.post_chat_as(key, &headers, &chat("mock-gpt", true)).await;
     assert_eq!(resp.status(), 200);
     let mut body = resp.bytes_stream();
     let first = body
@@ -318,6 +343,41 @@ pub fn assert_chat_stream_complete(body: &str, chunks: usize) {
         })
         .count();
     assert_eq!(content, chunks, "content chunks:\n{body}");
+}
+
+/// Sends `body` as a chat completion to `url` on `client` (whose connection reuse the caller
+/// chose) with `key` and the extra `headers`.
+pub async fn send_chat(
+    client: &reqwest::Client,
+    url: &str,
+    key: &str,
+    headers: &[(&str, &str)],
+    body: &serde_json::Value,
+) -> reqwest::Result<reqwest::Response> {
+    let mut req = client.post(url).bearer_auth(key);
+    for (name, value) in headers {
+        req = req.header(*name, *value);
+    }
+    req.json(body).send().await
+}
+
+/// Runs `sluice-proxy check` on `text` with `master` as the master key set; returns whether it
+/// passed, its stdout and its stderr.
+pub fn check_config(text: &str, master: &str) -> (bool, String, String) {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("c.toml");
+    std::fs::write(&path, text).unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_sluice-proxy"))
+        .args(["check", "--config"])
+        .arg(&path)
+        .env("SLUICE_MASTER_KEY", master)
+        .output()
+        .unwrap();
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).to_string(),
+        String::from_utf8_lossy(&out.stderr).to_string(),
+    )
 }
 
 /// A chat body.

@@ -127,6 +127,30 @@ async fn weights_are_honoured() {
 }
 
 #[tokio::test]
+async fn least_outstanding_prefers_the_endpoint_that_answers_sooner() {
+    let (slow, fast) = (mock().await, mock().await);
+    slow.set_default_headers(&[("x-mock-header-delay-ms", "200")]);
+    let extra = [
+        provider("gpu", &[slow.addr(), fast.addr()], &[]),
+        model("pooled", &[r#"provider = "gpu""#]),
+    ]
+    .concat();
+    let mut s = Sluice::start_with(|c| c.extra = extra).await;
+    for _ in 0..20 {
+        assert_eq!(send(&s, "pooled").await, 200);
+    }
+    // Peak EWMA: once the slow endpoint has answered one request (or before it, against the
+    // fast one's measured latency), the power of two choices sends the rest to the fast one.
+    assert!(
+        slow.requests().len() <= 1,
+        "slow served {}",
+        slow.requests().len()
+    );
+    assert_eq!(fast.requests().len() + slow.requests().len(), 20);
+    records(&mut s, 20).await;
+}
+
+#[tokio::test]
 async fn least_tokens_sends_work_away_from_the_endpoint_holding_a_long_stream() {
     let (a, b) = (mock().await, mock().await);
     let extra = [

@@ -294,7 +294,10 @@ async fn a_429_storm_shifts_traffic_for_the_time_the_provider_asked() {
         provider("backup", &[fallback.addr()], &[]),
         model(
             "pooled",
-            &[r#"targets = [{ provider = "primary" }, { provider = "backup", priority = 1 }]"#],
+            &[
+                r#"targets = [{ provider = "primary", model = "gpt-a" },"#,
+                r#"  { provider = "backup", model = "gpt-b", priority = 1 }]"#,
+            ],
         ),
     ]
     .concat();
@@ -302,6 +305,15 @@ async fn a_429_storm_shifts_traffic_for_the_time_the_provider_asked() {
     for _ in 0..20 {
         assert_eq!(send(&s, "pooled").await, 200);
     }
+    // Each target got the model under its own name: the failover rewrote the body.
+    assert!(stormy
+        .requests()
+        .iter()
+        .all(|r| r.model.as_deref() == Some("gpt-a")));
+    assert!(fallback
+        .requests()
+        .iter()
+        .all(|r| r.model.as_deref() == Some("gpt-b")));
     // The first request met the 429 and moved on; the cool-down kept the rest off it.
     assert_eq!(stormy.requests().len(), 1);
     assert_eq!(fallback.requests().len(), 20);
@@ -310,6 +322,7 @@ async fn a_429_storm_shifts_traffic_for_the_time_the_provider_asked() {
     assert_eq!(recs.iter().filter(|r| r["attempts"] == 2).count(), 1);
     assert_eq!(recs.iter().filter(|r| r["attempts"] == 1).count(), 19);
     assert!(recs.iter().all(|r| r["provider"] == "backup"));
+    assert!(recs.iter().all(|r| r["upstream_model"] == "gpt-b"));
     assert_eq!(billed_tokens(&recs), served_tokens(&[&stormy, &fallback]));
 }
 

@@ -91,15 +91,19 @@ fn span(body: &[u8], raw: &RawValue) -> Option<(usize, usize)> {
     (end <= body.len()).then_some((start, end))
 }
 
-/// The upstream body for a target that knows the model as `upstream_model`: `body` parsed
-/// again and rewritten (a failover between targets with different model names, so rare).
+/// The upstream body for a target that knows the model as `target_model` (`None`: the
+/// requested name), and the model name it sends: `body` parsed again and rewritten (a failover
+/// between targets with different model names, so rare). `None` if the body has no model.
 pub fn for_target(
     body: &Bytes,
-    upstream_model: Option<&str>,
+    target_model: Option<&str>,
     include_usage: bool,
-) -> Option<Bytes> {
+) -> Option<(Bytes, String)> {
     let fields = RequestFields::parse(body).ok()?;
-    rewrite(body, &fields, upstream_model, include_usage)
+    let requested = fields.model()?;
+    let alias = target_model.filter(|m| *m != requested);
+    let out = rewrite(body, &fields, alias, include_usage).unwrap_or_else(|| body.clone());
+    Some((out, alias.unwrap_or(requested).to_string()))
 }
 
 /// Returns `body` with the requested edits and nothing else changed: `model` replaced by

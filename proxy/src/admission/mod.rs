@@ -166,9 +166,7 @@ pub async fn admit(
         let session = ctx.tags.session.as_deref().or(ctx.tags.user.as_deref());
         ctx.upstream.affinity = session.map(|s| crate::routing::hash::of(s.as_bytes()));
     }
-    ctx.upstream.requested = model.into();
-    ctx.upstream.tokens = governance::estimate_input(ctx.bytes_in)
-        + fields.max_output().unwrap_or(route.max_output_tokens);
+    ctx.upstream.tokens = ctx.held.as_ref().map_or(0, governance::Held::tokens);
     ctx.upstream.body_model = body_model.clone();
     ctx.client_body = raw.clone();
     ctx.upstream_body = Some(

@@ -34,12 +34,20 @@ pub struct Held {
     /// Output tokens reserved (the request's cap, or the route's default).
     max_output: u64,
     input_settled: bool,
+    /// Estimated input plus the output cap: the request's work in tokens, whether or not a
+    /// limit charges it.
+    tokens: u64,
 }
 
 impl Held {
     /// Whether the real input count would still change the reservation.
     pub fn wants_input(&self) -> bool {
         self.admitted.is_some() && !self.input_settled
+    }
+
+    /// The request's work in tokens (estimated input + output cap), uncapped by any quota.
+    pub fn tokens(&self) -> u64 {
+        self.tokens
     }
 }
 
@@ -127,6 +135,7 @@ impl Governance {
             admitted: None,
             max_output,
             input_settled: false,
+            tokens: req.input_estimate.saturating_add(max_output),
         };
         if scopes.is_empty() {
             return Ok(held);
@@ -139,7 +148,7 @@ impl Governance {
             .filter_map(|(_, l)| l.tokens.map(|q| q.amount))
             .min()
             .unwrap_or(u64::MAX);
-        let reserve = req.input_estimate.saturating_add(max_output).min(capacity);
+        let reserve = held.tokens.min(capacity);
         match self.limiter.admit(&scopes, reserve) {
             Ok(admitted) => {
                 *shown = admitted.info;

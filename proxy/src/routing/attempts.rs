@@ -37,8 +37,6 @@ pub struct Attempts {
     current: Option<Current>,
     /// The session's hash, when the route keeps sessions on one endpoint.
     pub affinity: Option<u64>,
-    /// The model name the client asked for.
-    pub requested: Arc<str>,
     /// The model name the upstream body carries now (`None`: the requested one).
     pub body_model: Option<Arc<str>>,
     /// The response being answered is a failover (a retryable status), not a relay.

@@ -102,12 +102,17 @@ pub fn pick(
         }
         at = end;
     }
-    Err(match soonest {
+    Err(none_available(soonest, now_ms))
+}
+
+/// Why nothing was found: every candidate down (`soonest`: the first back), or none left.
+fn none_available(soonest: Option<u64>, now_ms: u64) -> NoTarget {
+    match soonest {
         Some(until) => NoTarget::AllDown {
             retry_after: Duration::from_millis(until.saturating_sub(now_ms).max(1)),
         },
         None => NoTarget::Exhausted,
-    })
+    }
 }
 
 /// Whether [`pick`] would find a target, without claiming a probe: admission's check.
@@ -124,12 +129,7 @@ pub fn available(pool: &Pool, mask: u64, registry: &Registry, now_ms: u64) -> Re
             }
         }
     }
-    Err(match soonest {
-        Some(until) => NoTarget::AllDown {
-            retry_after: Duration::from_millis(until.saturating_sub(now_ms).max(1)),
-        },
-        None => NoTarget::Exhausted,
-    })
+    Err(none_available(soonest, now_ms))
 }
 
 /// Load bound of session affinity: an endpoint keeps its sessions while it has at most this

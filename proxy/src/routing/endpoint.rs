@@ -72,10 +72,6 @@ impl EndpointState {
             .is_ok()
     }
 
-    pub fn healthy(&self, now_ms: u64) -> bool {
-        self.availability(now_ms) == Availability::Healthy
-    }
-
     pub fn outstanding(&self) -> u32 {
         self.outstanding.load(Relaxed)
     }
@@ -168,11 +164,6 @@ impl EndpointState {
     pub fn cool_down(&self, wait: Duration, now_ms: u64) {
         let until = now_ms + wait.as_millis() as u64;
         self.cooling_until.fetch_max(until, Relaxed);
-    }
-
-    /// Whether nothing about it is worth keeping (a registry may forget it).
-    pub fn is_idle(&self, now_ms: u64) -> bool {
-        self.outstanding() == 0 && self.healthy(now_ms)
     }
 }
 

@@ -191,11 +191,4 @@ impl Registry {
     pub fn budget(&self, route: &str) -> Arc<RetryBudget> {
         self.budgets.entry(route.to_string()).or_default().clone()
     }
-
-    /// Every endpoint's state, for the health gauges: (`provider|endpoint`, state).
-    pub fn each_endpoint(&self, mut f: impl FnMut(&str, &EndpointState)) {
-        for e in self.endpoints.iter() {
-            f(e.key(), e.value());
-        }
-    }
 }

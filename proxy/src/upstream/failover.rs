@@ -53,16 +53,13 @@ pub fn next_peer(
 /// Rebuilds the upstream body for a target that knows the model by another name (a failover
 /// between, say, OpenAI's and Azure's names for one model).
 fn retarget_body(ctx: &mut Ctx, target: &Target) {
-    let requested = ctx.upstream.requested.clone();
-    let alias = target
-        .upstream_model
-        .as_deref()
-        .filter(|m| *m != &*requested);
-    let rebuilt = body::for_target(&ctx.client_body, alias, ctx.strip_usage_chunk)
-        .unwrap_or_else(|| ctx.client_body.clone());
-    ctx.upstream_body = Some(rebuilt);
+    let model = target.upstream_model.as_deref();
+    if let Some((rebuilt, sent)) = body::for_target(&ctx.client_body, model, ctx.strip_usage_chunk)
+    {
+        ctx.upstream_body = Some(rebuilt);
+        ctx.upstream_model = Some(sent);
+    }
     ctx.upstream.body_model = target.upstream_model.clone();
-    ctx.upstream_model = Some(alias.unwrap_or(&requested).to_string());
 }
 
 /// Response headers arrived: updates the endpoint's health, and decides whether this answer

@@ -101,6 +101,9 @@ pub enum GatewayError {
         model: String,
         retry_after: Duration,
     },
+    /// The shared limits (Redis) cannot be reached and the org's policy is `fail_closed`.
+    #[error("rate limits cannot be checked right now; please retry after {}", RetryText(*retry_after))]
+    LimitsUnavailable { retry_after: Duration },
     #[error("the upstream provider could not be reached")]
     UpstreamConnect,
     #[error("the upstream provider did not answer in time")]
@@ -124,7 +127,7 @@ impl GatewayError {
             Self::Overloaded(_) => 503,
             Self::MissingKey | Self::InvalidKey => 401,
             Self::KeyExpired | Self::ModelNotAllowed(_) | Self::OutsideRegion { .. } => 403,
-            Self::NoUpstream { .. } => 503,
+            Self::NoUpstream { .. } | Self::LimitsUnavailable { .. } => 503,
             Self::UnknownModel(_) | Self::UnknownPath(_) => 404,
             Self::MethodNotAllowed { .. } => 405,
             Self::BodyTooLarge(_) => 413,
@@ -161,6 +164,7 @@ impl GatewayError {
             Self::OverBudget { .. } => ("insufficient_quota", Some("insufficient_quota")),
             Self::OutsideRegion { .. } => ("invalid_request_error", Some("model_not_in_region")),
             Self::NoUpstream { .. } => ("server_error", Some("upstream_unavailable")),
+            Self::LimitsUnavailable { .. } => ("server_error", Some("limits_unavailable")),
             Self::UpstreamConnect => ("api_error", Some("upstream_unreachable")),
             Self::UpstreamTimeout => ("api_error", Some("upstream_timeout")),
             Self::UpstreamProtocol => ("api_error", Some("upstream_invalid_response")),
@@ -190,7 +194,9 @@ impl GatewayError {
                 Some(*retry_after)
             }
             Self::Overloaded(_) => Some(OVERLOAD_RETRY),
-            Self::NoUpstream { retry_after, .. } => Some(*retry_after),
+            Self::NoUpstream { retry_after, .. } | Self::LimitsUnavailable { retry_after } => {
+                Some(*retry_after)
+            }
             _ => None,
         }
     }

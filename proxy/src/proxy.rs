@@ -40,16 +40,39 @@ pub struct Gateway {
 }
 
 impl Gateway {
-    pub fn new(config: Arc<ArcSwap<Snapshot>>, sink: UsageSink, clock: Arc<dyn Clock>) -> Self {
-        let gov = Arc::new(Governance::new(clock.clone()));
-        Self {
+    /// Fails only when the shared limits' Redis settings cannot make a client.
+    pub fn new(
+        config: Arc<ArcSwap<Snapshot>>,
+        sink: UsageSink,
+        clock: Arc<dyn Clock>,
+    ) -> Result<Self, String> {
+        let gov = match &config.load().limits.redis {
+            None => Governance::new(clock.clone()),
+            Some(redis) => {
+                Governance::shared(clock.clone(), redis).map_err(|e| format!("limits: {e}"))?
+            }
+        };
+        Ok(Self {
             config,
-            gov,
+            gov: Arc::new(gov),
             sink,
             clock,
             metrics: Arc::default(),
             routes: Arc::default(),
-        }
+        })
+    }
+
+    /// The shared limits' background task (leases, give-backs, spend), for the lifecycle to
+    /// run; `None` on the local backend.
+    pub fn shared_limits(&self) -> Option<impl std::future::Future<Output = ()> + Send + 'static> {
+        let global = self.gov.global.as_ref()?;
+        Some(crate::governance::global::run(Arc::downgrade(global)))
+    }
+
+    /// At shutdown: gives the shared limits' unused leases back (`None` on the local backend).
+    pub fn release_limits(&self) -> Option<impl std::future::Future<Output = ()> + Send + '_> {
+        let global = self.gov.global.as_ref()?;
+        Some(global.release())
     }
 
     /// Governance maintenance (idle limiter state, ended budget periods), for the lifecycle to

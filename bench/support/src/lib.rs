@@ -1,7 +1,7 @@
 //! What the tests of every sluice crate share, in one place: a child process that announces its
 //! readiness on stderr ([`Process`]), the path of a workspace binary ([`binary`]), the throwaway
 //! Postgres cluster ([`postgres`]), a throwaway Prometheus server (`prometheus`, behind the feature
-//! of that name), bounded polls ([`wait_for`], [`eventually`]), the fake clock
+//! of that name), a throwaway Redis server (`redis`, behind its feature), bounded polls ([`wait_for`], [`eventually`]), the fake clock
 //! ([`FakeClock`]), a usage record to start from ([`usage_record`]) and the smallest servable
 //! proxy configuration ([`config::ONE_ROUTE`]).
 //!
@@ -28,6 +28,8 @@ mod process;
 #[cfg(feature = "prometheus")]
 pub mod prometheus;
 mod record;
+#[cfg(feature = "redis")]
+pub mod redis;
 
 pub use clock::FakeClock;
 pub use nix::sys::signal::Signal;

@@ -133,22 +133,25 @@ pub async fn admit(
             retry_after,
         });
     }
-    let held = gov.admit(
-        &governance::Request {
-            key: &key,
-            org: org.as_deref(),
-            model,
-            route: &route,
-            input_estimate: if api == Api::CountTokens {
-                0
-            } else {
-                governance::estimate_input(ctx.bytes_in)
+    let held = gov
+        .admit_with(
+            &governance::Request {
+                key: &key,
+                org: org.as_deref(),
+                model,
+                route: &route,
+                input_estimate: if api == Api::CountTokens {
+                    0
+                } else {
+                    governance::estimate_input(ctx.bytes_in)
+                },
+                max_output: fields.max_output(),
+                generates,
             },
-            max_output: fields.max_output(),
-            generates,
-        },
-        &mut ctx.rate,
-    )?;
+            &mut ctx.rate,
+            &ctx.snapshot.limits,
+        )
+        .await?;
     ctx.held = Some(held);
     ctx.stream = fields.is_stream();
     ctx.strip_usage_chunk = ctx.stream && api.usage_needs_opt_in() && !fields.client_wants_usage();

@@ -37,6 +37,8 @@ pub struct FileConfig {
     pub metrics: Option<super::observe::MetricsSection>,
     /// Log format and level, and the access log (absent: text logs at `info`, no access log).
     pub log: Option<super::observe::LogSection>,
+    /// Where limit state lives (absent: in this process).
+    pub limits: Option<super::limits::LimitsBackendSection>,
 }
 
 /// `[cors]`: which web origins may call sluice from a browser, on which listeners.
@@ -252,6 +254,9 @@ pub struct OrgSection {
     #[serde(default)]
     pub model_limits: BTreeMap<String, LimitsSection>,
     pub budget: Option<BudgetSection>,
+    /// `fail_open` or `fail_closed` while the shared limits (Redis) cannot be reached; absent:
+    /// `[limits] when_unreachable`.
+    pub when_limits_unreachable: Option<String>,
 }
 
 /// One region or a list of them.

@@ -86,6 +86,8 @@ pub struct Org {
     /// Org × model overrides: exact names first, then globs.
     pub model_limits: Vec<ModelLimits>,
     pub budget: Budget,
+    /// What its requests get while the shared limits (Redis) cannot be reached.
+    pub unreachable: super::Unreachable,
 }
 
 impl Org {
@@ -127,6 +129,8 @@ pub struct Snapshot {
     pub metrics: super::MetricsSettings,
     /// Log format, level and access log (`[log]`; read once at start).
     pub log: super::LogSettings,
+    /// Where limit state lives (`[limits]`; the backend is read once at start).
+    pub limits: super::LimitsSettings,
 }
 
 impl Snapshot {
@@ -217,6 +221,7 @@ pub(super) fn build(raw: FileConfig, env: &dyn Env) -> Result<Snapshot, ConfigEr
         ledger: super::ledger::build(raw.ledger.as_ref(), env)?,
     };
     let defaults = Timeouts::default().overlay(&raw.timeouts, "[timeouts]")?;
+    let limits = super::limits::build(raw.limits.as_ref(), env)?;
 
     let mut providers: HashMap<String, Arc<Provider>> = HashMap::new();
     for p in &raw.providers {
@@ -304,6 +309,13 @@ pub(super) fn build(raw: FileConfig, env: &dyn Env) -> Result<Snapshot, ConfigEr
             limits: governance::limits(&o.limits, &format!("org {:?}", o.id))?,
             model_limits: governance::model_limits(&o.model_limits, &o.id)?,
             budget: governance::budget(o.budget.as_ref(), &o.id)?,
+            unreachable: match &o.when_limits_unreachable {
+                Some(t) => super::Unreachable::parse(
+                    t,
+                    &format!("org {:?}: when_limits_unreachable", o.id),
+                )?,
+                None => limits.when_unreachable,
+            },
         });
         if orgs.insert(org.id.clone(), org).is_some() {
             return Err(ConfigError::invalid(format!(
@@ -345,6 +357,7 @@ pub(super) fn build(raw: FileConfig, env: &dyn Env) -> Result<Snapshot, ConfigEr
         loaded_at: SystemTime::now(),
         metrics: super::observe::metrics(raw.metrics.as_ref()),
         log: super::observe::log(raw.log.as_ref())?,
+        limits,
     })
 }
 

@@ -3,13 +3,15 @@
 //! snapshot, so it survives reloads; the quotas themselves come from the request's snapshot.
 
 pub mod budgets;
+pub mod global;
 pub mod headers;
 pub mod limits;
 
 use crate::clock::Clock;
-use crate::config::{Org, Route, VirtualKey};
+use crate::config::{LimitsSettings, Org, RedisSettings, Route, Unreachable, VirtualKey};
 use crate::errors::GatewayError;
 use budgets::Spend;
+use global::{Global, Outcome, Shared};
 use limits::{LimitKind, Limiter, Limits, RateInfo, Scope};
 use smallvec::SmallVec;
 use std::sync::{Arc, Weak};
@@ -18,19 +20,29 @@ use std::time::Duration;
 /// How often idle limiter entries and past budget periods are dropped.
 const MAINTENANCE_EVERY: Duration = Duration::from_secs(10);
 
+/// The retry hint of a `fail_closed` refusal while Redis is unreachable.
+const UNREACHABLE_RETRY_AFTER: Duration = Duration::from_secs(1);
+
+/// The scopes of one request with their limits (org, org × model, key: at most three, kept
+/// inline so admitting a request allocates nothing).
+type Scopes<'a> = SmallVec<[(Scope, &'a Limits); 3]>;
+
 #[derive(Debug)]
 pub struct Governance {
     pub limiter: Limiter,
     /// Shared with the ledger's spend feed, which raises it to the global figures.
     pub spend: Arc<Spend>,
+    /// The limits shared by every replica (`[limits] backend = "redis"`); `None`: local.
+    pub global: Option<Arc<Global>>,
     clock: Arc<dyn Clock>,
 }
 
 /// What one admitted request holds until it ends: its concurrency slots (released on drop) and
-/// its token reservation.
+/// its token reservation, in the local limiter or in the shared one.
 #[derive(Debug)]
 pub struct Held {
     admitted: Option<crate::governance::limits::Admitted>,
+    shared: Option<Shared>,
     /// Output tokens reserved (the request's cap, or the route's default).
     max_output: u64,
     input_settled: bool,
@@ -42,7 +54,7 @@ pub struct Held {
 impl Held {
     /// Whether the real input count would still change the reservation.
     pub fn wants_input(&self) -> bool {
-        self.admitted.is_some() && !self.input_settled
+        (self.admitted.is_some() || self.shared.is_some()) && !self.input_settled
     }
 
     /// The request's work in tokens (estimated input + output cap), uncapped by any quota.
@@ -79,8 +91,19 @@ impl Governance {
         Self {
             limiter: Limiter::new(clock.clone()),
             spend: Arc::new(Spend::new()),
+            global: None,
             clock,
         }
+    }
+
+    /// Governance whose limits are shared through Redis.
+    pub fn shared(
+        clock: Arc<dyn Clock>,
+        redis: &RedisSettings,
+    ) -> Result<Self, global::store::StoreError> {
+        let mut gov = Self::new(clock.clone());
+        gov.global = Some(Arc::new(Global::new(redis, gov.spend.clone(), clock)?));
+        Ok(gov)
     }
 
     /// Drops idle limiter state and ended budget periods every [`MAINTENANCE_EVERY`], so that
@@ -97,9 +120,9 @@ impl Governance {
         }
     }
 
-    /// Budget first (a spent org needs no limiter work), then every scope's limits. On success
-    /// the returned [`Held`] must live as long as the request.
-    pub fn admit(&self, req: &Request<'_>, shown: &mut RateInfo) -> Result<Held, GatewayError> {
+    /// The budget check, then the request's scopes, its holdings so far and the tokens to
+    /// reserve.
+    fn prepare<'a>(&self, req: &Request<'a>) -> Result<(Scopes<'a>, Held, u64), GatewayError> {
         let org_id = &req.key.org;
         if let Some(org) = req.org.filter(|o| !o.budget.is_empty()) {
             if let Err(over) = self.spend.check(org_id, &org.budget, self.clock.now()) {
@@ -111,8 +134,7 @@ impl Governance {
                 });
             }
         }
-        // At most three scopes apply (org, org × model, key): kept inline, no allocation per request.
-        let mut scopes: SmallVec<[(Scope, &Limits); 3]> = SmallVec::new();
+        let mut scopes = Scopes::new();
         if let Some(org) = req.org {
             if !org.limits.is_empty() {
                 scopes.push((Scope::Org(org_id.clone()), &org.limits));
@@ -131,15 +153,13 @@ impl Governance {
         } else {
             0
         };
-        let mut held = Held {
+        let held = Held {
             admitted: None,
+            shared: None,
             max_output,
             input_settled: false,
             tokens: req.input_estimate.saturating_add(max_output),
         };
-        if scopes.is_empty() {
-            return Ok(held);
-        }
         // A reservation never exceeds the smallest token bucket it is charged to: a bigger one
         // would only push the buckets into debt before anything was used (settlement charges
         // what the request really used, debt included).
@@ -149,7 +169,28 @@ impl Governance {
             .min()
             .unwrap_or(u64::MAX);
         let reserve = held.tokens.min(capacity);
-        match self.limiter.admit(&scopes, reserve) {
+        Ok((scopes, held, reserve))
+    }
+
+    /// Budget first (a spent org needs no limiter work), then every scope's limits in this
+    /// process. On success the returned [`Held`] must live as long as the request.
+    pub fn admit(&self, req: &Request<'_>, shown: &mut RateInfo) -> Result<Held, GatewayError> {
+        let (scopes, held, reserve) = self.prepare(req)?;
+        self.admit_local(&scopes, reserve, req.key, held, shown)
+    }
+
+    fn admit_local(
+        &self,
+        scopes: &[(Scope, &Limits)],
+        reserve: u64,
+        key: &VirtualKey,
+        mut held: Held,
+        shown: &mut RateInfo,
+    ) -> Result<Held, GatewayError> {
+        if scopes.is_empty() {
+            return Ok(held);
+        }
+        match self.limiter.admit(scopes, reserve) {
             Ok(admitted) => {
                 *shown = admitted.info;
                 held.admitted = Some(admitted);
@@ -164,7 +205,7 @@ impl Governance {
                 Err(refused(
                     refusal.kind,
                     &refusal.scope,
-                    req.key,
+                    key,
                     limits,
                     refusal.retry_after,
                 ))
@@ -172,16 +213,97 @@ impl Governance {
         }
     }
 
+    /// [`Governance::admit`] with the backend `settings` name: the shared limits when Redis
+    /// backs them. A request whose lease is empty waits at most `settings.wait` for it; past
+    /// that, or while Redis is unreachable, the org's `when_limits_unreachable` policy decides.
+    pub async fn admit_with(
+        &self,
+        req: &Request<'_>,
+        shown: &mut RateInfo,
+        settings: &LimitsSettings,
+    ) -> Result<Held, GatewayError> {
+        let Some(global) = &self.global else {
+            return self.admit(req, shown);
+        };
+        let (scopes, mut held, reserve) = self.prepare(req)?;
+        if let Some(org) = req.org.filter(|o| !o.budget.is_empty()) {
+            global.watch_budget(&org.id);
+        }
+        if scopes.is_empty() {
+            return Ok(held);
+        }
+        let deadline = tokio::time::Instant::now() + settings.wait;
+        let mut waiting = None;
+        let outcome = loop {
+            let notify = match global.admit(&scopes, reserve, settings.replicas, &mut waiting) {
+                Outcome::Pending(notify) => notify,
+                other => break other,
+            };
+            // Registered before the next try, so a lease landing in between is not missed.
+            let landed = notify.notified();
+            tokio::pin!(landed);
+            landed.as_mut().enable();
+            match global.admit(&scopes, reserve, settings.replicas, &mut waiting) {
+                Outcome::Pending(_) => {}
+                other => break other,
+            }
+            if tokio::time::timeout_at(deadline, landed).await.is_err() {
+                break Outcome::Down;
+            }
+        };
+        drop(waiting);
+        match outcome {
+            Outcome::Admitted(shared) => {
+                *shown = shared.info;
+                held.shared = Some(shared);
+                Ok(held)
+            }
+            Outcome::Refused {
+                kind,
+                scope,
+                retry_after,
+                info,
+            } => {
+                *shown = info;
+                let (scope, limits) = &scopes[scope];
+                Err(refused(kind, scope, req.key, Some(limits), retry_after))
+            }
+            // No lease within the wait is treated as Redis being unreachable.
+            Outcome::Pending(_) | Outcome::Down => {
+                let policy = req.org.map_or(settings.when_unreachable, |o| o.unreachable);
+                crate::telemetry::limits::fallback(policy.label());
+                match policy {
+                    Unreachable::FailClosed => Err(GatewayError::LimitsUnavailable {
+                        retry_after: UNREACHABLE_RETRY_AFTER,
+                    }),
+                    Unreachable::FailOpen => {
+                        let shares: SmallVec<[(Scope, Limits); 3]> = scopes
+                            .iter()
+                            .map(|(s, l)| (s.clone(), global::local_share(l, settings.replicas)))
+                            .collect();
+                        let scopes: Scopes<'_> =
+                            shares.iter().map(|(s, l)| (s.clone(), l)).collect();
+                        self.admit_local(&scopes, reserve, req.key, held, shown)
+                    }
+                }
+            }
+        }
+    }
+
     /// Once the provider has reported the input (Anthropic's `message_start`), the estimate is
-    /// replaced by the real count; the output stays reserved at its cap until the end.
-    pub fn input_known(held: &mut Held, input_tokens: u64) {
+    /// replaced by the real count; the output stays reserved at its cap until the end. `now`:
+    /// the monotonic clock's reading.
+    pub fn input_known(held: &mut Held, input_tokens: u64, now: Duration) {
         if held.input_settled {
             return;
         }
         held.input_settled = true;
+        let total = input_tokens.saturating_add(held.max_output);
         if let Some(a) = held.admitted.as_mut() {
-            a.reservation
-                .settle(input_tokens.saturating_add(held.max_output));
+            a.reservation.settle(total);
+        }
+        if let Some(s) = held.shared.as_mut() {
+            s.settle(total, now);
         }
     }
 
@@ -191,7 +313,13 @@ impl Governance {
         if let Some(a) = held.admitted.as_mut() {
             a.reservation.settle(used);
         }
+        if let Some(s) = held.shared.as_mut() {
+            s.settle(used, self.clock.monotonic());
+        }
         self.spend.charge(org, cost_micro_usd, self.clock.now());
+        if let Some(global) = &self.global {
+            global.add_spend(org, cost_micro_usd);
+        }
     }
 }
 

@@ -48,7 +48,7 @@ impl ResponseMeter {
             if let Some(held) = held.filter(|h| h.wants_input()) {
                 let seen = observer.report();
                 if seen.input_known {
-                    Governance::input_known(held, seen.usage.input_tokens);
+                    Governance::input_known(held, seen.usage.input_tokens, now);
                 }
             }
         }

@@ -50,6 +50,8 @@ const BACKGROUND_STOP: Duration = Duration::from_secs(1);
 
 /// Time a reload in progress at stop gets to finish (it may be resolving DNS).
 const RELOAD_STOP: Duration = Duration::from_secs(5);
+/// Longest wait at shutdown for the shared limits to give their leases back.
+const RELEASE_STOP: Duration = Duration::from_secs(2);
 
 /// The one runtime for sluice's own asynchronous background work: timers, the spend feed's and
 /// the ledger client's sockets, the SIGHUP stream. One worker thread: none of it is busy.
@@ -191,6 +193,9 @@ impl Lifecycle {
     ) {
         self.background.spawn(gateway.maintenance());
         self.background.spawn(gateway.health_checks());
+        if let Some(leases) = gateway.shared_limits() {
+            self.background.spawn(leases);
+        }
         if let Some(feed) = self.sink.spend_feed(gateway.spend()) {
             self.background.spawn(feed);
         }
@@ -206,7 +211,13 @@ impl Lifecycle {
     }
 
     /// Step 4: every request has ended (or was cut by Pingora's runtime shutdown).
-    pub fn stop(self) {
+    pub fn stop(self, gateway: &Gateway) {
+        // Unused shared-limit leases go back to Redis for the other replicas (bounded: a Redis
+        // that does not answer only leaves them to expire with their window or TTL).
+        if let Some(release) = gateway.release_limits() {
+            let bounded = tokio::time::timeout(RELEASE_STOP, release);
+            let _ = self.background.handle().block_on(bounded);
+        }
         // Deliver or spool what the usage queue still holds; bounded by the drain timeout.
         self.sink.shutdown();
         upgrade::remove_pid_file(&self.pid_file);

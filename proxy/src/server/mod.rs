@@ -98,7 +98,7 @@ pub fn run(opts: RunOptions) -> Result<(), String> {
     // process after Pingora's ~5 s of retries).
     server.bootstrap();
 
-    let gateway = Gateway::new(current, lifecycle.sink().clone(), Arc::new(SystemClock));
+    let gateway = Gateway::new(current, lifecycle.sink().clone(), Arc::new(SystemClock))?;
     let (server_options, connections) = conn::server_options(&connection_settings);
     let open = connections.clone();
     let queue_capacity = usage_capacity as f64;
@@ -118,7 +118,7 @@ pub fn run(opts: RunOptions) -> Result<(), String> {
         server.add_service(admin::service(addr));
     }
     lifecycle.serve(server, &gateway, connections, listen, admin);
-    lifecycle.stop();
+    lifecycle.stop(&gateway);
     Ok(())
 }
 

@@ -98,6 +98,12 @@ pub fn start_only_changes(old: &Snapshot, new: &Snapshot) -> Vec<&'static str> {
         "usage.queue_capacity",
     );
     check(old.usage.ledger != new.usage.ledger, "ledger");
+    // The connection and its leases are built once; quotas, the policy, `replicas` and `wait`
+    // follow reloads.
+    check(
+        old.limits.redis != new.limits.redis,
+        "limits (backend, url, username, password, timeout, lease_ttl, idle_return)",
+    );
     changed
 }
 

@@ -7,6 +7,7 @@
 
 pub mod access;
 pub mod buckets;
+pub mod limits;
 pub mod live;
 pub mod logging;
 pub mod names;
@@ -73,6 +74,7 @@ pub fn render() -> Option<String> {
 fn describe() {
     describe_requests();
     upstream::describe();
+    limits::describe();
     let counters = [
         (CONFIG_RELOADS, "Configuration reloads by result (ok: new snapshot served; error: old one kept)."),
         (RECORDS_DELIVERED, "Usage records the ledger acknowledged (new or duplicate)."),

@@ -36,6 +36,12 @@ pub const UPSTREAM_EJECTIONS: &str = "sluice_upstream_ejections_total";
 pub const UPSTREAM_ENDPOINT_UP: &str = "sluice_upstream_endpoint_up";
 /// Counter of requests refused by a limit, by kind and scope.
 pub const LIMIT_REJECTIONS: &str = "sluice_limit_rejections_total";
+/// Gauge: 1 while the shared limits' Redis answers (backend = redis).
+pub const LIMITS_BACKEND_UP: &str = "sluice_limits_backend_up";
+/// Counter of lease calls to Redis, by result.
+pub const LIMITS_LEASES: &str = "sluice_limits_lease_calls_total";
+/// Counter of requests decided by the when_limits_unreachable policy, by policy.
+pub const LIMITS_FALLBACKS: &str = "sluice_limits_fallbacks_total";
 /// Gauge: requests in flight.
 pub const REQUESTS_IN_FLIGHT: &str = "sluice_requests_in_flight";
 /// Gauge: event streams being relayed.

@@ -33,6 +33,8 @@ pub struct TestConfig {
     pub extra: String,
     /// TOML lines added inside org acme's table (limits, budget).
     pub acme_org: String,
+    /// TOML lines added inside org beta's table.
+    pub beta_org: String,
     /// TOML lines added inside the `[server]` table.
     pub server: String,
 }
@@ -61,6 +63,7 @@ impl TestConfig {
             },
             extra: String::new(),
             acme_org: String::new(),
+            beta_org: String::new(),
             server: String::new(),
         }
     }
@@ -138,6 +141,7 @@ provider_keys = {{ mock-openai = "{acme_openai}", mock-anthropic = "{acme_anthro
 
 [[orgs]]
 id = "beta"
+{beta_org}
 
 {keys}
 {extra}
@@ -153,6 +157,7 @@ id = "beta"
             .concat(),
             extra = self.extra,
             acme_org = self.acme_org,
+            beta_org = self.beta_org,
             server = self.server,
         )
     }

@@ -38,11 +38,11 @@ pub struct RateInfo {
 }
 
 impl RateInfo {
-    pub(super) fn merge_requests(&mut self, window: Window) {
+    pub(crate) fn merge_requests(&mut self, window: Window) {
         merge(&mut self.requests, window);
     }
 
-    pub(super) fn merge_tokens(&mut self, window: Window) {
+    pub(crate) fn merge_tokens(&mut self, window: Window) {
         merge(&mut self.tokens, window);
     }
 }

@@ -1,0 +1,137 @@
+//! A throwaway Redis server for a test: Debian's `redis-server` on a free loopback port with its
+//! own temporary directory and no persistence, killed on drop. It can be stopped and started
+//! again on the same port (an outage), and read with `redis-cli`.
+//!
+//! Like [`crate::postgres`], a test skips, loudly, only when no Redis installation is found
+//! (`.ci/deps.sh --test` installs `redis-server`); `SLUICE_TEST_REQUIRE_REDIS=1` (CI sets it)
+//! makes that a failure.
+
+use crate::Process;
+use std::net::TcpListener;
+use std::path::PathBuf;
+use std::process::Command;
+use std::time::Duration;
+
+/// Bound on the server's start.
+const START: Duration = Duration::from_secs(20);
+/// Ports tried when the free port found is taken before Redis binds it.
+const TRIES: usize = 5;
+
+fn tool(name: &str) -> Option<PathBuf> {
+    let found = std::env::var_os("PATH").and_then(|path| {
+        std::env::split_paths(&path)
+            .map(|dir| dir.join(name))
+            .find(|p| p.is_file())
+    });
+    if found.is_none() {
+        eprintln!(
+            "\n\n!!!!!!!! {name} NOT AVAILABLE: this Redis test is SKIPPED. Install it with \
+             `.ci/deps.sh --test` (Debian's redis-server package). !!!!!!!!\n"
+        );
+        assert!(
+            std::env::var_os("SLUICE_TEST_REQUIRE_REDIS").is_none(),
+            "SLUICE_TEST_REQUIRE_REDIS is set but {name} is not installed"
+        );
+    }
+    found
+}
+
+/// A running (or stopped) throwaway Redis server.
+#[derive(Debug)]
+pub struct Redis {
+    // Declared before `dir`: the process is killed before its directory is removed.
+    proc: Option<Process>,
+    port: u16,
+    binary: PathBuf,
+    dir: tempfile::TempDir,
+}
+
+impl Redis {
+    /// Starts a server and waits until it accepts connections; `None` when Redis is not
+    /// installed (see the module's notes).
+    pub fn start() -> Option<Self> {
+        let binary = tool("redis-server")?;
+        let mut dir = tempfile::tempdir().expect("redis temp dir");
+        for _ in 0..TRIES {
+            let port = free_port();
+            let mut redis = Self {
+                proc: None,
+                port,
+                binary: binary.clone(),
+                dir,
+            };
+            if redis.run() {
+                return Some(redis);
+            }
+            dir = redis.dir;
+        }
+        panic!("redis-server did not start on any of {TRIES} free ports");
+    }
+
+    /// Starts the server on its port; false when the port was taken meanwhile.
+    fn run(&mut self) -> bool {
+        let mut cmd = Command::new(&self.binary);
+        cmd.args(["--bind", "127.0.0.1", "--port"])
+            .arg(self.port.to_string())
+            .arg("--dir")
+            .arg(self.dir.path())
+            .args([
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+                "--logfile",
+                "/dev/stderr",
+            ]);
+        let proc = Process::spawn("redis-server", cmd);
+        let text = proc.wait_stderr("redis to accept connections", START, |t| {
+            t.contains("Ready to accept connections") || t.contains("Address already in use")
+        });
+        if text.contains("Address already in use") {
+            return false;
+        }
+        self.proc = Some(proc);
+        true
+    }
+
+    /// `redis://127.0.0.1:PORT`.
+    pub fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}", self.port)
+    }
+
+    /// Kills the server (its data is gone: nothing persists), as an outage would.
+    pub fn stop(&mut self) {
+        if let Some(mut p) = self.proc.take() {
+            p.kill();
+        }
+    }
+
+    /// Starts the server again on the same port, empty.
+    pub fn restart(&mut self) {
+        assert!(self.proc.is_none(), "restart a stopped server");
+        assert!(
+            self.run(),
+            "port {} was taken while Redis was down",
+            self.port
+        );
+    }
+
+    /// Runs `redis-cli` against the server and returns its output, trimmed.
+    pub fn cli(&self, args: &[&str]) -> String {
+        let cli = tool("redis-cli").expect("redis-cli comes with redis-server");
+        let out = Command::new(cli)
+            .args(["-h", "127.0.0.1", "-p"])
+            .arg(self.port.to_string())
+            .args(args)
+            .output()
+            .expect("run redis-cli");
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
+    }
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free loopback port")
+}

@@ -1,0 +1,35 @@
+//! Series about the shared limits (Redis): whether it is reachable, its lease calls, and the
+//! requests its unreachability handed to an org's policy. All are rare or background events.
+
+use super::names::{LIMITS_BACKEND_UP, LIMITS_FALLBACKS, LIMITS_LEASES};
+
+/// Redis became reachable (`true`) or unreachable.
+pub fn backend(up: bool) {
+    metrics::gauge!(LIMITS_BACKEND_UP).set(if up { 1.0 } else { 0.0 });
+}
+
+/// One lease call ended (`ok` or failed).
+pub fn lease(ok: bool) {
+    let result = if ok { "ok" } else { "error" };
+    metrics::counter!(LIMITS_LEASES, "result" => result).increment(1);
+}
+
+/// A request was decided by the org's `when_limits_unreachable` policy.
+pub fn fallback(policy: &'static str) {
+    metrics::counter!(LIMITS_FALLBACKS, "policy" => policy).increment(1);
+}
+
+pub fn describe() {
+    metrics::describe_gauge!(
+        LIMITS_BACKEND_UP,
+        "1 while the shared limits' Redis answers, 0 while it is unreachable (backend = redis only)."
+    );
+    metrics::describe_counter!(
+        LIMITS_LEASES,
+        "Lease calls to Redis (window slices, concurrency leases), by result."
+    );
+    metrics::describe_counter!(
+        LIMITS_FALLBACKS,
+        "Requests decided by an org's when_limits_unreachable policy while Redis was unreachable, by policy."
+    );
+}

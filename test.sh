@@ -18,6 +18,8 @@ export SLUICE_SDK_PYTHON="$PWD/$venv/bin/python"
 export SLUICE_TEST_REQUIRE_POSTGRES=1
 # Likewise Prometheus (deps.sh installs it) for the dashboard and alert rules test.
 export SLUICE_TEST_REQUIRE_PROMETHEUS=1
+# The shared-limits tests run a throwaway redis-server; CI must not skip them.
+export SLUICE_TEST_REQUIRE_REDIS=1
 
 cargo fmt --all -- --check
 # One release build serves clippy, the tests, and later the load tests and benchmarks.

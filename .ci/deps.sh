@@ -4,7 +4,8 @@
 #   .ci/deps.sh          build deps (cmake and a C/C++ toolchain for Pingora's zlib-ng and libFuzzer)
 #   .ci/deps.sh --test   also what the tests need (python3 with venv for the official SDKs, a
 #                        PostgreSQL server for the ledger's Postgres suite, and Prometheus with
-#                        promtool for the dashboard and alert-rule test)
+#                        promtool for the dashboard and alert-rule test, and redis-server for
+#                        the shared limits' tests)
 set -euo pipefail
 need=()
 command -v cmake >/dev/null 2>&1 || need+=(cmake)
@@ -21,6 +22,8 @@ if [ "${1:-}" = "--test" ]; then
   # load-tests/tests/observability.rs checks deploy/prometheus/alerts.yml with promtool and runs a
   # throwaway Prometheus (/usr/bin/prometheus) that scrapes a real sluice.
   command -v promtool >/dev/null 2>&1 || need+=(prometheus)
+  # proxy/tests/shared_limits.rs runs throwaway redis-server processes (with redis-cli).
+  command -v redis-server >/dev/null 2>&1 || need+=(redis-server)
 fi
 if [ "${#need[@]}" -gt 0 ]; then
   sudo=""

@@ -379,18 +379,18 @@ async fn while_redis_is_down_each_org_gets_its_policy_and_both_recover() {
     let body = chat("mock-gpt", false);
     let (acme, beta) = (f.cfg.keys.acme.clone(), f.cfg.keys.beta.clone());
     let mut sent = [0usize; 2];
-    for r in 0..2 {
+    for (r, n) in sent.iter_mut().enumerate() {
         for key in [&acme, &beta] {
             assert_eq!(f.send(r, key, &[], &body).await.status(), 200);
-            sent[r] += 1;
+            *n += 1;
         }
     }
     f.redis.stop();
-    for r in 0..2 {
+    for (r, n) in sent.iter_mut().enumerate() {
         // The slices already held still admit; the first lease that fails turns the policy on.
         let mut refusal = None;
         retry_until("the fail_closed org to be refused", async || {
-            sent[r] += 1;
+            *n += 1;
             let resp = f.send(r, &beta, &[], &body).await;
             if resp.status() == 503 {
                 refusal = Some(resp);
@@ -411,13 +411,30 @@ async fn while_redis_is_down_each_org_gets_its_policy_and_both_recover() {
             200,
             "fail_open serves"
         );
-        sent[r] += 1;
+        *n += 1;
+        // The Anthropic surface answers in its own shape.
+        let resp = Fleet::client()
+            .post(f.procs[r].url("/v1/messages"))
+            .header("x-api-key", &beta)
+            .header("anthropic-version", "2023-06-01")
+            .json(
+                &serde_json::json!({"model": "mock-claude", "max_tokens": 10,
+                "messages": [{"role": "user", "content": "hi"}]}),
+            )
+            .send()
+            .await
+            .unwrap();
+        *n += 1;
+        assert_eq!(resp.status(), 503);
+        let v: Value = resp.json().await.unwrap();
+        assert_eq!(v["type"], "error", "{v}");
+        assert_eq!(v["error"]["type"], "overloaded_error", "{v}");
         assert_eq!(f.procs[r].metric("sluice_limits_backend_up").await, 0.0);
     }
     f.redis.restart();
-    for r in 0..2 {
+    for (r, n) in sent.iter_mut().enumerate() {
         retry_until("the fail_closed org to be served again", async || {
-            sent[r] += 1;
+            *n += 1;
             f.send(r, &beta, &[], &body).await.status() == 200
         })
         .await;

@@ -69,6 +69,10 @@ impl Unreachable {
 pub struct RedisPassword(String);
 
 impl RedisPassword {
+    pub fn new(value: impl Into<String>) -> Self {
+        Self(value.into())
+    }
+
     pub fn expose(&self) -> &str {
         &self.0
     }

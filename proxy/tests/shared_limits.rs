@@ -11,6 +11,7 @@ use common::*;
 use futures_util::{stream, StreamExt};
 use serde_json::Value;
 use sluice_bench::mock::MockProvider;
+use sluice_proxy::config::limits::RedisPassword;
 use sluice_proxy::config::RedisSettings;
 use sluice_proxy::governance::global::store::Store;
 use sluice_test_support::redis::Redis;
@@ -591,4 +592,30 @@ async fn the_lease_scripts_grant_give_back_carry_debt_and_expire() {
         (held == 10).then_some(())
     })
     .await;
+}
+
+/// A password-protected Redis: the right password connects; with a wrong one every call fails
+/// with an error that names neither password.
+#[tokio::test]
+async fn a_password_authenticates_and_never_appears_in_errors() {
+    let Some(redis) = Redis::start_with(&["--requirepass", "right-pw-0001"]) else {
+        return;
+    };
+    let settings = |pw: &str| RedisSettings {
+        url: redis.url(),
+        username: None,
+        password: Some(RedisPassword::new(pw)),
+        timeout: Duration::from_secs(5),
+        lease_ttl: Duration::from_secs(10),
+        idle_return: Duration::from_secs(1),
+    };
+    let good = Store::new(&settings("right-pw-0001")).unwrap();
+    good.ping().await.unwrap();
+    let bad = Store::new(&settings("wrong-pw-0002")).unwrap();
+    let err = bad.ping().await.unwrap_err().to_string();
+    assert!(
+        !err.contains("right-pw") && !err.contains("wrong-pw"),
+        "{err}"
+    );
+    assert!(format!("{:?}", settings("wrong-pw-0002")).contains("RedisPassword(..)"));
 }

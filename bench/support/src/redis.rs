@@ -42,6 +42,8 @@ pub struct Redis {
     // Declared before `dir`: the process is killed before its directory is removed.
     proc: Option<Process>,
     port: u16,
+    /// Extra `redis-server` arguments (e.g. `--requirepass`).
+    args: Vec<String>,
     binary: PathBuf,
     dir: tempfile::TempDir,
 }
@@ -50,6 +52,11 @@ impl Redis {
     /// Starts a server and waits until it accepts connections; `None` when Redis is not
     /// installed (see the module's notes).
     pub fn start() -> Option<Self> {
+        Self::start_with(&[])
+    }
+
+    /// [`Redis::start`] with extra `redis-server` arguments.
+    pub fn start_with(args: &[&str]) -> Option<Self> {
         let binary = tool("redis-server")?;
         let mut dir = tempfile::tempdir().expect("redis temp dir");
         for _ in 0..TRIES {
@@ -57,6 +64,7 @@ impl Redis {
             let mut redis = Self {
                 proc: None,
                 port,
+                args: args.iter().map(ToString::to_string).collect(),
                 binary: binary.clone(),
                 dir,
             };
@@ -82,7 +90,8 @@ impl Redis {
                 "no",
                 "--logfile",
                 "/dev/stderr",
-            ]);
+            ])
+            .args(&self.args);
         let proc = Process::spawn("redis-server", cmd);
         let text = proc.wait_stderr("redis to accept connections", START, |t| {
             t.contains("Ready to accept connections") || t.contains("Address already in use")

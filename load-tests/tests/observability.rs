@@ -5,7 +5,8 @@
 //! scraping both (jobs `sluice` and `sluice-control`, as `deploy/prometheus/prometheus.yml`
 //! names them) after a short, bounded mixed load (plain and streamed chat, Anthropic messages,
 //! a provider error, an unreachable provider, 429s from a tight key limit, then an org export
-//! from the ledger).
+//! from the ledger). Its limits are shared through a real throwaway Redis, so the shared-limits
+//! series are live as well.
 //!
 //! The PromQL scanning (metric names, alert signals) is `sluice_load_tests::promql`'s.
 //!
@@ -140,7 +141,13 @@ struct Keys {
     tight: String,
 }
 
-fn write_config(dir: &Path, mock: std::net::SocketAddr, ledger: &str, keys: &Keys) -> PathBuf {
+fn write_config(
+    dir: &Path,
+    mock: std::net::SocketAddr,
+    ledger: &str,
+    redis: &str,
+    keys: &Keys,
+) -> PathBuf {
     // A loopback port nobody listens on: connections to it are refused (upstream_unreachable).
     let closed = std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
@@ -161,6 +168,11 @@ queue_capacity = 1024
 
 {ledger}
 {providers}
+# The limits shared through Redis, so their series are live too.
+[limits]
+backend = "redis"
+url = "{redis}"
+
 [[providers]]
 name = "nowhere"
 kind = "openai"
@@ -341,7 +353,10 @@ async fn every_dashboard_and_alert_expression_has_data_from_a_real_sluice() {
         open: keys::generate().unwrap().to_string(),
         tight: keys::generate().unwrap().to_string(),
     };
-    let config = write_config(dir.path(), mock.addr(), &ledger.base, &keys);
+    let Some(redis) = sluice_test_support::redis::Redis::start() else {
+        return;
+    };
+    let config = write_config(dir.path(), mock.addr(), &ledger.base, &redis.url(), &keys);
     let proxy = Proxy::start(&config);
     let alerts = deploy("prometheus/alerts.yml");
     let admin = proxy.admin.trim_start_matches("http://");

@@ -19,6 +19,18 @@ pub fn fallback(policy: &'static str) {
     metrics::counter!(LIMITS_FALLBACKS, "policy" => policy).increment(1);
 }
 
+/// Publishes every series at its starting value when the Redis backend starts, so dashboards
+/// and alerts see them before the first event.
+pub fn publish() {
+    backend(true);
+    for result in ["ok", "error"] {
+        metrics::counter!(LIMITS_LEASES, "result" => result).increment(0);
+    }
+    for policy in ["fail_open", "fail_closed"] {
+        metrics::counter!(LIMITS_FALLBACKS, "policy" => policy).increment(0);
+    }
+}
+
 pub fn describe() {
     metrics::describe_gauge!(
         LIMITS_BACKEND_UP,

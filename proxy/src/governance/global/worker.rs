@@ -23,6 +23,7 @@ pub async fn run(global: Weak<Global>) {
     else {
         return;
     };
+    crate::telemetry::limits::publish();
     let mut ticks = tokio::time::interval(TICK);
     ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     // Calls run concurrently (one per slice at most, by its `busy` flag) on the one connection.

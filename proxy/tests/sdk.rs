@@ -514,6 +514,58 @@ async fn anthropic_sdk_backs_off_from_rate_limits() {
     .await;
 }
 
+/// With the limits shared through a real Redis, both SDKs see the same thing: rate-limit
+/// headers of the window (limit 2 for the org, 0 left after the second call) and
+/// `RateLimitError` on the third, with `retry-after`.
+#[tokio::test]
+async fn sdks_see_shared_limits_like_local_ones() {
+    let Some(py) = sdk_python() else { return };
+    let Some(redis) = sluice_test_support::redis::Redis::start() else {
+        return;
+    };
+    // A daily window, so the run cannot cross a window boundary (but at midnight UTC).
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    if 86_400 - now % 86_400 < 120 {
+        tokio::time::sleep(std::time::Duration::from_secs(121)).await;
+    }
+    let s = Sluice::start_with(|c| {
+        c.acme_org = r#"limits = { requests = "2/day" }"#.into();
+        c.extra = format!("[limits]\nbackend = \"redis\"\nurl = \"{}\"\n", redis.url());
+    })
+    .await;
+    let out = run_case(&s, &py, "refused_once").await;
+    assert_eq!(
+        out["openai_headers"]["x-ratelimit-limit-requests"], "2",
+        "{out}"
+    );
+    assert_eq!(
+        out["openai_headers"]["x-ratelimit-remaining-requests"], "1",
+        "{out}"
+    );
+    assert_eq!(
+        out["anthropic_headers"]["anthropic-ratelimit-requests-limit"], "2",
+        "{out}"
+    );
+    assert_eq!(
+        out["anthropic_headers"]["anthropic-ratelimit-requests-remaining"], "0",
+        "{out}"
+    );
+    assert_raised(&out, "openai", "RateLimitError", 429);
+    assert_raised(&out, "anthropic", "RateLimitError", 429);
+    assert_eq!(
+        out["openai"]["body"]["code"], "rate_limit_exceeded",
+        "{out}"
+    );
+    assert_eq!(
+        s.mock.requests().len(),
+        2,
+        "refused calls never reach the provider"
+    );
+}
+
 /// A zero budget refuses at once; both SDKs raise `RateLimitError`, OpenAI's with the
 /// `insufficient_quota` code apps check for.
 #[tokio::test]

@@ -362,9 +362,9 @@ async fn a_concurrency_cap_holds_across_replicas_and_a_killed_replicas_slots_com
     assert!(try_stream(&f, 2).await.is_none(), "still ten, not more");
 }
 
-/// Redis stopped: the `fail_open` org gets its local share, the `fail_closed` org a 503 with
-/// `retry-after` in its API's shape; both are served by leases again once Redis is back. Every
-/// request keeps exactly one record.
+/// Redis stopped under load: the `fail_open` org gets its local share, the `fail_closed` org a
+/// 503 with `retry-after` in its API's shape; both are served by leases again once Redis is
+/// back. Every request keeps exactly one record.
 #[tokio::test]
 async fn while_redis_is_down_each_org_gets_its_policy_and_both_recover() {
     let Some(mut f) = Fleet::start(2, |c| {
@@ -386,65 +386,88 @@ async fn while_redis_is_down_each_org_gets_its_policy_and_both_recover() {
             *n += 1;
         }
     }
-    f.redis.stop();
-    for (r, n) in sent.iter_mut().enumerate() {
-        // The slices already held still admit; the first lease that fails turns the policy on.
-        let mut refusal = None;
-        retry_until("the fail_closed org to be refused", async || {
-            *n += 1;
-            let resp = f.send(r, &beta, &[], &body).await;
-            if resp.status() == 503 {
-                refusal = Some(resp);
+    // A steady load on both orgs and both replicas runs through the outage and the recovery.
+    let done = std::sync::atomic::AtomicBool::new(false);
+    let load = async {
+        let mut sent = [0usize; 2];
+        while !done.load(std::sync::atomic::Ordering::Acquire) {
+            for (r, n) in sent.iter_mut().enumerate() {
+                for key in [&acme, &beta] {
+                    let status = f.send(r, key, &[], &body).await.status().as_u16();
+                    *n += 1;
+                    let allowed: &[u16] = if key == &beta { &[200, 503] } else { &[200] };
+                    assert!(allowed.contains(&status), "status {status} under load");
+                }
             }
-            refusal.is_some()
-        })
-        .await;
-        let refusal = refusal.unwrap();
-        assert_eq!(refusal.headers()["retry-after"], "1");
-        let v: Value = refusal.json().await.unwrap();
-        assert_eq!(v["error"]["code"], "limits_unavailable", "{v}");
-        assert!(
-            !v.to_string().contains(&f.redis.url()),
-            "no Redis address in answers"
-        );
-        assert_eq!(
-            f.send(r, &acme, &[], &body).await.status(),
-            200,
-            "fail_open serves"
-        );
-        *n += 1;
-        // The Anthropic surface answers in its own shape.
-        let resp = Fleet::client()
-            .post(f.procs[r].url("/v1/messages"))
-            .header("x-api-key", &beta)
-            .header("anthropic-version", "2023-06-01")
-            .json(
-                &serde_json::json!({"model": "mock-claude", "max_tokens": 10,
-                "messages": [{"role": "user", "content": "hi"}]}),
-            )
-            .send()
-            .await
-            .unwrap();
-        *n += 1;
-        assert_eq!(resp.status(), 503);
-        let v: Value = resp.json().await.unwrap();
-        assert_eq!(v["type"], "error", "{v}");
-        assert_eq!(v["error"]["type"], "overloaded_error", "{v}");
-        assert_eq!(f.procs[r].metric("sluice_limits_backend_up").await, 0.0);
-    }
-    f.redis.restart();
-    for (r, n) in sent.iter_mut().enumerate() {
-        retry_until("the fail_closed org to be served again", async || {
+        }
+        sent
+    };
+    let outage = async {
+        f.redis.stop();
+        for (r, n) in sent.iter_mut().enumerate() {
+            // The slices already held still admit; the first lease that fails turns the policy on.
+            let mut refusal = None;
+            retry_until("the fail_closed org to be refused", async || {
+                *n += 1;
+                let resp = f.send(r, &beta, &[], &body).await;
+                if resp.status() == 503 {
+                    refusal = Some(resp);
+                }
+                refusal.is_some()
+            })
+            .await;
+            let refusal = refusal.unwrap();
+            assert_eq!(refusal.headers()["retry-after"], "1");
+            let v: Value = refusal.json().await.unwrap();
+            assert_eq!(v["error"]["code"], "limits_unavailable", "{v}");
+            assert!(
+                !v.to_string().contains(&f.redis.url()),
+                "no Redis address in answers"
+            );
+            assert_eq!(
+                f.send(r, &acme, &[], &body).await.status(),
+                200,
+                "fail_open serves"
+            );
             *n += 1;
-            f.send(r, &beta, &[], &body).await.status() == 200
-        })
-        .await;
-        assert_eq!(f.procs[r].metric("sluice_limits_backend_up").await, 1.0);
-        let log = f.procs[r].stderr();
-        assert!(
-            log.contains("redis unreachable") && log.contains("reachable again"),
-            "{log}"
-        );
+            // The Anthropic surface answers in its own shape.
+            let resp = Fleet::client()
+                .post(f.procs[r].url("/v1/messages"))
+                .header("x-api-key", &beta)
+                .header("anthropic-version", "2023-06-01")
+                .json(
+                    &serde_json::json!({"model": "mock-claude", "max_tokens": 10,
+                    "messages": [{"role": "user", "content": "hi"}]}),
+                )
+                .send()
+                .await
+                .unwrap();
+            *n += 1;
+            assert_eq!(resp.status(), 503);
+            let v: Value = resp.json().await.unwrap();
+            assert_eq!(v["type"], "error", "{v}");
+            assert_eq!(v["error"]["type"], "overloaded_error", "{v}");
+            assert_eq!(f.procs[r].metric("sluice_limits_backend_up").await, 0.0);
+        }
+        f.redis.restart();
+        for (r, n) in sent.iter_mut().enumerate() {
+            retry_until("the fail_closed org to be served again", async || {
+                *n += 1;
+                f.send(r, &beta, &[], &body).await.status() == 200
+            })
+            .await;
+            assert_eq!(f.procs[r].metric("sluice_limits_backend_up").await, 1.0);
+            let log = f.procs[r].stderr();
+            assert!(
+                log.contains("redis unreachable") && log.contains("reachable again"),
+                "{log}"
+            );
+        }
+        done.store(true, std::sync::atomic::Ordering::Release);
+    };
+    let (loaded, ()) = tokio::join!(load, outage);
+    for (n, more) in sent.iter_mut().zip(loaded) {
+        *n += more;
     }
     for (r, p) in f.procs.iter_mut().enumerate() {
         for _ in 0..sent[r] {

@@ -40,7 +40,8 @@ fn tool(name: &str) -> Option<PathBuf> {
 #[derive(Debug)]
 pub struct Redis {
     // Declared before `dir`: the process is killed before its directory is removed.
-    proc: Option<Process>,
+    /// Behind a lock so a test can stop and restart it while other tasks use it.
+    proc: std::sync::Mutex<Option<Process>>,
     port: u16,
     /// Extra `redis-server` arguments (e.g. `--requirepass`).
     args: Vec<String>,
@@ -61,8 +62,8 @@ impl Redis {
         let mut dir = tempfile::tempdir().expect("redis temp dir");
         for _ in 0..TRIES {
             let port = free_port();
-            let mut redis = Self {
-                proc: None,
+            let redis = Self {
+                proc: std::sync::Mutex::new(None),
                 port,
                 args: args.iter().map(ToString::to_string).collect(),
                 binary: binary.clone(),
@@ -77,7 +78,7 @@ impl Redis {
     }
 
     /// Starts the server on its port; false when the port was taken meanwhile.
-    fn run(&mut self) -> bool {
+    fn run(&self) -> bool {
         let mut cmd = Command::new(&self.binary);
         cmd.args(["--bind", "127.0.0.1", "--port"])
             .arg(self.port.to_string())
@@ -99,7 +100,7 @@ impl Redis {
         if text.contains("Address already in use") {
             return false;
         }
-        self.proc = Some(proc);
+        *self.lock() = Some(proc);
         true
     }
 
@@ -108,16 +109,20 @@ impl Redis {
         format!("redis://127.0.0.1:{}", self.port)
     }
 
+    fn lock(&self) -> std::sync::MutexGuard<'_, Option<Process>> {
+        self.proc.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
     /// Kills the server (its data is gone: nothing persists), as an outage would.
-    pub fn stop(&mut self) {
-        if let Some(mut p) = self.proc.take() {
+    pub fn stop(&self) {
+        if let Some(mut p) = self.lock().take() {
             p.kill();
         }
     }
 
     /// Starts the server again on the same port, empty.
-    pub fn restart(&mut self) {
-        assert!(self.proc.is_none(), "restart a stopped server");
+    pub fn restart(&self) {
+        assert!(self.lock().is_none(), "restart a stopped server");
         assert!(
             self.run(),
             "port {} was taken while Redis was down",

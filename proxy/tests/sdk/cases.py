@@ -235,6 +235,27 @@ def anthropic_rate_limit():
     return {"headers": rate_headers(raw), "limited": limited, "retried_text": anthropic_text(m)}
 
 
+def refused_once():
+    """One call admitted, the next refused: both SDKs' view of a spent limit (headers and error),
+    without waiting for it to refill."""
+    o = oai()
+    a = ant()
+    raw_o = o.chat.completions.with_raw_response.create(model="mock-gpt", messages=MESSAGES)
+    raw_a = a.messages.with_raw_response.create(model="mock-claude", max_tokens=100, messages=MESSAGES)
+    return {
+        "openai_headers": rate_headers(raw_o),
+        "anthropic_headers": rate_headers(raw_a),
+        "openai": expect_error(
+            lambda: o.chat.completions.create(model="mock-gpt", messages=MESSAGES),
+            openai.RateLimitError,
+        ),
+        "anthropic": expect_error(
+            lambda: a.messages.create(model="mock-claude", max_tokens=100, messages=MESSAGES),
+            anthropic.RateLimitError,
+        ),
+    }
+
+
 def over_budget():
     return {
         "openai": expect_error(
@@ -267,6 +288,7 @@ CASES = {
     "openai_rate_limit": openai_rate_limit,
     "anthropic_rate_limit": anthropic_rate_limit,
     "over_budget": over_budget,
+    "refused_once": refused_once,
 }
 
 if __name__ == "__main__":

@@ -115,6 +115,7 @@ fn shared(c: &mut Criterion) {
         url: redis.url(),
         username: None,
         password: None,
+        ca_pem: None,
         timeout: Duration::from_secs(1),
         lease_ttl: Duration::from_secs(10),
         idle_return: Duration::from_secs(2),

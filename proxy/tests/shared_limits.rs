@@ -556,6 +556,7 @@ async fn the_lease_scripts_grant_give_back_carry_debt_and_expire() {
         url: redis.url(),
         username: None,
         password: None,
+        ca_pem: None,
         timeout: Duration::from_secs(5),
         lease_ttl: Duration::from_millis(300),
         idle_return: Duration::from_secs(1),
@@ -628,6 +629,7 @@ async fn a_password_authenticates_and_never_appears_in_errors() {
         url: redis.url(),
         username: None,
         password: Some(RedisPassword::new(pw)),
+        ca_pem: None,
         timeout: Duration::from_secs(5),
         lease_ttl: Duration::from_secs(10),
         idle_return: Duration::from_secs(1),
@@ -641,4 +643,66 @@ async fn a_password_authenticates_and_never_appears_in_errors() {
         "{err}"
     );
     assert!(format!("{:?}", settings("wrong-pw-0002")).contains("RedisPassword(..)"));
+}
+
+/// A TLS-only Redis whose certificate a private CA signed: `rediss://` with that CA
+/// (`limits.ca_file`) connects; without it the server is not trusted and no call succeeds.
+#[tokio::test]
+async fn a_tls_redis_signed_by_a_private_ca_is_reached_with_its_ca_only() {
+    let dir = tempfile::tempdir().unwrap();
+    let ca_key = rcgen::KeyPair::generate().unwrap();
+    let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    let ca = rcgen::CertifiedIssuer::self_signed(ca_params, ca_key).unwrap();
+    let key = rcgen::KeyPair::generate().unwrap();
+    let cert = rcgen::CertificateParams::new(vec!["127.0.0.1".to_string()])
+        .unwrap()
+        .signed_by(&key, &ca)
+        .unwrap();
+    let path = |name: &str| dir.path().join(name).display().to_string();
+    std::fs::write(path("ca.pem"), ca.pem()).unwrap();
+    std::fs::write(path("cert.pem"), cert.pem()).unwrap();
+    std::fs::write(path("key.pem"), key.serialize_pem()).unwrap();
+    let tls_port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+        .to_string();
+    let Some(redis) = Redis::start_with(&[
+        "--tls-port",
+        &tls_port,
+        "--tls-cert-file",
+        &path("cert.pem"),
+        "--tls-key-file",
+        &path("key.pem"),
+        "--tls-ca-cert-file",
+        &path("ca.pem"),
+        "--tls-auth-clients",
+        "no",
+    ]) else {
+        return;
+    };
+    let settings = |ca_pem: Option<Vec<u8>>| RedisSettings {
+        url: format!("rediss://127.0.0.1:{tls_port}"),
+        username: None,
+        password: None,
+        ca_pem,
+        timeout: Duration::from_secs(5),
+        lease_ttl: Duration::from_secs(10),
+        idle_return: Duration::from_secs(1),
+    };
+    let trusted = Store::new(&settings(Some(ca.pem().into_bytes()))).unwrap();
+    trusted.ping().await.unwrap();
+    let leased = trusted
+        .lease("k", Duration::from_secs(60), 10, 3, (0, 0), 0)
+        .await
+        .unwrap();
+    assert_eq!(leased.granted, 3);
+    let untrusted = Store::new(&settings(None)).unwrap();
+    assert!(
+        untrusted.ping().await.is_err(),
+        "a server no trusted root signed"
+    );
+    drop(redis);
 }

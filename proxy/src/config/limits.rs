@@ -20,6 +20,9 @@ pub struct LimitsBackendSection {
     pub username: Option<String>,
     /// Password as `env:VAR`.
     pub password: Option<String>,
+    /// PEM file of the CA that signed a `rediss://` server's certificate, when the system's
+    /// roots do not (a private CA).
+    pub ca_file: Option<std::path::PathBuf>,
     /// How many replicas share the limits: a replica's share while Redis is unreachable under
     /// `fail_open` is `quota / replicas`.
     pub replicas: Option<u32>,
@@ -91,6 +94,8 @@ pub struct RedisSettings {
     pub url: String,
     pub username: Option<String>,
     pub password: Option<RedisPassword>,
+    /// The PEM of `ca_file`, read at load (a missing file fails the load, not the first lease).
+    pub ca_pem: Option<Vec<u8>>,
     pub timeout: Duration,
     pub lease_ttl: Duration,
     pub idle_return: Duration,
@@ -148,9 +153,9 @@ pub fn build(
     }
     let redis = match raw.backend.as_deref().unwrap_or("local") {
         "local" => {
-            if raw.url.is_some() || raw.password.is_some() {
+            if raw.url.is_some() || raw.password.is_some() || raw.ca_file.is_some() {
                 return Err(ConfigError::invalid(
-                    "limits.url and limits.password need backend = \"redis\"",
+                    "limits.url, limits.password and limits.ca_file need backend = \"redis\"",
                 ));
             }
             None
@@ -207,6 +212,19 @@ fn redis(raw: &LimitsBackendSection, env: &dyn Env) -> Result<RedisSettings, Con
             Some(RedisPassword(value))
         }
     };
+    let ca_pem = match &raw.ca_file {
+        None => None,
+        Some(path) => {
+            if parsed.scheme_str() != Some("rediss") {
+                return Err(ConfigError::invalid(
+                    "limits.ca_file needs a rediss:// (TLS) url",
+                ));
+            }
+            Some(std::fs::read(path).map_err(|e| {
+                ConfigError::invalid(format!("limits.ca_file {}: {e}", path.display()))
+            })?)
+        }
+    };
     let positive = |value: &Option<String>, default: Duration, field: &str| {
         let d = optional_duration(value, default, field)?;
         if d.is_zero() {
@@ -220,6 +238,7 @@ fn redis(raw: &LimitsBackendSection, env: &dyn Env) -> Result<RedisSettings, Con
         url: url.to_string(),
         username: raw.username.clone(),
         password,
+        ca_pem,
         timeout: positive(&raw.timeout, Duration::from_millis(250), "limits.timeout")?,
         lease_ttl: positive(&raw.lease_ttl, Duration::from_secs(10), "limits.lease_ttl")?,
         idle_return: positive(
@@ -277,6 +296,14 @@ mod tests {
                 "NOPE is not set",
             ),
             ("url = \"http://h:1\"", "redis://"),
+            (
+                "url = \"redis://h:1\"\nca_file = \"/x.pem\"",
+                "needs a rediss://",
+            ),
+            (
+                "url = \"rediss://h:1\"\nca_file = \"/nonexistent.pem\"",
+                "/nonexistent.pem",
+            ),
         ] {
             let err =
                 load(&format!("[limits]\nbackend = \"redis\"\n{text}\n"), &NoEnv).unwrap_err();
@@ -289,6 +316,7 @@ mod tests {
             ("replicas = 0", "at least 1"),
             ("when_unreachable = \"maybe\"", "fail_open"),
             ("url = \"redis://h:1\"", "need backend"),
+            ("ca_file = \"/x.pem\"", "need backend"),
             ("wait = \"10s\"", "at most 5s"),
         ] {
             let err = load(&format!("[limits]\n{text}\n"), &NoEnv).unwrap_err();

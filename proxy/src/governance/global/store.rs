@@ -180,7 +180,17 @@ impl Store {
             redis_info = redis_info.set_password(password.expose());
         }
         info = info.set_redis_settings(redis_info);
-        let client = redis::Client::open(info)?;
+        let client = match &settings.ca_pem {
+            // A private CA instead of the system's roots (`limits.ca_file`).
+            Some(pem) => redis::Client::build_with_tls(
+                info,
+                redis::TlsCertificates {
+                    client_tls: None,
+                    root_cert: Some(pem.clone()),
+                },
+            )?,
+            None => redis::Client::open(info)?,
+        };
         let config = ConnectionManagerConfig::new()
             .set_response_timeout(Some(settings.timeout))
             .set_connection_timeout(Some(settings.timeout))

@@ -34,6 +34,15 @@ struct Fleet {
 impl Fleet {
     /// `None` when Redis is not installed (the test then skips, loudly).
     async fn start(n: usize, edit: impl FnOnce(&mut TestConfig)) -> Option<Self> {
+        Self::start_tuned(n, "idle_return = \"300ms\"", edit).await
+    }
+
+    /// [`Fleet::start`] with `tuning` lines added to the `[limits]` table.
+    async fn start_tuned(
+        n: usize,
+        tuning: &str,
+        edit: impl FnOnce(&mut TestConfig),
+    ) -> Option<Self> {
         let redis = Redis::start()?;
         let mock = MockProvider::start("127.0.0.1:0").await.unwrap();
         let mut cfg = TestConfig::new(mock.addr());
@@ -42,7 +51,7 @@ impl Fleet {
         // machine from sending requests to the unreachable policy.
         cfg.extra.push_str(&format!(
             "\n[limits]\nbackend = \"redis\"\nurl = \"{}\"\nreplicas = {n}\nwait = \"1s\"\n\
-             idle_return = \"300ms\"\nlease_ttl = \"1500ms\"\n",
+             lease_ttl = \"1500ms\"\n{tuning}\n",
             redis.url()
         ));
         let dir = tempfile::tempdir().unwrap();
@@ -457,6 +466,12 @@ async fn while_redis_is_down_each_org_gets_its_policy_and_both_recover() {
             })
             .await;
             assert_eq!(f.procs[r].metric("sluice_limits_backend_up").await, 1.0);
+            let down = r#"sluice_limits_backend_transitions_total{to="down"}"#;
+            assert_eq!(
+                f.procs[r].metric(down).await,
+                1.0,
+                "one outage, counted once"
+            );
             let log = f.procs[r].stderr();
             assert!(
                 log.contains("redis unreachable") && log.contains("reachable again"),
@@ -705,4 +720,37 @@ async fn a_tls_redis_signed_by_a_private_ca_is_reached_with_its_ca_only() {
         "a server no trusted root signed"
     );
     drop(redis);
+}
+
+/// A replica stopped by SIGTERM gives its unused cells back before it exits: Redis's count
+/// falls from what it leased to exactly what it admitted (idle give-backs are off here), and
+/// it still stops cleanly with every record written (a timer made outside the runtime once
+/// panicked there, before the usage queue was drained).
+#[tokio::test]
+async fn a_replica_gives_its_unused_slices_back_at_shutdown() {
+    let Some(mut f) = Fleet::start_tuned(1, "idle_return = \"1h\"", |c| {
+        c.acme_org = r#"limits = { requests = "1_000_000/day" }"#.into();
+    })
+    .await
+    else {
+        return;
+    };
+    inside_one_day().await;
+    let key = f.cfg.keys.acme.clone();
+    let body = chat("mock-gpt", false);
+    for _ in 0..50 {
+        assert_eq!(f.send(0, &key, &[], &body).await.status(), 200);
+    }
+    let leased = f.hget(ACME_REQUESTS_DAY, "u");
+    assert!(
+        leased > 50,
+        "the replica holds cells ahead of demand ({leased} leased)"
+    );
+    f.procs[0].signal(Signal::SIGTERM);
+    f.procs[0].wait_exit().await;
+    assert_eq!(
+        f.hget(ACME_REQUESTS_DAY, "u"),
+        50,
+        "exactly what was admitted"
+    );
 }

@@ -215,7 +215,8 @@ impl Lifecycle {
         // Unused shared-limit leases go back to Redis for the other replicas (bounded: a Redis
         // that does not answer only leaves them to expire with their window or TTL).
         if let Some(release) = gateway.release_limits() {
-            let bounded = tokio::time::timeout(RELEASE_STOP, release);
+            // The timer is made inside the runtime: made here, on the main thread, it panics.
+            let bounded = async { tokio::time::timeout(RELEASE_STOP, release).await };
             let _ = self.background.handle().block_on(bounded);
         }
         // Deliver or spool what the usage queue still holds; bounded by the drain timeout.

@@ -1,11 +1,20 @@
 //! Series about the shared limits (Redis): whether it is reachable, its lease calls, and the
 //! requests its unreachability handed to an org's policy. All are rare or background events.
 
-use super::names::{LIMITS_BACKEND_UP, LIMITS_FALLBACKS, LIMITS_LEASES};
+use super::names::{
+    LIMITS_BACKEND_TRANSITIONS, LIMITS_BACKEND_UP, LIMITS_FALLBACKS, LIMITS_LEASES,
+};
 
-/// Redis became reachable (`true`) or unreachable.
+/// Redis is reachable (`true`) or not.
 pub fn backend(up: bool) {
     metrics::gauge!(LIMITS_BACKEND_UP).set(if up { 1.0 } else { 0.0 });
+}
+
+/// Redis became reachable (`true`) or unreachable: counted, and the gauge follows.
+pub fn transition(up: bool) {
+    let to = if up { "up" } else { "down" };
+    metrics::counter!(LIMITS_BACKEND_TRANSITIONS, "to" => to).increment(1);
+    backend(up);
 }
 
 /// One lease call ended (`ok` or failed).
@@ -35,6 +44,10 @@ pub fn describe() {
     metrics::describe_gauge!(
         LIMITS_BACKEND_UP,
         "1 while the shared limits' Redis answers, 0 while it is unreachable (backend = redis only)."
+    );
+    metrics::describe_counter!(
+        LIMITS_BACKEND_TRANSITIONS,
+        "Times the shared limits' Redis became unreachable (to=down) or reachable again (to=up)."
     );
     metrics::describe_counter!(
         LIMITS_LEASES,

@@ -38,6 +38,8 @@ pub const UPSTREAM_ENDPOINT_UP: &str = "sluice_upstream_endpoint_up";
 pub const LIMIT_REJECTIONS: &str = "sluice_limit_rejections_total";
 /// Gauge: 1 while the shared limits' Redis answers (backend = redis).
 pub const LIMITS_BACKEND_UP: &str = "sluice_limits_backend_up";
+/// Counter of the shared limits' Redis becoming unreachable or reachable, by `to`.
+pub const LIMITS_BACKEND_TRANSITIONS: &str = "sluice_limits_backend_transitions_total";
 /// Counter of lease calls to Redis, by result.
 pub const LIMITS_LEASES: &str = "sluice_limits_lease_calls_total";
 /// Counter of requests decided by the when_limits_unreachable policy, by policy.

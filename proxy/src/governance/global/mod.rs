@@ -353,7 +353,7 @@ impl Global {
     fn mark(&self, ok: bool, error: Option<&store::StoreError>) {
         let was = self.up.swap(ok, Ordering::AcqRel);
         if was != ok {
-            crate::telemetry::limits::backend(ok);
+            crate::telemetry::limits::transition(ok);
             if ok {
                 tracing::info!("shared limits: redis reachable again; leases resume");
             } else {

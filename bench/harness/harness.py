@@ -4,8 +4,10 @@ Starts the mock provider and every target in front of it, then runs each scenari
 target in turn (A B C D E, then E D C B A in the next round, so drift hits all alike) with the
 same load, reading the proxy's RSS and CPU time from /proc around each run. Then the
 upstream-pool scenario (pool.py: sluice with three mock endpoints against one; `--skip-pool`
-leaves it out). Raw sluice-load reports and results.json go to target/bench-results/<run>/;
-report.py turns results.json into BENCHMARKS.md.
+leaves it out) and the shared-limits scenario (limits.py: sluice with its limits in Redis
+against in-process limits; `--skip-limits` leaves it out, `--limits-only` runs nothing else).
+Raw sluice-load reports and results.json go to target/bench-results/<run>/; report.py turns
+results.json into BENCHMARKS.md.
 """
 
 import argparse
@@ -18,6 +20,7 @@ import subprocess
 import sys
 import time
 
+import limits
 import micro
 import pool
 import procs
@@ -207,26 +210,39 @@ def main():
     ap.add_argument("--skip-pool", action="store_true", help="skip the upstream-pool scenario (sluice with 3 mock endpoints vs 1)")
     ap.add_argument("--pool-balance", default="least_outstanding", choices=pool.BALANCES,
                     help="the pooled model's balance in the upstream-pool scenario")
+    ap.add_argument("--skip-limits", action="store_true",
+                    help="skip the shared-limits scenario (sluice with Redis limits vs in-process limits)")
+    ap.add_argument("--limits-only", action="store_true",
+                    help="only the shared-limits scenario (no memory, main scenarios, pool or micro-benchmarks)")
+    ap.add_argument("--limits-rate", type=float, default=limits.DEFAULT_RATE,
+                    help="open-loop rate (req/s) of the shared-limits scenario")
     ap.add_argument("--passthrough-args", default="", help="extra sluice-passthrough flags (tuning experiments)")
     ap.add_argument("--notes", help="markdown appended to BENCHMARKS.md (default bench/harness/notes.md for a full run)")
-    ap.add_argument("--out", help="BENCHMARKS.md to write (default: the repo's for a full run, the run dir's for --quick)")
+    ap.add_argument("--out", help="BENCHMARKS.md to write (default: the repo's for a full run, the run dir's for --quick or --limits-only)")
     args = ap.parse_args()
+    if args.limits_only and (args.skip_limits or args.memory_only):
+        ap.error("--limits-only excludes --skip-limits and --memory-only")
     prof = dict(QUICK if args.quick else FULL)
     if args.mem_streams:
         prof["mem_streams"] = args.mem_streams
     started = datetime.datetime.now(datetime.timezone.utc)
-    run_dir = os.path.join(args.root, "target", "bench-results", started.strftime("%Y%m%dT%H%M%SZ") + ("-quick" if args.quick else ""))
+    run_dir = os.path.join(args.root, "target", "bench-results", started.strftime("%Y%m%dT%H%M%SZ")
+                           + ("-limits" if args.limits_only else "") + ("-quick" if args.quick else ""))
     os.makedirs(run_dir, exist_ok=True)
     os.chdir(args.root)
     log(f"run directory {run_dir}; load average {procs.loadavg()}")
 
     wanted = args.targets.split(",")
     bench = Bench(args, run_dir)
-    tlist, started_procs, skipped, mock_port = start_all(args, run_dir, bench, wanted)
+    if args.limits_only:
+        # None of the main targets is started: the scenario starts its own processes.
+        tlist, started_procs, skipped, mock_port = [], [], {}, None
+    else:
+        tlist, started_procs, skipped, mock_port = start_all(args, run_dir, bench, wanted)
     try:
         dur = prof["duration"]
         memory = []
-        if not args.skip_memory:
+        if not (args.skip_memory or args.limits_only):
             for t in tlist:
                 # The per-request series are recorded once a request finishes, so an idle open
                 # stream costs the metrics-off sluice what it costs sluice; measuring it again
@@ -243,7 +259,7 @@ def main():
                 tlist, started_procs, more, mock_port = start_all(args, run_dir, bench, wanted)
                 skipped.update(more)
         rates = [float(r) for r in args.rates.split(",")] if args.rates else None
-        for rnd in range(0 if args.memory_only else prof["rounds"]):
+        for rnd in range(0 if args.memory_only or args.limits_only else prof["rounds"]):
             order = tlist if rnd % 2 == 0 else list(reversed(tlist))
             for t in order:
                 bench.run_load(t, "closed", ["--clients", str(CLOSED_CLIENTS), "--duration", dur, "--timeout", "10s"], rnd)
@@ -271,12 +287,18 @@ def main():
     # Its own processes, started once the others have stopped, so the two sluices and three
     # mocks share the cores only with the generator.
     pool_res = None
-    if not (args.memory_only or args.skip_pool):
+    if not (args.memory_only or args.limits_only or args.skip_pool):
         log(f"upstream pool: sluice with {pool.ENDPOINTS} mock endpoints against 1")
         closed = ["--clients", str(CLOSED_CLIENTS), "--duration", prof["duration"], "--timeout", "10s"]
         pool_res = pool.run(bench, args, run_dir, prof, closed, log)
+    # Likewise on its own: a mock, a Redis and two sluices, stopped before the micro-benchmarks.
+    limits_res = None
+    if not (args.memory_only or args.skip_limits):
+        log(f"shared limits: sluice with Redis limits against local limits, open loop at {args.limits_rate:.0f} req/s and closed loop")
+        closed = ["--clients", str(CLOSED_CLIENTS), "--duration", prof["duration"], "--timeout", "10s"]
+        limits_res = limits.run(bench, args, run_dir, prof, closed, log)
     # After every target has stopped, so the micro-benchmarks have the cores to themselves.
-    micro_res = None if args.memory_only or args.skip_micro else micro.run(args.root, args.quick, log)
+    micro_res = None if args.memory_only or args.limits_only or args.skip_micro else micro.run(args.root, args.quick, log)
     finished = datetime.datetime.now(datetime.timezone.utc)
     results = dict(
         schema="sluice-harness/1", started=started.isoformat(timespec="seconds"),
@@ -284,13 +306,17 @@ def main():
         closed_clients=CLOSED_CLIENTS, stream_rate=STREAM_RATE, stream_headers=STREAM_HEADERS,
         rates=rates, machine=machine(), load_after=procs.loadavg(), skipped=skipped,
         targets=[dict(name=t.name, label=t.label, command=t.command, note=t.note) for t in tlist],
-        runs=bench.runs, memory=memory, micro=micro_res, pool=pool_res, sluice_usage_records=usage_lines, run_dir=run_dir,
-        command="bench/harness/run.sh" + (" --quick" if args.quick else ""),
+        runs=bench.runs, memory=memory, micro=micro_res, pool=pool_res, limits=limits_res, limits_only=args.limits_only,
+        sluice_usage_records=usage_lines, run_dir=run_dir,
+        command="bench/harness/run.sh" + (" --quick" if args.quick else "") + (" --limits-only" if args.limits_only else ""),
     )
     with open(os.path.join(run_dir, "results.json"), "w") as f:
         json.dump(results, f, indent=1)
-    out = args.out or (os.path.join(run_dir, "BENCHMARKS.md") if args.quick else os.path.join(args.root, "BENCHMARKS.md"))
-    notes = args.notes or (None if args.quick else os.path.join(args.root, "bench", "harness", "notes.md"))
+    # A --limits-only document holds one scenario, so it never replaces the repo's full one
+    # unless --out says so.
+    partial = args.quick or args.limits_only
+    out = args.out or (os.path.join(run_dir, "BENCHMARKS.md") if partial else os.path.join(args.root, "BENCHMARKS.md"))
+    notes = args.notes or (None if partial else os.path.join(args.root, "bench", "harness", "notes.md"))
     if notes and os.path.exists(notes):
         with open(notes) as f:
             results["notes"] = f.read()

@@ -114,6 +114,7 @@ def tables(res):
         )
     out["metrics_cost"] = metrics_cost(res, ts, out["rates"])
     out["pool"] = pool_tables(res)
+    out["limits"] = limits_tables(res)
     out["memory"] = {m["target"]: m for m in res.get("memory", [])}
     out["micro"] = res.get("micro")
     return out
@@ -192,6 +193,59 @@ def pool_tables(res):
         shares=shares(pooled), rps_ratio=ratio(a["rps"], b["rps"]), cpu_ratio=ratio(a["cpu"], b["cpu"]),
         p99_ratio=ratio(a["p99"], b["p99"]),
     )
+
+
+LIMITS_TARGETS = ("limits-local", "limits-redis")
+LIMITS_SCENARIOS = ("limits-open", "limits-closed")
+
+
+def limits_tables(res):
+    """The shared-limits scenario (limits.py): for the open loop at its one rate and for the
+    closed loop, per round and mean over rounds, each target's req/s, latency percentiles, CPU per
+    request of sluice (and of Redis, with the commands Redis processed, for limits-redis) and its
+    ok / errors / dropped; the redis / local ratios of the means; and every run with errors or
+    drops. None when the scenario did not run; {"skipped": why} when it could not start."""
+    meta = res.get("limits")
+    if not meta:
+        return None
+    if meta.get("skipped"):
+        return dict(skipped=meta["skipped"])
+
+    def one(r):
+        rep, ok = r["report"], r["report"]["ok"]
+        return dict(
+            round=r["round"], target=r["target"], ok=ok, errors=rep["errors"]["total"], dropped=rep["dropped"],
+            rps=rep["throughput"]["requests_per_s"], p50=pct(r, "total", "p50"), p99=pct(r, "total", "p99"),
+            p999=pct(r, "total", "p99_9"), cpu=cpu_us_per_req(r),
+            redis_cpu=r["redis_cpu_s"] * 1e6 / ok if "redis_cpu_s" in r and ok else None,
+            redis_cmds=r.get("redis_commands"),
+        )
+
+    out = dict(rate=meta.get("rate"), redis_version=meta.get("redis_version"), redis_command=meta.get("redis_command"),
+               targets=meta.get("targets", []), shutdown=meta.get("shutdown") or {}, scenarios={}, faults=[], commands=[])
+    for sc in LIMITS_SCENARIOS:
+        first = [r for r in res["runs"] if r["scenario"] == sc and r["target"] == "limits-redis" and r.get("command")]
+        if first:
+            out["commands"].append(first[0]["command"].replace(res["run_dir"] + "/", ""))
+    for sc in LIMITS_SCENARIOS:
+        # In run order, so each round's rows read as they ran (local first, then redis first).
+        rows = [one(r) for r in res["runs"] if r["scenario"] == sc and r["target"] in LIMITS_TARGETS]
+        means = {}
+        for t in LIMITS_TARGETS:
+            rs = [x for x in rows if x["target"] == t]
+            means[t] = {k: mean([x[k] for x in rs]) for k in ("rps", "p50", "p99", "p999", "cpu", "redis_cpu", "redis_cmds")}
+            for k in ("ok", "errors", "dropped"):
+                means[t][k] = sum(x[k] for x in rs)
+            means[t]["runs"] = len(rs)
+        a, b = means["limits-redis"], means["limits-local"]
+        # What admitting through Redis costs in all: sluice's CPU plus the server's, per request.
+        total = a["cpu"] + a["redis_cpu"] if a["cpu"] is not None and a["redis_cpu"] is not None else None
+        out["scenarios"][sc] = dict(
+            rows=rows, means=means, p99_ratio=ratio(a["p99"], b["p99"]), p999_ratio=ratio(a["p999"], b["p999"]),
+            cpu_ratio=ratio(a["cpu"], b["cpu"]), total_cpu_ratio=ratio(total, b["cpu"]), rps_ratio=ratio(a["rps"], b["rps"]),
+        )
+        out["faults"] += [dict(scenario=sc, **x) for x in rows if x["errors"] or x["dropped"]]
+    return out
 
 
 def render(res):

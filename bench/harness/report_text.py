@@ -140,7 +140,7 @@ def share(x):
 def pool_section(p):
     """sluice with three mock endpoints behind one pooled model against one endpoint."""
     if p is None:
-        return "Not run (`--skip-pool`, `--memory-only`).\n"
+        return "Not run (`--skip-pool`, `--memory-only`, `--limits-only`).\n"
     if p.get("skipped"):
         return f"**Skipped**: {p['skipped']}\n"
     n = len(p["endpoints"])
@@ -180,10 +180,78 @@ def pool_section(p):
     return "".join(parts)
 
 
+LIMITS_LABEL = {"limits-local": "local", "limits-redis": "Redis"}
+
+
+def limits_section(lt):
+    """sluice admitting its org limits through Redis against the same sluice admitting them
+    in-process."""
+    if lt is None:
+        return "Not run (`--skip-limits`, `--memory-only`).\n"
+    if lt.get("skipped"):
+        return f"**Skipped**: {lt['skipped']}\n"
+    rate = lt["rate"]
+    parts = [f"Two sluices in the same run, identical but for the limits backend: **local** (target `limits-local`, "
+             "no `[limits]` table: the bench org's request, token and concurrency limits are admitted in-process) and "
+             "**Redis** (target `limits-redis`, `[limits] backend = \"redis\"` on a throwaway "
+             f"{lt.get('redis_version') or 'redis-server'} on loopback, no persistence, started for this scenario "
+             "alone: the same limits are admitted through Redis leases). The limits "
+             "(`100_000_000/min` requests, `100_000_000_000/min` tokens, 100 000 concurrent) are far above the load, "
+             "so governance runs on every request and nothing is refused. One mock serves both. Each round runs "
+             f"the open loop at **{rate:.0f} req/s** (at most 1024 in flight, 5 s timeout), then the closed loop of "
+             "\"Max throughput\", on both targets in turn (local then Redis, reversed in the next round). "
+             "CPU µs/req is sluice's own; Redis CPU (10 ms ticks, so 0.0 means under a tick per run) and "
+             "\"Redis commands\" (processed during the run, from `INFO stats`) are the server's over the Redis "
+             "target's runs (\"–\" for local, which sends it nothing). Leases make the command count follow time "
+             "(refills, renewals, spend flushes) more than requests. \"mean\" is the mean over rounds (ok / err / "
+             "drop are sums) and the ratios are ratios of those means. No timing is asserted.\n\n"]
+    for t in lt["targets"]:
+        parts.append(f"- `{t['name']}`: {t['note']}\n")
+    if lt.get("redis_command"):
+        parts.append(f"- Redis: `{lt['redis_command']}`\n")
+    if lt["commands"]:
+        parts.append("\nLoad, as run against the Redis target (the local one differs only in `--url` and the key):\n\n```sh\n"
+                     + "\n".join(lt["commands"]) + "\n```\n")
+    titles = {"limits-open": f"Open loop, {rate:.0f} req/s", "limits-closed": "Closed loop"}
+    for sc, title in titles.items():
+        s = lt["scenarios"][sc]
+        parts.append(f"\n### {title}\n\n")
+        parts.append(head(["round", "limits", "ok / err / drop", "req/s", "p50 µs", "p99 µs", "p99.9 µs", "sluice CPU µs/req",
+                           "Redis CPU µs/req", "Redis commands"]) + "\n")
+
+        def line(label, t, x):
+            cmds = "–" if x["redis_cmds"] is None else f"{x['redis_cmds']:,.0f}"
+            return row([label, LIMITS_LABEL[t], f"{x['ok']} / {x['errors']} / {x['dropped']}", us(x["rps"]), us(x["p50"]),
+                        us(x["p99"]), us(x["p999"]), x1(x["cpu"]), x1(x["redis_cpu"]), cmds]) + "\n"
+
+        for x in s["rows"]:
+            parts.append(line(str(x["round"] + 1), x["target"], x))
+        for t in ("limits-local", "limits-redis"):
+            if s["means"][t]["runs"]:
+                parts.append(line("mean", t, s["means"][t]))
+        parts.append(f"\nRedis / local, means over rounds: p99 {x2(s['p99_ratio'])} ×, p99.9 {x2(s['p999_ratio'])} ×, "
+                     f"sluice CPU per request {x2(s['cpu_ratio'])} ×, sluice + Redis CPU per request "
+                     f"{x2(s['total_cpu_ratio'])} × (of local sluice's), req/s {x2(s['rps_ratio'])} ×.\n")
+    if lt["faults"]:
+        parts.append("\n**Runs with errors or drops**: " + "; ".join(
+            f"{x['scenario']} {LIMITS_LABEL[x['target']]} round {x['round'] + 1}: {x['errors']} errors, {x['dropped']} dropped"
+            for x in lt["faults"]) + ".\n")
+    else:
+        parts.append("\nEvery run of this scenario had zero errors and zero dropped requests.\n")
+    if lt["shutdown"]:
+        def ended(x):
+            rc = x["returncode"]
+            how = "exit 0" if rc == 0 else (f"killed by signal {-rc}" if rc is not None and rc < 0 else f"**exit {rc}**")
+            return how + (f", **panicked** at `{x['panic']}`" if x["panic"] else "")
+        parts.append("\nShutdown (SIGTERM after the last run): " + "; ".join(
+            f"{LIMITS_LABEL.get(n, n)} {ended(x)}" for n, x in lt["shutdown"].items()) + ".\n")
+    return "".join(parts)
+
+
 def micro_section(mi):
     """The micro-benchmarks: criterion means and the allocation counts."""
     if not mi:
-        return "Not run (`--skip-micro`, `--memory-only`).\n"
+        return "Not run (`--skip-micro`, `--memory-only`, `--limits-only`).\n"
     if mi.get("error"):
         return f"Failed: {mi['error']}\n"
     parts = [f"`{mi['command']}` (short warm-up and measurement times to bound the harness; the "
@@ -231,7 +299,7 @@ def document(res, t):
 bench/harness/run.sh. Do not edit by hand. -->
 
 **Run of {res['started']} – {res['finished']} UTC{' (quick run: too short to quote)' if res['quick'] else ''}.**
-1-minute load average seen during the runs: {lo:.2f} – {hi:.2f} (2 cores; anything above ~2 means
+{'Only the shared-limits scenario ran (`--limits-only`); every other section is empty.' + chr(10) if res.get('limits_only') else ''}1-minute load average seen during the runs: {lo:.2f} – {hi:.2f} (2 cores; anything above ~2 means
 other work shared the CPUs and the numbers are noisy).
 
 One command regenerates this file: `{res['command']}` (it builds the release binaries, installs
@@ -347,6 +415,8 @@ targets alike. Per run:
     parts.append(metrics_cost_section(t.get("metrics_cost")))
     parts.append("\n## Upstream pool (3 endpoints)\n\n")
     parts.append(pool_section(t.get("pool")))
+    parts.append("\n## Shared limits (Redis)\n\n")
+    parts.append(limits_section(t.get("limits")))
     parts.append("\n## Memory per open idle stream\n\n")
     if t["memory"]:
         parts.append("Fewer streams held upstream than opened means the target queued the rest "
@@ -361,7 +431,7 @@ targets alike. Per run:
                 parts.append(row([LABEL[n], m["streams"], m["held"], f"{m['rss_kib_before']:,}", f"{m['rss_kib_held']:,}",
                                   "–" if per is None else f"{per / 1024:.1f}", f"{m['rss_kib_after_release']:,}"]) + "\n")
     else:
-        parts.append("Not run (`--skip-memory`).\n")
+        parts.append("Not run (`--skip-memory`, `--limits-only`).\n")
     parts.append("\n## Micro-benchmarks\n\n")
     parts.append(micro_section(t.get("micro")))
     parts.append("\n## The issue's targets\n\n")
@@ -418,4 +488,13 @@ def console(res, t):
         lines.append(f"upstream pool: 1 endpoint {us(m1['rps'])} req/s p99 {us(m1['p99'])} µs {x1(m1['cpu'])} µs CPU/req; "
                      f"3 endpoints {us(m3['rps'])} req/s p99 {us(m3['p99'])} µs {x1(m3['cpu'])} µs CPU/req; shares "
                      + " / ".join(share(x) for x in p["shares"]["shares"]))
+    lt = t.get("limits")
+    if lt and not lt.get("skipped"):
+        for sc, name in (("limits-open", f"open {lt['rate']:.0f}/s"), ("limits-closed", "closed")):
+            s = lt["scenarios"][sc]
+            loc, red = s["means"]["limits-local"], s["means"]["limits-redis"]
+            lines.append(f"shared limits, {name}: local p99 {us(loc['p99'])} µs {x1(loc['cpu'])} µs CPU/req; "
+                         f"Redis p99 {us(red['p99'])} µs {x1(red['cpu'])} + {x1(red['redis_cpu'])} (Redis) µs CPU/req; "
+                         f"p99 {x2(s['p99_ratio'])} ×, CPU {x2(s['cpu_ratio'])} ×")
+        lines.append(f"shared limits: {len(lt['faults'])} run(s) with errors or drops")
     return "\n".join(lines)

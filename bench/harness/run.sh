@@ -3,7 +3,9 @@
 # LiteLLM (PyPI, into target/bench-venv) when missing, runs every scenario interleaved across
 # direct / nginx / LiteLLM / sluice-passthrough / sluice / sluice with per-request metrics off,
 # then sluice in front of three mocks through one pooled model against one endpoint (--skip-pool
-# leaves it out), and regenerates BENCHMARKS.md.
+# leaves it out), then sluice with its limits in Redis against in-process limits (--skip-limits
+# leaves it out; --limits-only runs only that, into the run directory), and regenerates
+# BENCHMARKS.md.
 #   bench/harness/run.sh            full run (under 15 minutes including installs)
 #   bench/harness/run.sh --quick    short durations, to validate the harness (~3 minutes)
 # Extra flags go to bench/harness/harness.py (e.g. --targets direct,nginx --skip-memory).

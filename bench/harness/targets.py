@@ -234,14 +234,24 @@ def mock_url(port):
 KEY_LINE = re.compile(r"^\s+(sk-\S+)\s*$", re.M)
 
 
-def start_sluice(bin_dir, run_dir, mock_port, name="sluice", request_metrics=True, pool_ports=None, balance=None):
+def limits_table(url):
+    """The `[limits]` table that sends every org/key limit through the Redis at url; "" (the
+    default, in-process limits) when url is None."""
+    if url is None:
+        return ""
+    return f'[limits]\nbackend = "redis"\nurl = "{url}"\n\n'
+
+
+def start_sluice(bin_dir, run_dir, mock_port, name="sluice", request_metrics=True, pool_ports=None, balance=None,
+                 limits_url=None):
     """sluice with governance on; returns (target, why-not). The key is never printed.
 
     `request_metrics=False` (target `sluice-nometrics`) writes `[metrics] requests = false` and
     changes nothing else, so the pair measures what recording the per-request series costs.
     `pool_ports` (the upstream-pool scenario, see pool.py) gives the provider one endpoint per
-    mock port instead of `base_url`, and `balance` sets the model's `balance`; everything else
-    is the same config."""
+    mock port instead of `base_url`, and `balance` sets the model's `balance`; `limits_url`
+    (the shared-limits scenario, see limits.py) adds `[limits] backend = "redis"` with that URL;
+    everything else is the same config."""
     exe = f"{bin_dir}/sluice-proxy"
     out = subprocess.run([exe, "keys", "new", "--org", "bench"], capture_output=True, text=True)
     m = KEY_LINE.search(out.stdout)
@@ -262,6 +272,7 @@ def start_sluice(bin_dir, run_dir, mock_port, name="sluice", request_metrics=Tru
             "LISTEN": f"127.0.0.1:{port}",
             "UPSTREAM": upstream_line(mock_port, pool_ports),
             "BALANCE": f'balance = "{balance}"\n' if balance else "",
+            "LIMITS": limits_table(limits_url),
             "USAGE": os.path.join(prefix, "usage.jsonl"),
             "REQUEST_METRICS": "true" if request_metrics else "false",
             "KEY_ENTRY": entry,

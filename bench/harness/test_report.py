@@ -212,6 +212,107 @@ class ReportTest(unittest.TestCase):
         res["pool"] = dict(skipped="pool-3 failed its warm-up (see its log)")
         self.assertIn("**Skipped**: pool-3 failed its warm-up", report.render(res))
 
+    def limits_results(self):
+        """Two rounds of the shared-limits scenario, in the order limits.py runs them."""
+        res = results()
+        res["limits"] = dict(
+            rate=2000.0, redis_url="redis://127.0.0.1:9100", redis_version="Redis 7.0.15",
+            redis_command="/usr/bin/redis-server --port 9100", warmup_redis_commands=185, mock_command="",
+            targets=[dict(name="limits-local", label="", command="", note="no `[limits]` table"),
+                     dict(name="limits-redis", label="", command="", note='`[limits] backend = "redis"`')],
+            shutdown={"limits-local": dict(returncode=0, panic=""), "limits-redis": dict(returncode=0, panic="")},
+        )
+        for rnd in (0, 1):
+            order = ("limits-local", "limits-redis") if rnd == 0 else ("limits-redis", "limits-local")
+            for sc in ("limits-open", "limits-closed"):
+                for t in order:
+                    redis = t == "limits-redis"
+                    if sc == "limits-open":
+                        # Local: p99 1000 µs, 50 µs of CPU per request (0.05 s per 1000). Redis:
+                        # p99 1500 then 2500 µs, 60 µs/req, and Redis 2 µs/req, 100 then 120 commands.
+                        r = run(t, sc, 2000, 300, 1500 + 1000 * rnd if redis else 1000, 4000 if redis else 3000,
+                                rnd, 2000.0, cpu_s=0.06 if redis else 0.05)
+                    else:
+                        r = run(t, sc, 9000 if redis else 10000, 1500, 6000, 9000, rnd, cpu_s=0.045 if redis else 0.04)
+                    if redis:
+                        r["redis_cpu_s"] = 0.002
+                        r["redis_commands"] = 100 + 20 * rnd
+                    r["command"] = f"/bin/sluice-load --url http://127.0.0.1:1 --json /tmp/x/{sc}-{t}.json"
+                    res["runs"].append(r)
+        return res
+
+    def test_shared_limits_table_compares_redis_with_local_per_round_and_mean(self):
+        res = self.limits_results()
+        t = report.tables(res)
+        lt = t["limits"]
+        o, c = lt["scenarios"]["limits-open"], lt["scenarios"]["limits-closed"]
+        # Rows in run order: round 2 runs Redis first.
+        self.assertEqual([(x["round"], x["target"]) for x in o["rows"]],
+                         [(0, "limits-local"), (0, "limits-redis"), (1, "limits-redis"), (1, "limits-local")])
+        self.assertEqual(o["means"]["limits-redis"]["p99"], 2000)
+        self.assertEqual(o["means"]["limits-local"]["p99"], 1000)
+        self.assertAlmostEqual(o["p99_ratio"], 2.0)
+        self.assertAlmostEqual(o["means"]["limits-redis"]["cpu"], 60.0)
+        self.assertAlmostEqual(o["cpu_ratio"], 60 / 50)
+        # Sluice's 60 µs plus Redis's 2 µs per request, against local sluice's 50.
+        self.assertAlmostEqual(o["total_cpu_ratio"], 62 / 50)
+        self.assertEqual(o["means"]["limits-redis"]["redis_cmds"], 110)
+        self.assertIsNone(o["means"]["limits-local"]["redis_cpu"])
+        self.assertAlmostEqual(c["rps_ratio"], 0.9)
+        self.assertAlmostEqual(c["cpu_ratio"], 45 / 40)
+        self.assertEqual(lt["faults"], [])
+        self.assertEqual(lt["commands"], ["/bin/sluice-load --url http://127.0.0.1:1 --json limits-open-limits-redis.json",
+                                          "/bin/sluice-load --url http://127.0.0.1:1 --json limits-closed-limits-redis.json"])
+        # The scenario's runs stay out of the main tables.
+        self.assertEqual(t["targets"], ["direct", "nginx", "passthrough", "sluice"])
+        doc = report.render(res)
+        self.assertLess(doc.index("## Upstream pool (3 endpoints)"), doc.index("## Shared limits (Redis)"))
+        section = doc[doc.index("## Shared limits (Redis)"):doc.index("## Memory per open idle stream")]
+        self.assertIn("open loop at **2000 req/s**", section)
+        self.assertIn("### Open loop, 2000 req/s", section)
+        self.assertIn("| 2 | Redis | 1000 / 0 / 0 | 2,000 | 300 | 2,500 | 4,000 | 60.0 | 2.0 | 120 |", section)
+        self.assertIn("| 1 | local | 1000 / 0 / 0 | 2,000 | 300 | 1,000 | 3,000 | 50.0 | – | – |", section)
+        self.assertIn("| mean | local | 2000 / 0 / 0 | 2,000 | 300 | 1,000 | 3,000 | 50.0 | – | – |", section)
+        self.assertIn("| mean | Redis | 2000 / 0 / 0 | 2,000 | 300 | 2,000 | 4,000 | 60.0 | 2.0 | 110 |", section)
+        self.assertIn("Redis / local, means over rounds: p99 2.00 ×, p99.9 1.33 ×, sluice CPU per request 1.20 ×, "
+                      "sluice + Redis CPU per request 1.24 ×", section)
+        self.assertIn("| mean | Redis | 2000 / 0 / 0 | 9,000 | 1,500 | 6,000 | 9,000 | 45.0 | 2.0 | 110 |", section)
+        self.assertIn("req/s 0.90 ×", section)
+        self.assertIn("Every run of this scenario had zero errors and zero dropped requests.", section)
+        self.assertIn("Shutdown (SIGTERM after the last run): local exit 0; Redis exit 0.", section)
+        self.assertIn("limits-open-limits-redis.json", section)
+        summary = report.summary(res)
+        self.assertIn("shared limits, open 2000/s: local p99 1,000 µs 50.0 µs CPU/req; Redis p99 2,000 µs 60.0 + 2.0", summary)
+
+    def test_shared_limits_lists_runs_with_errors_and_a_panicked_shutdown(self):
+        res = self.limits_results()
+        for r in res["runs"]:
+            if r["scenario"] == "limits-open" and r["target"] == "limits-redis" and r["round"] == 1:
+                r["report"]["errors"]["total"] = 3
+                r["report"]["dropped"] = 5
+        res["limits"]["shutdown"]["limits-redis"] = dict(returncode=101, panic="src/x.rs:1:2: no reactor")
+        lt = report.tables(res)["limits"]
+        self.assertEqual([(x["scenario"], x["target"], x["round"]) for x in lt["faults"]], [("limits-open", "limits-redis", 1)])
+        self.assertEqual(lt["scenarios"]["limits-open"]["means"]["limits-redis"]["errors"], 3)
+        doc = report.render(res)
+        self.assertIn("**Runs with errors or drops**: limits-open Redis round 2: 3 errors, 5 dropped.", doc)
+        self.assertNotIn("had zero errors", doc)
+        self.assertIn("Redis **exit 101**, **panicked** at `src/x.rs:1:2: no reactor`", doc)
+
+    def test_shared_limits_not_run_skipped_or_alone(self):
+        self.assertIn("Not run (`--skip-limits`", report.render(results()))
+        res = results()
+        res["limits"] = dict(skipped="redis-server is not installed")
+        self.assertIn("**Skipped**: redis-server is not installed", report.render(res))
+        # --limits-only: no main targets, rates or micro-benchmarks; the document still renders.
+        res = self.limits_results()
+        res.update(limits_only=True, runs=[r for r in res["runs"] if r["target"].startswith("limits-")], targets=[],
+                   rates=None, memory=[], micro=None, pool=None, skipped={})
+        doc = report.render(res)
+        self.assertIn("Only the shared-limits scenario ran (`--limits-only`)", doc)
+        self.assertIn("| mean | Redis | 2000 / 0 / 0 | 2,000 | 300 | 2,000 |", doc)
+        self.assertIn("shared limits: 0 run(s) with errors or drops", report.summary(res))
+
 
 if __name__ == "__main__":
     unittest.main()

@@ -1,6 +1,7 @@
 //! Harness for the bounded end-to-end scenarios in `tests/`: the real `sluice-proxy` and
 //! `sluice-control` binaries of this workspace's release build, a throwaway Postgres, a load
-//! driver, and a PromQL scanner for the dashboard and alert checks. Each process reports
+//! driver, a PromQL scanner for the dashboard and alert checks, and the declarative scenario
+//! suite (`scenario`, files under `load-tests/scenarios/`). Each process reports
 //! readiness on stderr; nothing here waits by sleeping, except the bounded polls of an observable
 //! figure in [`wait_for`]. Processes, Postgres and polls are `sluice_test_support`'s.
 #![allow(clippy::unwrap_used, clippy::expect_used, reason = "test code")]
@@ -10,6 +11,7 @@ pub mod ledger;
 pub mod load;
 pub mod promql;
 pub mod proxy;
+pub mod scenario;
 
 use std::future::Future;
 use std::time::Duration;

@@ -1,0 +1,201 @@
+//! The processes of one scenario: the in-process mock, an optional ledger and Redis, and the
+//! sluice replicas, each with its own configuration file (they differ only in where their usage
+//! records and spool go) so that a reload rewrites and re-reads them all.
+
+use super::spec::Scenario;
+use crate::ledger::{Ledger, INGEST_TOKEN};
+use crate::proxy::{ledger_table, mock_providers, ORG};
+use sluice_bench::mock::MockProvider;
+use sluice_proxy::credentials::keys::{self, KeyDigest};
+use sluice_test_support::redis::Redis;
+use sluice_test_support::{binary, Process, Signal};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+/// One sluice process and what the checks read of it.
+pub struct Replica {
+    pub proc: Process,
+    pub base: String,
+    pub admin: String,
+    pub config: PathBuf,
+    /// Its usage records (`sink = "file"`), one JSON line each.
+    pub usage: PathBuf,
+    /// SIGKILLed by the timeline: its records and gauges are not checked.
+    pub killed: bool,
+    /// Reloads it has been told to do (its generation is this + 1).
+    pub reloads: u64,
+}
+
+pub struct Fleet {
+    pub mock: MockProvider,
+    pub ledger: Option<Ledger>,
+    pub ledger_url: Option<String>,
+    pub redis: Option<Redis>,
+    pub replicas: Vec<Replica>,
+    pub key: String,
+    pub dir: tempfile::TempDir,
+}
+
+impl Fleet {
+    /// Starts everything the scenario's topology names; `None` when it needs a server that is
+    /// not installed (the caller skips the scenario, loudly).
+    pub async fn start(s: &Scenario) -> Option<Self> {
+        let dir = tempfile::tempdir().expect("scenario dir");
+        let mock = MockProvider::start("127.0.0.1:0").await.expect("mock");
+        let redis = if s.topology.redis {
+            Some(Redis::start()?)
+        } else {
+            None
+        };
+        let (ledger, ledger_url) = match s.topology.ledger.as_deref().unwrap_or("none") {
+            "none" => (None, None),
+            "sqlite" => {
+                let url = format!("sqlite://{}", dir.path().join("ledger.db").display());
+                (Some(Ledger::start(&url, "127.0.0.1:0")), Some(url))
+            }
+            other => panic!(
+                "{}: topology.ledger {other:?} is not none or sqlite",
+                s.name
+            ),
+        };
+        let key = keys::generate().expect("key").to_string();
+        let mut fleet = Self {
+            mock,
+            ledger,
+            ledger_url,
+            redis,
+            replicas: Vec::new(),
+            key,
+            dir,
+        };
+        for i in 0..s.topology.replicas.unwrap_or(1) {
+            let config = fleet.write_config(s, i, 0);
+            let usage = fleet.dir.path().join(format!("usage-{i}.jsonl"));
+            let (proc, base, admin) = start_proxy(&config);
+            fleet.replicas.push(Replica {
+                proc,
+                base,
+                admin,
+                config,
+                usage,
+                killed: false,
+                reloads: 0,
+            });
+        }
+        Some(fleet)
+    }
+
+    /// Writes replica `i`'s configuration; `generation` only changes a comment, so a reload
+    /// re-reads an equal configuration.
+    pub fn write_config(&self, s: &Scenario, i: usize, generation: u64) -> PathBuf {
+        let dir = self.dir.path();
+        let digest = KeyDigest::of(&self.key).to_config_string();
+        let ledger = match &self.ledger {
+            Some(l) => ledger_table(&l.base, &dir.join(format!("spool-{i}")), 50),
+            None => String::new(),
+        };
+        let limits = match &self.redis {
+            Some(r) => format!(
+                "[limits]\nbackend = \"redis\"\nurl = \"{}\"\nreplicas = {}\nwait = \"1s\"\n",
+                r.url(),
+                s.topology.replicas.unwrap_or(1)
+            ),
+            None => String::new(),
+        };
+        let text = format!(
+            r#"# scenario {name}, replica {i}, generation {generation}
+[server]
+threads = 2
+grace_period = "5s"
+shutdown_timeout = "5s"
+
+[usage]
+sink = "file"
+path = "{usage}"
+
+{ledger}
+{providers}
+[[models]]
+name = "mock-gpt"
+provider = "mock-openai"
+price = {{ input = 1, output = 2 }}
+
+[[models]]
+name = "mock-claude"
+provider = "mock-anthropic"
+price = {{ input = 3, output = 15 }}
+
+[[orgs]]
+id = "{ORG}"
+{org}
+
+[[keys]]
+digest = "{digest}"
+org = "{ORG}"
+
+{extra}
+{limits}
+"#,
+            name = s.name,
+            usage = dir.join(format!("usage-{i}.jsonl")).display(),
+            providers = mock_providers(self.mock.addr()),
+            org = s.config.org,
+            extra = s.config.extra,
+        );
+        let path = dir.join(format!("sluice-{i}.toml"));
+        let tmp = dir.join(format!(".sluice-{i}.toml.tmp"));
+        std::fs::write(&tmp, text).expect("write config");
+        std::fs::rename(&tmp, &path).expect("replace config");
+        path
+    }
+
+    /// Rewrites every live replica's configuration and reloads it, waiting until each says so.
+    pub async fn reload(&mut self, s: &Scenario) {
+        for i in 0..self.replicas.len() {
+            if self.replicas[i].killed {
+                continue;
+            }
+            let generation = self.replicas[i].reloads + 1;
+            self.write_config(s, i, generation);
+            let r = &mut self.replicas[i];
+            r.reloads = generation;
+            r.proc.signal(Signal::SIGHUP);
+            let line = format!("(generation {})", generation + 1);
+            r.proc
+                .wait_stderr_async("the reload", crate::WAIT, |t| t.contains(&line))
+                .await;
+        }
+    }
+
+    pub fn kill_ledger(&mut self) {
+        if let Some(l) = self.ledger.as_mut() {
+            l.proc.kill();
+        }
+    }
+
+    /// Starts the ledger again on the same address and database.
+    pub fn restart_ledger(&mut self) {
+        let (Some(old), Some(url)) = (self.ledger.take(), self.ledger_url.clone()) else {
+            return;
+        };
+        let listen = old.listen_addr();
+        drop(old);
+        self.ledger = Some(Ledger::start(&url, &listen));
+    }
+}
+
+fn start_proxy(config: &Path) -> (Process, String, String) {
+    let mut cmd = Command::new(binary("sluice-proxy"));
+    cmd.arg("--config")
+        .arg(config)
+        .args(["--listen", "127.0.0.1:0", "--admin-listen", "127.0.0.2:0"])
+        .env("SLUICE_INGEST_TOKEN", INGEST_TOKEN)
+        .env("RUST_LOG", "info");
+    let proc = Process::spawn("sluice-proxy", cmd);
+    let base = format!(
+        "http://{}",
+        proc.wait_line("listening on http://", crate::WAIT)
+    );
+    let admin = format!("http://{}", proc.wait_line("admin on http://", crate::WAIT));
+    (proc, base, admin)
+}

@@ -71,7 +71,7 @@ impl Fleet {
         for i in 0..s.topology.replicas.unwrap_or(1) {
             let config = fleet.write_config(s, i, 0);
             let usage = fleet.dir.path().join(format!("usage-{i}.jsonl"));
-            let (proc, base, admin) = start_proxy(&config);
+            let (proc, base, admin) = start_proxy(&config, "127.0.0.1:0", "127.0.0.2:0");
             fleet.replicas.push(Replica {
                 proc,
                 base,
@@ -140,7 +140,10 @@ org = "{ORG}"
             usage = dir.join(format!("usage-{i}.jsonl")).display(),
             providers = mock_providers(self.mock.addr()),
             org = s.config.org,
-            extra = s.config.extra,
+            extra = s
+                .config
+                .extra
+                .replace("@MOCK@", &self.mock.addr().to_string()),
         );
         let path = dir.join(format!("sluice-{i}.toml"));
         let tmp = dir.join(format!(".sluice-{i}.toml.tmp"));
@@ -167,6 +170,26 @@ org = "{ORG}"
         }
     }
 
+    /// A graceful restart: SIGTERM, the old process drains and exits, a new one starts on the
+    /// same addresses (clients arriving in between are refused at connect).
+    pub async fn restart_replica(&mut self, i: usize) {
+        let r = &mut self.replicas[i];
+        r.proc.signal(Signal::SIGTERM);
+        let status = r.proc.wait_exit_async(crate::WAIT).await;
+        assert!(
+            status.success(),
+            "replica {i} stopped badly: {status}\n{}",
+            r.proc.stderr()
+        );
+        let listen = r.base.trim_start_matches("http://").to_string();
+        let admin = r.admin.trim_start_matches("http://").to_string();
+        let (proc, base, admin) = start_proxy(&r.config, &listen, &admin);
+        r.proc = proc;
+        r.base = base;
+        r.admin = admin;
+        r.reloads = 0;
+    }
+
     pub fn kill_ledger(&mut self) {
         if let Some(l) = self.ledger.as_mut() {
             l.proc.kill();
@@ -184,11 +207,11 @@ org = "{ORG}"
     }
 }
 
-fn start_proxy(config: &Path) -> (Process, String, String) {
+fn start_proxy(config: &Path, listen: &str, admin: &str) -> (Process, String, String) {
     let mut cmd = Command::new(binary("sluice-proxy"));
     cmd.arg("--config")
         .arg(config)
-        .args(["--listen", "127.0.0.1:0", "--admin-listen", "127.0.0.2:0"])
+        .args(["--listen", listen, "--admin-listen", admin])
         .env("SLUICE_INGEST_TOKEN", INGEST_TOKEN)
         .env("RUST_LOG", "info");
     let proc = Process::spawn("sluice-proxy", cmd);

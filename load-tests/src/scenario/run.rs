@@ -198,6 +198,11 @@ pub async fn run(s: &Scenario, scale: Scale) -> Option<String> {
                 "restart_ledger" => fleet.restart_ledger(),
                 "stop_redis" => fleet.redis.as_ref().expect("topology.redis").stop(),
                 "start_redis" => fleet.redis.as_ref().expect("topology.redis").restart(),
+                "restart_replica" => {
+                    fleet
+                        .restart_replica(f.replica.expect("restart_replica needs replica"))
+                        .await;
+                }
                 "kill_replica" => {
                     let r = &mut fleet.replicas[f.replica.expect("kill_replica needs replica")];
                     r.proc.kill();

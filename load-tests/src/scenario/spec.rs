@@ -44,7 +44,8 @@ pub struct Overlay {
     /// Lines inside the org's table (limits, budget).
     #[serde(default)]
     pub org: String,
-    /// Tables appended to the file (models, providers, `[server]` is not allowed: it is set).
+    /// Tables appended to the file (models, providers; `[server]` and `[usage]` are set).
+    /// `@MOCK@` stands for the mock provider's `host:port`.
     #[serde(default)]
     pub extra: String,
 }
@@ -143,9 +144,10 @@ pub struct Fault {
     #[serde(with = "humantime_serde_compat")]
     pub at: Duration,
     /// `reload` (every replica, SIGHUP after rewriting the file), `kill_ledger`,
-    /// `restart_ledger`, `stop_redis`, `start_redis`, `kill_replica` (SIGKILL).
+    /// `restart_ledger`, `stop_redis`, `start_redis`, `kill_replica` (SIGKILL),
+    /// `restart_replica` (SIGTERM, drain, a new process on the same addresses).
     pub action: String,
-    /// For `kill_replica`.
+    /// For `kill_replica` and `restart_replica`.
     pub replica: Option<usize>,
 }
 

@@ -190,6 +190,47 @@ org = "{ORG}"
         r.reloads = 0;
     }
 
+    /// A binary upgrade: a new process started with `--upgrade` waits for the listening
+    /// sockets, the old one hands them over on SIGQUIT and exits once its connections drained.
+    pub async fn upgrade_replica(&mut self, i: usize) {
+        let r = &mut self.replicas[i];
+        let mut cmd = Command::new(binary("sluice-proxy"));
+        cmd.arg("--config")
+            .arg(&r.config)
+            .args([
+                "--listen",
+                "127.0.0.1:0",
+                "--admin-listen",
+                "127.0.0.2:0",
+                "--upgrade",
+            ])
+            .env("SLUICE_INGEST_TOKEN", INGEST_TOKEN)
+            .env("RUST_LOG", "info");
+        let new = Process::spawn("sluice-proxy (upgraded)", cmd);
+        new.wait_stderr_async("the upgrade to wait for sockets", crate::WAIT, |t| {
+            t.contains("waiting for the listening sockets")
+        })
+        .await;
+        r.proc.signal(Signal::SIGQUIT);
+        let base = new
+            .wait_stderr_async("the upgraded process to listen", crate::WAIT, |t| {
+                t.contains("listening on http://")
+            })
+            .await;
+        assert!(
+            base.contains(r.base.trim_start_matches("http://")),
+            "the same socket"
+        );
+        let mut old = std::mem::replace(&mut r.proc, new);
+        let status = old.wait_exit_async(crate::WAIT).await;
+        assert!(
+            status.success(),
+            "replica {i}'s old process: {status}\n{}",
+            old.stderr()
+        );
+        r.reloads = 0;
+    }
+
     pub fn kill_ledger(&mut self) {
         if let Some(l) = self.ledger.as_mut() {
             l.proc.kill();

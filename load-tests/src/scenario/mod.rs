@@ -6,6 +6,7 @@
 
 pub mod fleet;
 pub mod run;
+pub mod slow;
 pub mod spec;
 
 pub use run::{load_dir, run, Scale};

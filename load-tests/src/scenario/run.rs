@@ -186,6 +186,24 @@ pub async fn run(s: &Scenario, scale: Scale) -> Option<String> {
         .collect();
     let started = Instant::now();
     let loads = futures_util::future::join_all(plans.iter().map(load::run));
+    let slow_addrs: Vec<String> = s
+        .slow
+        .iter()
+        .map(|w| {
+            fleet.replicas[w.replica]
+                .base
+                .trim_start_matches("http://")
+                .to_string()
+        })
+        .collect();
+    let slow = futures_util::future::join_all(s.slow.iter().zip(&slow_addrs).map(|(w, addr)| {
+        super::slow::trickle(
+            addr,
+            w.connections,
+            w.byte_every,
+            w.bound.unwrap_or(Duration::from_secs(30)),
+        )
+    }));
     let timeline = async {
         let mut faults = s.fault.clone();
         faults.sort_by_key(|f| f.at);
@@ -198,6 +216,11 @@ pub async fn run(s: &Scenario, scale: Scale) -> Option<String> {
                 "restart_ledger" => fleet.restart_ledger(),
                 "stop_redis" => fleet.redis.as_ref().expect("topology.redis").stop(),
                 "start_redis" => fleet.redis.as_ref().expect("topology.redis").restart(),
+                "upgrade_replica" => {
+                    fleet
+                        .upgrade_replica(f.replica.expect("upgrade_replica needs replica"))
+                        .await;
+                }
                 "restart_replica" => {
                     fleet
                         .restart_replica(f.replica.expect("restart_replica needs replica"))
@@ -212,7 +235,7 @@ pub async fn run(s: &Scenario, scale: Scale) -> Option<String> {
             }
         }
     };
-    let (reports, ()) = tokio::join!(loads, timeline);
+    let (reports, slow, ()) = tokio::join!(loads, slow, timeline);
     let elapsed = started.elapsed();
     let reports: Vec<Report> = reports
         .into_iter()
@@ -228,6 +251,14 @@ pub async fn run(s: &Scenario, scale: Scale) -> Option<String> {
     if let Some(c) = &s.expect.ok_total {
         if !matches!(c.holds(ok_total, sent_total), Ok(true)) {
             bad.push(format!("{ok_total} ok over every part, expected {c:?}"));
+        }
+    }
+    for (w, out) in s.slow.iter().zip(&slow) {
+        if out.opened != w.connections || out.survived > 0 {
+            bad.push(format!(
+                "slow clients: {} of {} opened, {} still open at the bound",
+                out.opened, w.connections, out.survived
+            ));
         }
     }
     check_records(s, &fleet, &reports, &mut bad).await;
@@ -253,6 +284,23 @@ pub async fn run(s: &Scenario, scale: Scale) -> Option<String> {
             ms(l.first_event.p99),
             ms(l.gap.p99),
             kinds(r).into_iter().filter(|(_, n)| *n > 0).collect::<Vec<_>>(),
+        );
+    }
+    for out in &slow {
+        let at = |q: f64| {
+            let v = &out.cut_after_ms;
+            v.get(((v.len() as f64 - 1.0) * q) as usize)
+                .copied()
+                .unwrap_or(0)
+        };
+        let _ = writeln!(
+            text,
+            "  slow clients: {} opened, {} cut by sluice after p50/max {}/{} ms, {} survived",
+            out.opened,
+            out.cut,
+            at(0.5),
+            at(1.0),
+            out.survived
         );
     }
     for (i, (b, a)) in before.iter().zip(&after).enumerate() {

@@ -21,6 +21,9 @@ pub struct Scenario {
     pub load: Vec<Part>,
     #[serde(default)]
     pub fault: Vec<Fault>,
+    /// Slow clients (slowloris) beside the load.
+    #[serde(default)]
+    pub slow: Vec<Slow>,
     #[serde(default)]
     pub expect: Expect,
 }
@@ -84,6 +87,20 @@ pub struct Part {
     pub ok: Option<Count>,
 }
 
+/// Connections that trickle a request header one byte at a time; every one must be cut by
+/// sluice within `bound` (default 30 s).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Slow {
+    pub connections: usize,
+    #[serde(default)]
+    pub replica: usize,
+    #[serde(with = "humantime_serde_compat")]
+    pub byte_every: Duration,
+    #[serde(default, with = "opt_duration")]
+    pub bound: Option<Duration>,
+}
+
 /// How much load: open loop (`rate`) or closed loop (`clients`), bounded by `requests` and/or
 /// `duration`.
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -145,9 +162,10 @@ pub struct Fault {
     pub at: Duration,
     /// `reload` (every replica, SIGHUP after rewriting the file), `kill_ledger`,
     /// `restart_ledger`, `stop_redis`, `start_redis`, `kill_replica` (SIGKILL),
-    /// `restart_replica` (SIGTERM, drain, a new process on the same addresses).
+    /// `restart_replica` (SIGTERM, drain, a new process on the same addresses),
+    /// `upgrade_replica` (a binary upgrade: `--upgrade`, then SIGQUIT to the old process).
     pub action: String,
-    /// For `kill_replica` and `restart_replica`.
+    /// For `kill_replica`, `restart_replica` and `upgrade_replica`.
     pub replica: Option<usize>,
 }
 

@@ -177,6 +177,8 @@ pub struct Expect {
     pub ok_total: Option<Count>,
     /// RSS after the load may exceed RSS before by at most this many MiB (default 64).
     pub rss_growth_mib: Option<u64>,
+    /// The same bound at `--full` size (default: `rss_growth_mib`).
+    pub full_rss_growth_mib: Option<u64>,
 }
 
 mod opt_duration {

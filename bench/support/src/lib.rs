@@ -30,6 +30,8 @@ pub mod prometheus;
 mod record;
 #[cfg(feature = "redis")]
 pub mod redis;
+#[cfg(any(feature = "prometheus", feature = "redis"))]
+mod tools;
 
 pub use clock::FakeClock;
 pub use nix::sys::signal::Signal;

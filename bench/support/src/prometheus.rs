@@ -25,22 +25,12 @@ const POLL: Duration = Duration::from_millis(100);
 /// `name` (`prometheus` or `promtool`) on `PATH`, or `None` (after a loud notice) when it is not
 /// installed and `SLUICE_TEST_REQUIRE_PROMETHEUS` is not set.
 pub fn tool(name: &str) -> Option<PathBuf> {
-    let found = std::env::var_os("PATH").and_then(|path| {
-        std::env::split_paths(&path)
-            .map(|dir| dir.join(name))
-            .find(|p| p.is_file())
-    });
-    if found.is_none() {
-        eprintln!(
-            "\n\n!!!!!!!! {name} NOT AVAILABLE: this Prometheus test is SKIPPED. Install it with \
-             `.ci/deps.sh --test` (Debian's prometheus package). !!!!!!!!\n"
-        );
-        assert!(
-            std::env::var_os("SLUICE_TEST_REQUIRE_PROMETHEUS").is_none(),
-            "SLUICE_TEST_REQUIRE_PROMETHEUS is set but {name} is not installed"
-        );
-    }
-    found
+    crate::tools::system_tool(
+        name,
+        "this Prometheus test",
+        "`.ci/deps.sh --test` (Debian's prometheus package)",
+        "SLUICE_TEST_REQUIRE_PROMETHEUS",
+    )
 }
 
 /// A running Prometheus server; killed (and its directory removed) on drop.

@@ -18,22 +18,12 @@ const START: Duration = Duration::from_secs(20);
 const TRIES: usize = 5;
 
 fn tool(name: &str) -> Option<PathBuf> {
-    let found = std::env::var_os("PATH").and_then(|path| {
-        std::env::split_paths(&path)
-            .map(|dir| dir.join(name))
-            .find(|p| p.is_file())
-    });
-    if found.is_none() {
-        eprintln!(
-            "\n\n!!!!!!!! {name} NOT AVAILABLE: this Redis test is SKIPPED. Install it with \
-             `.ci/deps.sh --test` (Debian's redis-server package). !!!!!!!!\n"
-        );
-        assert!(
-            std::env::var_os("SLUICE_TEST_REQUIRE_REDIS").is_none(),
-            "SLUICE_TEST_REQUIRE_REDIS is set but {name} is not installed"
-        );
-    }
-    found
+    crate::tools::system_tool(
+        name,
+        "this Redis test",
+        "`.ci/deps.sh --test` (Debian's redis-server package)",
+        "SLUICE_TEST_REQUIRE_REDIS",
+    )
 }
 
 /// A running (or stopped) throwaway Redis server.

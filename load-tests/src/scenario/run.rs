@@ -304,11 +304,12 @@ pub async fn run(s: &Scenario, scale: Scale) -> Option<String> {
         );
     }
     for (i, (b, a)) in before.iter().zip(&after).enumerate() {
-        // Closed-loop clients of this replica: its peak concurrency, for memory per request.
+        // Closed-loop streaming clients of this replica: its open streams at the peak, for
+        // memory per open stream.
         let clients: u64 = plans
             .iter()
             .zip(&s.load)
-            .filter(|(_, p)| p.replica == i)
+            .filter(|(_, p)| p.replica == i && p.stream)
             .filter_map(|(pl, _)| match pl.mode {
                 Mode::Closed { clients } => Some(clients as u64),
                 Mode::Open { .. } => None,

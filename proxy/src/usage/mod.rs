@@ -213,17 +213,33 @@ impl UsageObserver {
                 strip: None,
                 responses,
             } => {
-                if let (Some(responses), Some(chunk)) = (responses.as_mut(), body.as_ref()) {
-                    responses.feed(chunk, scanner.offset());
-                }
-                let mut on_event = |ev: &SseEvent<'_>| {
-                    stream::on_event(shape, ev, observed, anthropic, responses.as_mut());
-                };
                 if let Some(chunk) = body.as_ref() {
-                    scanner.feed(chunk, &mut on_event);
+                    // The Responses finder is fed in step with the scanner: up to each event's
+                    // end before that event is judged, never past it, so an object after the
+                    // final event cannot replace the final event's usage, and what is found
+                    // does not depend on where chunks end.
+                    let base = scanner.offset();
+                    let mut fed = 0usize;
+                    scanner.feed(chunk, |ev| {
+                        if let Some(r) = responses.as_mut() {
+                            let upto = usize::try_from(ev.end.saturating_sub(base))
+                                .unwrap_or(usize::MAX)
+                                .min(chunk.len());
+                            if upto > fed {
+                                r.feed(&chunk[fed..upto], base + fed as u64);
+                                fed = upto;
+                            }
+                        }
+                        stream::on_event(shape, ev, observed, anthropic, responses.as_mut());
+                    });
+                    if let Some(r) = responses.as_mut().filter(|_| fed < chunk.len()) {
+                        r.feed(&chunk[fed..], base + fed as u64);
+                    }
                 }
                 if end_of_stream {
-                    scanner.finish(&mut on_event);
+                    scanner.finish(|ev| {
+                        stream::on_event(shape, ev, observed, anthropic, responses.as_mut());
+                    });
                 }
             }
             Body::Sse {

@@ -34,8 +34,9 @@ impl ResponsesUsage {
         }
     }
 
-    /// Feeds the next raw chunk, which starts at stream offset `base`. Call it before the
-    /// scanner sees the chunk, so objects are known when the scanner dispatches their events.
+    /// Feeds the next raw bytes, which start at stream offset `base`. Feed it in step with the
+    /// scanner: every byte up to an event's end before that event is judged ([`Self::on_event`]),
+    /// and none past it, so the one pending object is that event's when it has one.
     pub(crate) fn feed(&mut self, chunk: &[u8], base: u64) {
         let pending = &mut self.pending;
         self.json.feed(chunk, |object, end| {
@@ -64,8 +65,15 @@ mod tests {
         let mut scanner = crate::sse::SseScanner::with_max_event_bytes(64);
         let mut seen = Vec::new();
         for chunk in stream.chunks(split.max(1)) {
-            tracker.feed(chunk, scanner.offset());
+            // In step with the scanner, as the observer feeds it.
+            let base = scanner.offset();
+            let mut fed = 0;
             scanner.feed(chunk, |ev| {
+                let upto = ((ev.end - base) as usize).min(chunk.len());
+                if upto > fed {
+                    tracker.feed(&chunk[fed..upto], base + fed as u64);
+                    fed = upto;
+                }
                 let is_final = ev.event == b"response.completed";
                 seen.push((
                     ev.start,
@@ -73,6 +81,7 @@ mod tests {
                     tracker.on_event(ev.start, ev.end, is_final),
                 ));
             });
+            tracker.feed(&chunk[fed..], base + fed as u64);
         }
         seen
     }

@@ -358,3 +358,29 @@ fn strip_does_not_hold_an_endless_event() {
     }
     assert!(forwarded + super::MAX_STRIP_HELD as usize >= 8 * chunk.len());
 }
+
+/// A Responses stream whose final event is followed, in the same chunk, by another usage
+/// object: the finder once ran over the whole chunk before the scanner judged its events, so the
+/// later object replaced the final event's and the usage was lost unless a chunk boundary fell
+/// between them (found by the strip_observer fuzzer).
+#[test]
+fn responses_usage_does_not_depend_on_where_chunks_end() {
+    let stream: &[u8] = b"event: response.completed\ndata: {\"type\":\"response.completed\",\"response\":{\"usage\":{\"input_tokens\":9,\"output_tokens\":1}}}\n\nevent: response.output_text.delta\ndata: {\"usage\":{\"input_tokens\":5,\"output_tokens\":5}}\n\n";
+    let run = |chunks: &[&[u8]]| {
+        let mut o = UsageObserver::new(crate::api::Api::Responses, true, false);
+        for c in chunks {
+            let mut b = Some(bytes::Bytes::copy_from_slice(c));
+            o.filter(&mut b, false);
+        }
+        o.filter(&mut None, true);
+        o.report()
+    };
+    let split = stream.windows(2).position(|w| w == b"\n\n").unwrap() + 2;
+    let whole = run(&[stream]);
+    assert_eq!(whole, run(&[&stream[..split], &stream[split..]]));
+    assert!(whole.final_usage_seen);
+    assert_eq!(
+        (whole.usage.input_tokens, whole.usage.output_tokens),
+        (9, 1)
+    );
+}

@@ -172,7 +172,10 @@ impl Global {
     fn slice(&self, scope: &Scope, kind: char, quota: Quota) -> Arc<Slice> {
         let key = (scope.clone(), kind, quota.period);
         if let Some(s) = self.slices.get(&key) {
-            if s.amount.swap(quota.amount, Ordering::AcqRel) != quota.amount {
+            // Read first: a swap on every request would write a cache line all threads share.
+            if s.amount.load(Ordering::Relaxed) != quota.amount
+                && s.amount.swap(quota.amount, Ordering::AcqRel) != quota.amount
+            {
                 // A reload changed the quota: cells leased under the old one go back, so the
                 // new quota applies from the next request on, on every replica.
                 let back = s.drain();

@@ -12,6 +12,9 @@ use std::sync::{Arc, Weak};
 use std::time::{Duration, SystemTime};
 
 const TICK: Duration = Duration::from_millis(250);
+/// Idle slices and leases are dropped every this many ticks (10 s): `retain` write-locks each
+/// shard of the maps the request path reads.
+const EVICT_EVERY: u32 = 40;
 
 type Call = Pin<Box<dyn Future<Output = ()> + Send>>;
 
@@ -28,6 +31,7 @@ pub async fn run(global: Weak<Global>) {
     ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     // Calls run concurrently (one per slice at most, by its `busy` flag) on the one connection.
     let mut calls: FuturesUnordered<Call> = FuturesUnordered::new();
+    let mut tick = 0u32;
     loop {
         tokio::select! {
             job = inbox.recv() => {
@@ -40,6 +44,10 @@ pub async fn run(global: Weak<Global>) {
             }
             _ = ticks.tick() => {
                 let Some(g) = global.upgrade() else { return };
+                tick = tick.wrapping_add(1);
+                if tick % EVICT_EVERY == 0 {
+                    evict(&g);
+                }
                 for call in housekeeping(g) {
                     calls.push(call);
                 }
@@ -47,6 +55,15 @@ pub async fn run(global: Weak<Global>) {
             Some(()) = calls.next(), if !calls.is_empty() => {}
         }
     }
+}
+
+/// Drops the slices and leases nobody holds and that hold nothing.
+fn evict(g: &Global) {
+    let now = g.now();
+    g.slices
+        .retain(|_, s| Arc::strong_count(s) > 1 || !s.is_idle(now));
+    g.leases
+        .retain(|_, l| Arc::strong_count(l) > 1 || !l.is_idle());
 }
 
 /// The calls one tick starts.

@@ -259,3 +259,26 @@ async fn max_records_evicts_oldest() {
         .await;
     assert!(mock.requests().is_empty());
 }
+
+/// The peak counts exchanges open at the same time, from their start to their final outcome;
+/// a stall stays open until the client leaves.
+#[tokio::test]
+async fn the_in_progress_peak_counts_exchanges_open_at_once() {
+    let mock = Mock::start().await;
+    let mut held = Vec::new();
+    for _ in 0..3 {
+        held.push(mock.chat(true, &[("x-mock-stall-after", "1")]).await);
+    }
+    within(mock.wait_until(|r| r.len() == 3 && r.iter().all(|x| x.outcome == Outcome::Stalled)))
+        .await;
+    assert_eq!(mock.take_peak_in_progress(), 3);
+    drop(held);
+    within(mock.wait_until(|r| r.iter().all(|x| x.outcome == Outcome::ClientGone))).await;
+    // The window that began with three open saw three; the next starts from nothing open.
+    assert_eq!(mock.take_peak_in_progress(), 3);
+    for _ in 0..4 {
+        let (status, _) = mock.chat_json(false, &[]).await;
+        assert_eq!(status, 200);
+    }
+    assert_eq!(mock.take_peak_in_progress(), 1);
+}

@@ -5,7 +5,7 @@
 //! making tests poll with sleeps.
 
 use std::collections::VecDeque;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use bytes::Bytes;
@@ -116,6 +116,10 @@ pub(crate) struct Recorder {
     records: Mutex<Records>,
     changed: watch::Sender<u64>,
     max: AtomicUsize,
+    /// Exchanges begun and not yet ended: the provider's concurrency as a gateway drives it.
+    open: AtomicUsize,
+    /// The most `open` has been since start or [`Recorder::take_peak`].
+    peak: AtomicUsize,
 }
 
 impl Recorder {
@@ -124,6 +128,8 @@ impl Recorder {
             records: Mutex::new(Records::default()),
             changed: watch::channel(0).0,
             max: AtomicUsize::new(DEFAULT_MAX_RECORDS),
+            open: AtomicUsize::new(0),
+            peak: AtomicUsize::new(0),
         })
     }
 
@@ -151,10 +157,23 @@ impl Recorder {
             id
         };
         self.notify();
+        let open = self.open.fetch_add(1, Ordering::SeqCst) + 1;
+        self.peak.fetch_max(open, Ordering::SeqCst);
         RecordHandle {
             recorder: Arc::clone(self),
             id,
+            open: Arc::new(Open {
+                recorder: Arc::clone(self),
+                ended: AtomicBool::new(false),
+            }),
         }
+    }
+
+    /// The most exchanges that were open at once since start or the last call, which starts a
+    /// new peak from what is open now.
+    pub(crate) fn take_peak(&self) -> usize {
+        let now = self.open.load(Ordering::SeqCst);
+        self.peak.swap(now, Ordering::SeqCst)
     }
 
     pub(crate) fn snapshot(&self) -> Vec<RecordedRequest> {
@@ -225,6 +244,28 @@ impl Recorder {
 pub(crate) struct RecordHandle {
     recorder: Arc<Recorder>,
     id: u64,
+    open: Arc<Open>,
+}
+
+/// Counts an exchange as open until it ends: at its final outcome, or when the last handle is
+/// dropped (a handler that returned early), whichever comes first, and only once.
+struct Open {
+    recorder: Arc<Recorder>,
+    ended: AtomicBool,
+}
+
+impl Open {
+    fn end(&self) {
+        if !self.ended.swap(true, Ordering::SeqCst) {
+            self.recorder.open.fetch_sub(1, Ordering::SeqCst);
+        }
+    }
+}
+
+impl Drop for Open {
+    fn drop(&mut self) {
+        self.end();
+    }
 }
 
 impl RecordHandle {
@@ -238,6 +279,12 @@ impl RecordHandle {
     }
 
     pub(crate) fn finish(&self, outcome: Outcome, chunks_sent: usize) {
+        // The outcome is set before the last bytes reach the socket, so a gateway that frees a
+        // concurrency slot when it has read the end can never see the exchange still open. A
+        // stall keeps the connection busy, so it is not an end.
+        if !matches!(outcome, Outcome::InProgress | Outcome::Stalled) {
+            self.open.end();
+        }
         self.recorder.update(self.id, |r| {
             r.outcome = outcome;
             r.chunks_sent = chunks_sent;

@@ -174,6 +174,13 @@ impl MockProvider {
         self.recorder.set_max(max);
     }
 
+    /// The most requests that were in progress at once since start or the last call (which
+    /// starts the next peak from those in progress now): what a concurrency cap in front of
+    /// the mock let through, seen from the provider's side.
+    pub fn take_peak_in_progress(&self) -> usize {
+        self.recorder.take_peak()
+    }
+
     /// Forgets all records. Streams still running keep playing but no longer update records.
     pub fn reset(&self) {
         self.recorder.reset();

@@ -28,6 +28,8 @@ pub struct Replica {
 
 pub struct Fleet {
     pub mock: MockProvider,
+    /// `topology.spare_mocks` more providers (`@MOCK1@`, …); `None` once killed.
+    pub spares: Vec<Option<MockProvider>>,
     pub ledger: Option<Ledger>,
     pub ledger_url: Option<String>,
     pub redis: Option<Redis>,
@@ -42,6 +44,14 @@ impl Fleet {
     pub async fn start(s: &Scenario) -> Option<Self> {
         let dir = tempfile::tempdir().expect("scenario dir");
         let mock = MockProvider::start("127.0.0.1:0").await.expect("mock");
+        let mut spares = Vec::new();
+        for _ in 0..s.topology.spare_mocks {
+            let spare = MockProvider::start("127.0.0.1:0")
+                .await
+                .expect("spare mock");
+            spare.set_killable();
+            spares.push(Some(spare));
+        }
         let redis = if s.topology.redis {
             Some(Redis::start()?)
         } else {
@@ -61,6 +71,7 @@ impl Fleet {
         let key = keys::generate().expect("key").to_string();
         let mut fleet = Self {
             mock,
+            spares,
             ledger,
             ledger_url,
             redis,
@@ -140,16 +151,37 @@ org = "{ORG}"
             usage = dir.join(format!("usage-{i}.jsonl")).display(),
             providers = mock_providers(self.mock.addr()),
             org = s.config.org,
-            extra = s
-                .config
-                .extra
-                .replace("@MOCK@", &self.mock.addr().to_string()),
+            extra = self.placeholders(&s.config.extra),
         );
         let path = dir.join(format!("sluice-{i}.toml"));
         let tmp = dir.join(format!(".sluice-{i}.toml.tmp"));
         std::fs::write(&tmp, text).expect("write config");
         std::fs::rename(&tmp, &path).expect("replace config");
         path
+    }
+
+    /// The overlay with `@MOCK@` and `@MOCKn@` replaced by the mocks' addresses (a killed
+    /// spare keeps its last address, which now refuses connections).
+    fn placeholders(&self, text: &str) -> String {
+        let mut out = text.replace("@MOCK@", &self.mock.addr().to_string());
+        for (i, spare) in self.spares.iter().enumerate() {
+            if let Some(m) = spare {
+                out = out.replace(&format!("@MOCK{}@", i + 1), &m.addr().to_string());
+            }
+        }
+        out
+    }
+
+    /// Kills spare mock `n` (1-based) as a crashed provider: it stops accepting and cuts every
+    /// connection it holds, with the requests and streams on them.
+    pub fn kill_mock(&mut self, n: usize) {
+        let slot = n
+            .checked_sub(1)
+            .and_then(|i| self.spares.get_mut(i))
+            .unwrap_or_else(|| panic!("kill_mock: no spare mock {n}"));
+        if let Some(m) = slot.take() {
+            m.kill();
+        }
     }
 
     /// Rewrites every live replica's configuration and reloads it, waiting until each says so.

@@ -60,11 +60,17 @@ fn plan(s: &Scenario, part: &Part, base: &str, key: &str, scale: Scale) -> Plan 
         _ => part.size.clone(),
     };
     let Size {
-        clients,
+        mut clients,
         rate,
-        requests,
+        mut requests,
         duration,
+        fit_fd_limit,
     } = size;
+    if fit_fd_limit == Some(true) {
+        let n = fd_limited_clients();
+        clients = Some(n);
+        requests = Some(n as u64);
+    }
     let mode = match (clients, rate) {
         (Some(c), None) => Mode::Closed { clients: c },
         (None, Some(r)) => Mode::Open { rate: r },
@@ -100,6 +106,18 @@ fn plan(s: &Scenario, part: &Part, base: &str, key: &str, scale: Scale) -> Plan 
     plan.max_outstanding = 10_000;
     plan.timeout = part.timeout.unwrap_or(Duration::from_secs(30));
     plan
+}
+
+/// The most streams one replica can hold open here: the hard descriptor limit (sluice raises
+/// its soft limit to it, and so does the suite's test for its own process), less a margin for everything else, halved
+/// because each stream holds two descriptors on each side (sluice: client and upstream; this
+/// process: the client and the mock's end), capped where the loopback's ephemeral ports (about
+/// 28,000) would run out first.
+pub fn fd_limited_clients() -> usize {
+    use nix::sys::resource::{getrlimit, Resource};
+    let hard = getrlimit(Resource::RLIMIT_NOFILE).map_or(1024, |(_, hard)| hard);
+    let n = hard.saturating_sub(1024) / 2;
+    usize::try_from(n).unwrap_or(usize::MAX).clamp(1, 20_000)
 }
 
 /// Error counts of a report by the scenario's kind names.
@@ -184,6 +202,8 @@ pub async fn run(s: &Scenario, scale: Scale) -> Option<String> {
             plan(s, p, base, &fleet.key, scale)
         })
         .collect();
+    // The provider-side peak counts only this scenario's load.
+    let _ = fleet.mock.take_peak_in_progress();
     let started = Instant::now();
     let loads = futures_util::future::join_all(plans.iter().map(load::run));
     let slow_addrs: Vec<String> = s
@@ -226,6 +246,7 @@ pub async fn run(s: &Scenario, scale: Scale) -> Option<String> {
                         .restart_replica(f.replica.expect("restart_replica needs replica"))
                         .await;
                 }
+                "kill_mock" => fleet.kill_mock(f.mock.expect("kill_mock needs mock")),
                 "kill_replica" => {
                     let r = &mut fleet.replicas[f.replica.expect("kill_replica needs replica")];
                     r.proc.kill();
@@ -253,6 +274,22 @@ pub async fn run(s: &Scenario, scale: Scale) -> Option<String> {
             bad.push(format!("{ok_total} ok over every part, expected {c:?}"));
         }
     }
+    let upstream_peak = fleet.mock.take_peak_in_progress() as u64;
+    if let Some(c) = &s.expect.upstream_peak {
+        if !matches!(c.holds(upstream_peak, sent_total), Ok(true)) {
+            bad.push(format!(
+                "{upstream_peak} requests at once at the provider, expected {c:?}"
+            ));
+        }
+    }
+    let tokens = record_tokens(&fleet);
+    if let Some(c) = &s.expect.record_tokens {
+        if !matches!(c.holds(tokens, u64::MAX), Ok(true)) {
+            bad.push(format!(
+                "{tokens} tokens in the usage records, expected {c:?}"
+            ));
+        }
+    }
     for (w, out) in s.slow.iter().zip(&slow) {
         if out.opened != w.connections || out.survived > 0 {
             bad.push(format!(
@@ -265,7 +302,11 @@ pub async fn run(s: &Scenario, scale: Scale) -> Option<String> {
     check_ledger(&fleet, &mut bad).await;
     let after = check_leaks(s, scale, &fleet, &reports, &before, &mut bad).await;
 
-    let mut text = format!("scenario {} ({elapsed:.1?}): {}\n", s.name, s.about);
+    let mut text = format!(
+        "scenario {} ({elapsed:.1?}): {}\n  at most {upstream_peak} requests at once at the \
+         provider; {tokens} tokens recorded\n",
+        s.name, s.about
+    );
     for (part, r) in s.load.iter().zip(&reports) {
         let l = &r.latency_us;
         let _ = writeln!(
@@ -342,6 +383,24 @@ pub async fn run(s: &Scenario, scale: Scale) -> Option<String> {
     Some(text)
 }
 
+/// Input plus output tokens over the usage records of every live replica.
+fn record_tokens(fleet: &Fleet) -> u64 {
+    let field = |v: &serde_json::Value, k: &str| v[k].as_u64().unwrap_or(0);
+    fleet
+        .replicas
+        .iter()
+        .filter(|r| !r.killed)
+        .flat_map(|r| {
+            std::fs::read_to_string(&r.usage)
+                .unwrap_or_default()
+                .lines()
+                .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+                .map(|v| field(&v, "input_tokens") + field(&v, "output_tokens"))
+                .collect::<Vec<_>>()
+        })
+        .sum()
+}
+
 /// Every request that reached a live replica has exactly one usage record there.
 async fn check_records(s: &Scenario, fleet: &Fleet, reports: &[Report], bad: &mut Vec<String>) {
     for (i, r) in fleet.replicas.iter().enumerate() {
@@ -409,8 +468,12 @@ async fn check_ledger(fleet: &Fleet, bad: &mut Vec<String>) {
             ids.len()
         ));
     }
-    let served = fleet.mock.requests();
-    if served.iter().all(|r| r.outcome == Outcome::Completed) {
+    let mut served = fleet.mock.requests();
+    let spares_alive = fleet.spares.iter().all(Option::is_some);
+    for m in fleet.spares.iter().flatten() {
+        served.extend(m.requests());
+    }
+    if spares_alive && served.iter().all(|r| r.outcome == Outcome::Completed) {
         let (mut input, mut output) = (0, 0);
         for r in &served {
             if let Some(u) = r.usage {

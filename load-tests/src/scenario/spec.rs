@@ -38,6 +38,10 @@ pub struct Topology {
     /// A real Redis, and `[limits] backend = "redis"` for every replica.
     #[serde(default)]
     pub redis: bool,
+    /// Mock providers beside the main one, as `@MOCK1@`, `@MOCK2@`, … in the overlay; each can
+    /// be killed by the timeline (`kill_mock`), cutting the connections it holds.
+    #[serde(default)]
+    pub spare_mocks: usize,
 }
 
 /// TOML added to the standard scenario configuration.
@@ -111,6 +115,9 @@ pub struct Size {
     pub requests: Option<u64>,
     #[serde(default, with = "opt_duration")]
     pub duration: Option<Duration>,
+    /// Sets `clients` and `requests` to as many connections as the descriptor limits allow
+    /// (see `run::fd_limited_clients`).
+    pub fit_fd_limit: Option<bool>,
 }
 
 impl Size {
@@ -121,6 +128,7 @@ impl Size {
             rate: over.rate.or(self.rate),
             requests: over.requests.or(self.requests),
             duration: over.duration.or(self.duration),
+            fit_fd_limit: over.fit_fd_limit.or(self.fit_fd_limit),
         }
     }
 }
@@ -163,10 +171,13 @@ pub struct Fault {
     /// `reload` (every replica, SIGHUP after rewriting the file), `kill_ledger`,
     /// `restart_ledger`, `stop_redis`, `start_redis`, `kill_replica` (SIGKILL),
     /// `restart_replica` (SIGTERM, drain, a new process on the same addresses),
-    /// `upgrade_replica` (a binary upgrade: `--upgrade`, then SIGQUIT to the old process).
+    /// `upgrade_replica` (a binary upgrade: `--upgrade`, then SIGQUIT to the old process),
+    /// `kill_mock` (a spare mock stops accepting and cuts every connection it holds).
     pub action: String,
     /// For `kill_replica`, `restart_replica` and `upgrade_replica`.
     pub replica: Option<usize>,
+    /// For `kill_mock`: which spare mock (1 is `@MOCK1@`).
+    pub mock: Option<usize>,
 }
 
 /// Invariants across the whole scenario (the per-part ones are on [`Part`]).
@@ -179,6 +190,12 @@ pub struct Expect {
     pub rss_growth_mib: Option<u64>,
     /// The same bound at `--full` size (default: `rss_growth_mib`).
     pub full_rss_growth_mib: Option<u64>,
+    /// The most requests in progress at once at the main mock: what a concurrency cap let
+    /// through, seen from the provider's side.
+    pub upstream_peak: Option<Count>,
+    /// Input plus output tokens over every usage record of every live replica: what a token
+    /// quota let through.
+    pub record_tokens: Option<Count>,
 }
 
 mod opt_duration {

@@ -24,14 +24,27 @@ async fn every_scenario_holds_its_invariants() {
     let only = std::env::var("SLUICE_SCENARIO").ok();
     let scale = Scale::from_env();
     let mut ran = 0;
+    // A broken scenario does not stop the others: every break is listed at the end.
+    let mut broke = Vec::new();
     for s in load_dir(&dir) {
         if only.as_deref().is_some_and(|o| o != s.name) {
             continue;
         }
-        if let Some(report) = run(&s, scale).await {
-            eprintln!("{report}");
+        match run(&s, scale).await {
+            Some(Ok(report)) => eprintln!("{report}"),
+            Some(Err(report)) => {
+                eprintln!("{report}");
+                broke.push(report);
+            }
+            None => {}
         }
         ran += 1;
     }
     assert!(ran > 0, "no scenario ran");
+    assert!(
+        broke.is_empty(),
+        "{} scenario(s) broke:\n\n{}",
+        broke.len(),
+        broke.join("\n")
+    );
 }

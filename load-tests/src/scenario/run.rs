@@ -180,8 +180,9 @@ fn ms(us: u64) -> String {
     format!("{:.1}", us as f64 / 1000.0)
 }
 
-/// Runs `s` at `scale`; returns its report, or panics listing every broken invariant.
-pub async fn run(s: &Scenario, scale: Scale) -> Option<String> {
+/// Runs `s` at `scale`: `None` when skipped, else its report, as `Err` with every broken
+/// invariant listed after it when one broke (so that a suite can run on and list them all).
+pub async fn run(s: &Scenario, scale: Scale) -> Option<Result<String, String>> {
     let Some(mut fleet) = Fleet::start(s).await else {
         eprintln!(
             "scenario {}: SKIPPED (a server it needs is not installed)",
@@ -374,13 +375,15 @@ pub async fn run(s: &Scenario, scale: Scale) -> Option<String> {
             a.fds
         );
     }
-    assert!(
-        bad.is_empty(),
-        "{text}scenario {} broke:\n  {}",
-        s.name,
-        bad.join("\n  ")
-    );
-    Some(text)
+    if bad.is_empty() {
+        Some(Ok(text))
+    } else {
+        Some(Err(format!(
+            "{text}scenario {} broke:\n  {}",
+            s.name,
+            bad.join("\n  ")
+        )))
+    }
 }
 
 /// Input plus output tokens over the usage records of every live replica.

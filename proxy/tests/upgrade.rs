@@ -305,3 +305,67 @@ async fn keep_alive_clients_lose_no_request_across_a_sigterm_restart() {
     pool.finish(tasks).await;
     assert_eq!(new.next_record().await["status"], 200);
 }
+
+/// Connections the kernel accepted (handshake done, request sent) but the process had not yet
+/// taken off the listening socket when SIGTERM came are served, not reset: a stopped process
+/// (SIGSTOP) queues them all, and SIGTERM is pending when it resumes. Without the drain, closing
+/// the listener reset every connection still queued; those clients had written their request,
+/// so none of them could safely retry it.
+#[tokio::test]
+async fn connections_queued_when_sigterm_comes_are_answered_not_reset() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let s = Sluice::start_with(|c| {
+        c.server = "grace_period = \"60s\"\nshutdown_timeout = \"1s\"\n".into();
+    })
+    .await;
+    let request = format!(
+        "GET /v1/models HTTP/1.1\r\nHost: sluice\r\nAuthorization: Bearer {}\r\n\r\n",
+        s.cfg.keys.acme
+    );
+    s.proc.signal(Signal::SIGSTOP);
+    let mut queued = Vec::new();
+    for _ in 0..100 {
+        let mut c = tokio::net::TcpStream::connect(s.addr).await.unwrap();
+        c.write_all(request.as_bytes()).await.unwrap();
+        queued.push(c);
+    }
+    s.proc.signal(Signal::SIGTERM);
+    s.proc.signal(Signal::SIGCONT);
+    let mut failed = Vec::new();
+    for (i, mut c) in queued.into_iter().enumerate() {
+        // A whole answer: its head, then as many body bytes as it announces. (One accepted
+        // before the stop began may keep its connection open, so the end of the stream is not
+        // awaited.)
+        let mut answer = Vec::new();
+        let whole = tokio::time::timeout(WAIT, async {
+            let mut chunk = [0u8; 4096];
+            loop {
+                let text = String::from_utf8_lossy(&answer).to_ascii_lowercase();
+                if let Some(end) = text.find("\r\n\r\n") {
+                    let length = text[..end]
+                        .lines()
+                        .find_map(|l| l.strip_prefix("content-length:"))
+                        .and_then(|v| v.trim().parse::<usize>().ok());
+                    if length.is_some_and(|n| answer.len() >= end + 4 + n) {
+                        return Ok(text.starts_with("http/1.1 200"));
+                    }
+                }
+                match c.read(&mut chunk).await {
+                    Ok(0) => return Err("closed".to_string()),
+                    Ok(n) => answer.extend_from_slice(&chunk[..n]),
+                    Err(e) => return Err(e.to_string()),
+                }
+            }
+        })
+        .await;
+        if !matches!(whole, Ok(Ok(true))) {
+            let text = String::from_utf8_lossy(&answer);
+            failed.push(format!("connection {i}: {whole:?} after {text:?}"));
+        }
+    }
+    assert!(
+        failed.is_empty(),
+        "{} of 100 not answered: {failed:#?}",
+        failed.len()
+    );
+}

@@ -410,6 +410,38 @@ impl ListenerEndpointBuilder {
     }
 }
 
+/// sluice patch: attaches `ldb [13]; and #0x12; jeq #0x02, drop, keep` (SYN set, ACK clear:
+/// drop). Written by hand: four fixed instructions do not warrant a BPF assembler crate.
+#[cfg(target_os = "linux")]
+fn refuse_syn(fd: std::os::unix::io::RawFd) -> std::io::Result<()> {
+    let mut prog = [
+        libc::sock_filter { code: (libc::BPF_LD | libc::BPF_B | libc::BPF_ABS) as u16, jt: 0, jf: 0, k: 13 },
+        libc::sock_filter { code: (libc::BPF_ALU | libc::BPF_AND | libc::BPF_K) as u16, jt: 0, jf: 0, k: 0x12 },
+        libc::sock_filter { code: (libc::BPF_JMP | libc::BPF_JEQ | libc::BPF_K) as u16, jt: 0, jf: 1, k: 0x02 },
+        libc::sock_filter { code: (libc::BPF_RET | libc::BPF_K) as u16, jt: 0, jf: 0, k: 0 },
+        libc::sock_filter { code: (libc::BPF_RET | libc::BPF_K) as u16, jt: 0, jf: 0, k: u32::MAX },
+    ];
+    let fprog = libc::sock_fprog {
+        len: prog.len() as u16,
+        filter: prog.as_mut_ptr(),
+    };
+    // SAFETY: `fprog` points at `prog`, both live across the call; the kernel copies the program.
+    let rc = unsafe {
+        libc::setsockopt(
+            fd,
+            libc::SOL_SOCKET,
+            libc::SO_ATTACH_FILTER,
+            &fprog as *const libc::sock_fprog as *const libc::c_void,
+            std::mem::size_of::<libc::sock_fprog>() as libc::socklen_t,
+        )
+    };
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(std::io::Error::last_os_error())
+    }
+}
+
 impl ListenerEndpoint {
     pub fn builder() -> ListenerEndpointBuilder {
         ListenerEndpointBuilder::new()
@@ -426,6 +458,20 @@ impl ListenerEndpoint {
     #[cfg(test)]
     pub fn local_addr(&self) -> Option<std::net::SocketAddr> {
         self.listener.local_addr()
+    }
+
+    /// sluice patch: from now on drop every connection request (a TCP segment with SYN and
+    /// without ACK) that reaches this listener, by a classic BPF socket filter, so no new
+    /// handshake completes while the connections already queued (or mid-handshake, whose final
+    /// ACK still passes) are accepted. A client whose SYN is dropped retransmits it, and once the
+    /// socket is closed gets a connection refused. Linux TCP listeners only; elsewhere
+    /// `Unsupported`. Socket filters see a TCP segment from its header: byte 13 holds the flags.
+    pub fn refuse_new_connections(&self) -> std::io::Result<()> {
+        #[cfg(target_os = "linux")]
+        if let Listener::Tcp(l) = self.listener.as_ref() {
+            return refuse_syn(l.as_raw_fd());
+        }
+        Err(std::io::ErrorKind::Unsupported.into())
     }
 
     fn apply_stream_settings(&self, stream: &mut Stream) -> Result<()> {
@@ -531,6 +577,45 @@ mod test {
         tokio::net::TcpStream::connect(addr)
             .await
             .expect("can connect to TCP listener");
+    }
+
+    /// sluice patch: once new connections are refused, a connection already queued is still
+    /// accepted and served, and one attempted afterwards ends refused when the listener closes,
+    /// never connected and then reset (which a client that wrote its request cannot retry).
+    #[cfg(target_os = "linux")]
+    #[tokio::test]
+    async fn sluice_refused_listener_accepts_its_queue_and_refuses_the_rest() {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let mut builder = ListenerEndpoint::builder();
+        builder.listen_addr(ServerAddress::Tcp("127.0.0.1:0".into(), None));
+        let listener = builder.listen(None).await.unwrap();
+        let addr = listener.local_addr().unwrap();
+
+        // Queued: the kernel completes its handshake before anything is accepted.
+        let mut queued = tokio::net::TcpStream::connect(addr).await.unwrap();
+        queued.write_all(b"ping").await.unwrap();
+        listener.refuse_new_connections().unwrap();
+
+        // A connect attempted now: its first poll sends the SYN (on loopback the handshake
+        // would complete within that poll), and it is still pending after it.
+        let mut late = Box::pin(tokio::net::TcpStream::connect(addr));
+        tokio::select! {
+            biased;
+            r = &mut late => panic!("connected past the filter: {r:?}"),
+            _ = std::future::ready(()) => {}
+        }
+
+        let mut served = listener.accept().await.unwrap();
+        let mut buf = [0u8; 4];
+        served.read_exact(&mut buf).await.unwrap();
+        assert_eq!(&buf, b"ping");
+        drop(served);
+        drop(listener);
+        // Its retransmitted SYN meets the closed socket.
+        let err = late.await.expect_err("nothing listens any more");
+        assert_eq!(err.kind(), std::io::ErrorKind::ConnectionRefused, "{err:?}");
+        let mut rest = Vec::new();
+        queued.read_to_end(&mut rest).await.unwrap();
     }
 
     #[tokio::test]

@@ -303,6 +303,12 @@ impl TransportStack {
     pub fn cleanup(&mut self) {
         // placeholder
     }
+
+    /// sluice patch: stop completing new handshakes on this listener (see
+    /// [`ListenerEndpoint::refuse_new_connections`]).
+    pub fn refuse_new_connections(&self) -> std::io::Result<()> {
+        self.l4.refuse_new_connections()
+    }
 }
 
 pub(crate) struct UninitializedStream {

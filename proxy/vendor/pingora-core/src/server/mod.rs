@@ -38,6 +38,7 @@ pub use pingora_runtime::{RuntimeMetricsOpts, RuntimeOpts};
 use pingora_timeout::fast_timeout;
 #[cfg(feature = "sentry")]
 use sentry::ClientOptions;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::thread;
 use std::time::{Instant, SystemTime};
@@ -55,6 +56,17 @@ use configuration::{Opt, ServerConf};
 use std::collections::HashMap;
 #[cfg(unix)]
 pub use transfer_fd::Fds;
+
+/// sluice patch: set once this process has handed its listening sockets to a new process (a
+/// graceful upgrade), whose accept loops take over the connections queued on them; a listener
+/// stopping after that must not drain or filter the socket it no longer owns alone.
+static LISTENERS_HANDED_OVER: AtomicBool = AtomicBool::new(false);
+
+/// sluice patch: whether this process has handed its listening sockets over (see
+/// [`LISTENERS_HANDED_OVER`]).
+pub fn listeners_handed_over() -> bool {
+    LISTENERS_HANDED_OVER.load(Ordering::Acquire)
+}
 
 use pingora_error::{Error, ErrorType, Result};
 
@@ -300,6 +312,8 @@ impl Server {
                         info!("Trying to send socks");
                         match fds.send_to_sock(self.configuration.as_ref().upgrade_sock.as_str()) {
                             Ok(_) => {
+                                // sluice patch: the new process listens on them from now on.
+                                LISTENERS_HANDED_OVER.store(true, Ordering::Release);
                                 info!("listener sockets sent");
                             }
                             Err(e) => {
@@ -822,12 +836,19 @@ impl Server {
                 .unwrap_or(EXIT_TIMEOUT);
             info!("Graceful shutdown: grace period {}s starts", exit_timeout);
             let grace = Duration::from_secs(exit_timeout);
-            // sluice patch: the grace period may end early (`RunArgs::grace_period_end`).
+            // sluice patch: the grace period may end early (`RunArgs::grace_period_end`), once
+            // every listener has stopped (a draining listener still accepts connections).
             match grace_period_end {
                 Some(end) => {
-                    let early = server_runtime
-                        .get_handle()
-                        .block_on(async { tokio::time::timeout(grace, end).await.is_ok() });
+                    let early = server_runtime.get_handle().block_on(async {
+                        let stopped_then_end = async {
+                            while crate::services::listening::accept_loops_open() > 0 {
+                                tokio::time::sleep(Duration::from_millis(10)).await;
+                            }
+                            end.await
+                        };
+                        tokio::time::timeout(grace, stopped_then_end).await.is_ok()
+                    });
                     if early {
                         info!("Graceful shutdown: grace period ended early");
                     } else {

@@ -24,6 +24,7 @@ use crate::listeners::tls::TlsSettings;
 use crate::listeners::AcceptAllFilter;
 use crate::listeners::{
     ConnectionFilter, ListenerConfig, Listeners, ServerAddress, TcpSocketOptions, TransportStack,
+    UninitializedStream,
 };
 use crate::protocols::Stream;
 #[cfg(unix)]
@@ -37,6 +38,7 @@ use pingora_error::Result;
 use pingora_runtime::current_handle;
 use pingora_timeout::timeout;
 use std::fs::Permissions;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -204,6 +206,8 @@ impl<A: ServerApp + Send + Sync + 'static> Service<A> {
         mut stack: TransportStack,
         mut shutdown: ShutdownWatch,
     ) {
+        // sluice patch: counted until the listener has stopped (see `accept_loops_open`).
+        let _open = AcceptLoopOpen::new();
         // the accept loop, until the system is shutting down
         loop {
             let new_io = tokio::select! { // TODO: consider biased for perf reason?
@@ -216,6 +220,8 @@ impl<A: ServerApp + Send + Sync + 'static> Service<A> {
                                 continue;
                             }
                             info!("Shutting down {}", stack.as_str());
+                            // sluice patch: serve the connections already queued on the socket.
+                            Self::drain_endpoint(&app_logic, &stack, &shutdown).await;
                             break;
                         }
                         Err(e) => {
@@ -226,31 +232,7 @@ impl<A: ServerApp + Send + Sync + 'static> Service<A> {
                 }
             };
             match new_io {
-                Ok(io) => {
-                    let app = app_logic.clone();
-                    let shutdown = shutdown.clone();
-                    current_handle().spawn(async move {
-                        let peer_addr = io.peer_addr();
-                        match timeout(Duration::from_secs(60), io.handshake()).await {
-                            Ok(handshake) => {
-                                match handshake {
-                                    Ok(io) => Self::handle_event(io, app, shutdown).await,
-                                    Err(e) => {
-                                        // TODO: Maybe IOApp trait needs a fn to handle/filter out this error
-                                        if let Some(addr) = peer_addr {
-                                            error!("Downstream handshake error from {}: {e}", addr);
-                                        } else {
-                                            error!("Downstream handshake error: {e}");
-                                        }
-                                    }
-                                }
-                            }
-                            Err(_) => {
-                                error!("Downstream handshake timeout");
-                            }
-                        }
-                    });
-                }
+                Ok(io) => Self::serve(io, &app_logic, &shutdown),
                 Err(e) => {
                     error!("Accept() failed {e}");
                     if let Some(io_error) = e
@@ -271,6 +253,94 @@ impl<A: ServerApp + Send + Sync + 'static> Service<A> {
         }
 
         stack.cleanup();
+    }
+
+    /// Handshakes and serves one accepted connection on its own task.
+    fn serve(io: UninitializedStream, app_logic: &Arc<A>, shutdown: &ShutdownWatch) {
+        let app = app_logic.clone();
+        let shutdown = shutdown.clone();
+        current_handle().spawn(async move {
+            let peer_addr = io.peer_addr();
+            match timeout(Duration::from_secs(60), io.handshake()).await {
+                Ok(handshake) => {
+                    match handshake {
+                        Ok(io) => Self::handle_event(io, app, shutdown).await,
+                        Err(e) => {
+                            // TODO: Maybe IOApp trait needs a fn to handle/filter out this error
+                            if let Some(addr) = peer_addr {
+                                error!("Downstream handshake error from {}: {e}", addr);
+                            } else {
+                                error!("Downstream handshake error: {e}");
+                            }
+                        }
+                    }
+                }
+                Err(_) => {
+                    error!("Downstream handshake timeout");
+                }
+            }
+        });
+    }
+
+    /// sluice patch: the end of a listener that is not handed over to a new process. Closing a
+    /// listening socket resets every connection still queued on it, and the kernel completes
+    /// handshakes (a client then sends its request) before the process accepts them: a client
+    /// reconnecting just as the process stops got its request reset, not refused. So new
+    /// handshakes are refused first (a SYN-dropping socket filter on Linux TCP: the client
+    /// retries its SYN, meets the closed socket and gets a connection refused, which every
+    /// client retries), and the connections already queued or mid-handshake are accepted and
+    /// served (their answers say `Connection: close` when the application drains) until none has
+    /// come for `DRAIN_QUIET`, or for at most `DRAIN_MAX` where no filter can be set. A socket
+    /// handed over by an upgrade keeps listening in the new process, which accepts its queue.
+    async fn drain_endpoint(app_logic: &Arc<A>, stack: &TransportStack, shutdown: &ShutdownWatch) {
+        if crate::server::listeners_handed_over() {
+            return;
+        }
+        if let Err(e) = stack.refuse_new_connections() {
+            debug!("{}: new connections not refused while draining: {e}", stack.as_str());
+        }
+        let until = std::time::Instant::now() + DRAIN_MAX;
+        while std::time::Instant::now() < until {
+            match timeout(DRAIN_QUIET, stack.accept()).await {
+                Ok(Ok(io)) => Self::serve(io, app_logic, shutdown),
+                Ok(Err(e)) => {
+                    error!("Accept() failed while draining {e}");
+                    return;
+                }
+                Err(_) => return,
+            }
+        }
+    }
+}
+
+/// sluice patch: how long a stopping listener waits for one more queued connection.
+const DRAIN_QUIET: Duration = Duration::from_millis(100);
+/// sluice patch: the bound on a stopping listener's drain.
+const DRAIN_MAX: Duration = Duration::from_secs(1);
+
+/// sluice patch: accept loops not yet stopped, in this process.
+static ACCEPT_LOOPS_OPEN: AtomicUsize = AtomicUsize::new(0);
+
+/// sluice patch: how many listening endpoints still accept or drain. A graceful shutdown's grace
+/// period starts once this is zero, so a connection accepted by a drain is counted before the
+/// grace period can end for want of connections.
+pub fn accept_loops_open() -> usize {
+    ACCEPT_LOOPS_OPEN.load(Ordering::Acquire)
+}
+
+/// sluice patch: counts one accept loop for its lifetime.
+struct AcceptLoopOpen;
+
+impl AcceptLoopOpen {
+    fn new() -> Self {
+        ACCEPT_LOOPS_OPEN.fetch_add(1, Ordering::AcqRel);
+        Self
+    }
+}
+
+impl Drop for AcceptLoopOpen {
+    fn drop(&mut self) {
+        ACCEPT_LOOPS_OPEN.fetch_sub(1, Ordering::AcqRel);
     }
 }
 

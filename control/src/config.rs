@@ -66,6 +66,23 @@ pub struct Config {
     #[arg(long, env = "SLUICE_CLIENT_IP_RETENTION_DAYS", default_value_t = 30)]
     pub client_ip_retention_days: u32,
 
+    /// Days the audit log of operator and org-admin actions is kept.
+    #[arg(long, env = "SLUICE_AUDIT_RETENTION_DAYS", default_value_t = 90)]
+    pub audit_retention_days: u32,
+
+    /// Abuse flag thresholds, `KIND:METRIC=N` (kind key, org or ip; metric requests or tokens;
+    /// more than N in one hour raises a flag), beside each subject's own baseline.
+    #[arg(
+        long = "abuse-threshold",
+        env = "SLUICE_ABUSE_THRESHOLDS",
+        value_delimiter = ','
+    )]
+    pub abuse_thresholds: Vec<crate::abuse::Threshold>,
+
+    /// Seconds between abuse detection passes (one also runs at start).
+    #[arg(long, default_value_t = 300)]
+    pub abuse_interval_secs: u64,
+
     /// Seconds between retention passes (one also runs at start).
     #[arg(long, default_value_t = 3600)]
     pub retention_interval_secs: u64,
@@ -92,6 +109,7 @@ impl Config {
         Retention {
             records_days: self.retention_days,
             client_ip_days: self.client_ip_retention_days,
+            audit_days: self.audit_retention_days,
         }
     }
 }

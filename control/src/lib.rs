@@ -5,6 +5,7 @@
 //! The binary is a thin wrapper around [`server::run`]; the library is public so tests can
 //! drive the store with a fake clock and the benchmark can start a server in process.
 
+pub mod abuse;
 pub mod clock;
 pub mod config;
 pub mod db;

@@ -3,7 +3,7 @@
 
 use crate::clock::{Clock, SystemClock};
 use crate::config::Config;
-use crate::db::{redact_url, Retention, Store};
+use crate::db::{redact_url, PurgeReport, Retention, Store};
 use crate::http::{router, AppState, TokenDigest};
 use crate::telemetry::{self, DbOp};
 use std::sync::Arc;
@@ -27,10 +27,11 @@ pub enum StartError {
 /// Runs one retention pass and logs what it did.
 pub async fn retention_pass(store: &Store, clock: &dyn Clock, retention: Retention) {
     match store.purge(clock, retention).await {
-        Ok(report) if report.records_deleted > 0 || report.client_ips_cleared > 0 => {
+        Ok(report) if report != PurgeReport::default() => {
             tracing::info!(
                 records_deleted = report.records_deleted,
                 client_ips_cleared = report.client_ips_cleared,
+                audit_deleted = report.audit_deleted,
                 "retention pass"
             );
         }
@@ -38,6 +39,20 @@ pub async fn retention_pass(store: &Store, clock: &dyn Clock, retention: Retenti
         Err(e) => {
             telemetry::count_db_error(DbOp::Retention);
             tracing::error!("retention pass failed: {e}");
+        }
+    }
+}
+
+/// Runs one abuse detection pass and logs what it raised.
+pub async fn abuse_pass(store: &Store, clock: &dyn Clock, rules: &crate::abuse::Rules) {
+    match crate::abuse::pass(store, clock, rules).await {
+        Ok(raised) if !raised.is_empty() => {
+            tracing::info!(flags = raised.len(), "abuse pass raised or refreshed flags");
+        }
+        Ok(_) => {}
+        Err(e) => {
+            telemetry::count_db_error(DbOp::Review);
+            tracing::error!("abuse pass failed: {e}");
         }
     }
 }
@@ -108,11 +123,28 @@ pub async fn run(config: Config) -> Result<(), StartError> {
         }
     });
 
+    let rules = crate::abuse::Rules {
+        thresholds: config.abuse_thresholds.clone(),
+    };
+    let abuse_interval = Duration::from_secs(config.abuse_interval_secs.max(1));
+    let (abuse_store, abuse_clock) = (store.clone(), state.clock.clone());
+    let abuse_task = tokio::spawn(async move {
+        let mut ticks = tokio::time::interval(abuse_interval);
+        ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            ticks.tick().await;
+            abuse_pass(&abuse_store, abuse_clock.as_ref(), &rules).await;
+        }
+    });
+
     let app = router(state, config.max_body_bytes);
+    // The peer address is the audit log's "from where".
+    let app = app.into_make_service_with_connect_info::<std::net::SocketAddr>();
     let served = axum::serve(listener, app)
         .with_graceful_shutdown(shutdown_signal())
         .await;
     retention_task.abort();
+    abuse_task.abort();
     store.close().await;
     served.map_err(StartError::Serve)
 }

@@ -54,18 +54,22 @@ pub enum DbOp {
     Erase,
     /// A periodic retention pass.
     Retention,
+    /// Suspensions and the audit log (`/v1/suspensions`, `/v1/audit`, and the audit entry of
+    /// an export or erasure).
+    Review,
     /// `GET /healthz`'s ping.
     Health,
 }
 
 impl DbOp {
-    pub const ALL: [DbOp; 7] = [
+    pub const ALL: [DbOp; 8] = [
         DbOp::Ingest,
         DbOp::Usage,
         DbOp::Export,
         DbOp::Spend,
         DbOp::Erase,
         DbOp::Retention,
+        DbOp::Review,
         DbOp::Health,
     ];
 
@@ -77,6 +81,7 @@ impl DbOp {
             DbOp::Spend => "spend",
             DbOp::Erase => "erase",
             DbOp::Retention => "retention",
+            DbOp::Review => "review",
             DbOp::Health => "health",
         }
     }
@@ -136,7 +141,11 @@ fn describe() {
     metrics::describe_counter!(
         DB_ERRORS,
         "Operations that failed with a database error, by op (ingest, usage, export, spend, \
-         erase, retention, health)."
+         erase, retention, review, health)."
+    );
+    metrics::describe_gauge!(
+        crate::abuse::FLAGS_OPEN,
+        "Abuse flags awaiting an operator's review, by kind (key, org, ip)."
     );
     metrics::describe_counter!(EXPORTS, "Exports streamed to their end.");
     metrics::describe_counter!(ERASURES, "Org erasures committed.");
@@ -153,6 +162,9 @@ fn publish_at_zero() {
     }
     metrics::counter!(EXPORTS).increment(0);
     metrics::counter!(ERASURES).increment(0);
+    for kind in sluice_wire::FlagKind::ALL {
+        metrics::gauge!(crate::abuse::FLAGS_OPEN, "kind" => kind.as_str()).set(0.0);
+    }
     // Registering the histogram renders its buckets at zero until the first batch.
     let _ = metrics::histogram!(BATCH_DURATION);
 }

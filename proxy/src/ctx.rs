@@ -39,6 +39,8 @@ pub struct Ctx {
     /// Which targets this request may use, has tried, and the one in flight.
     pub upstream: Attempts,
     pub bytes_in: u64,
+    /// The client's address (`[client_ip]`), before the record's truncation or hashing.
+    pub client_ip: Option<std::net::IpAddr>,
     pub tags: Tags,
     /// Concurrency slots and token reservation of an admitted request (released on drop).
     pub held: Option<Held>,
@@ -78,6 +80,7 @@ impl Ctx {
             client_body: Bytes::new(),
             upstream: Attempts::default(),
             bytes_in: 0,
+            client_ip: None,
             tags: Tags::default(),
             held: None,
             rate: RateInfo::default(),

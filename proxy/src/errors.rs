@@ -28,6 +28,19 @@ impl fmt::Display for RetryText {
     }
 }
 
+/// Says what is suspended and what to do, never why (the reason is for operators).
+fn suspended_text(kind: sluice_wire::SubjectKind) -> &'static str {
+    match kind {
+        sluice_wire::SubjectKind::Key => {
+            "this API key is suspended pending review; contact the operator of this gateway"
+        }
+        sluice_wire::SubjectKind::Org => {
+            "this API key's organization is suspended pending review; contact the operator of \
+             this gateway"
+        }
+    }
+}
+
 /// How long an overloaded proxy asks clients to wait: connections free up within seconds (the
 /// header and idle deadlines bound them), so a short wait spreads the retries.
 pub const OVERLOAD_RETRY: Duration = Duration::from_secs(1);
@@ -42,6 +55,9 @@ pub enum GatewayError {
     InvalidKey,
     #[error("this API key has expired")]
     KeyExpired,
+    /// An operator suspended the key, or its org, pending review (the ledger's feed says so).
+    #[error("{}", suspended_text(*.0))]
+    Suspended(sluice_wire::SubjectKind),
     #[error("this API key may not use the model `{0}`")]
     ModelNotAllowed(String),
     #[error("the model `{0}` does not exist or you do not have access to it")]
@@ -126,7 +142,10 @@ impl GatewayError {
             Self::ExpectationFailed(_) => 417,
             Self::Overloaded(_) => 503,
             Self::MissingKey | Self::InvalidKey => 401,
-            Self::KeyExpired | Self::ModelNotAllowed(_) | Self::OutsideRegion { .. } => 403,
+            Self::KeyExpired
+            | Self::Suspended(_)
+            | Self::ModelNotAllowed(_)
+            | Self::OutsideRegion { .. } => 403,
             Self::NoUpstream { .. } | Self::LimitsUnavailable { .. } => 503,
             Self::UnknownModel(_) | Self::UnknownPath(_) => 404,
             Self::MethodNotAllowed { .. } => 405,
@@ -146,6 +165,12 @@ impl GatewayError {
             Self::MissingKey => ("invalid_request_error", Some("missing_api_key")),
             Self::InvalidKey => ("invalid_request_error", Some("invalid_api_key")),
             Self::KeyExpired => ("invalid_request_error", Some("api_key_expired")),
+            Self::Suspended(sluice_wire::SubjectKind::Key) => {
+                ("permission_error", Some("api_key_suspended"))
+            }
+            Self::Suspended(sluice_wire::SubjectKind::Org) => {
+                ("permission_error", Some("organization_suspended"))
+            }
             Self::ModelNotAllowed(_) => ("invalid_request_error", Some("model_not_allowed")),
             Self::UnknownModel(_) => ("invalid_request_error", Some("model_not_found")),
             Self::UnknownPath(_) => ("invalid_request_error", Some("unknown_url")),

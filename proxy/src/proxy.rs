@@ -95,6 +95,11 @@ impl Gateway {
     pub fn spend(&self) -> Arc<crate::governance::budgets::Spend> {
         self.gov.spend.clone()
     }
+
+    /// The suspended keys and orgs, which the spend feed updates.
+    pub fn suspensions(&self) -> Arc<crate::governance::suspensions::Suspensions> {
+        self.gov.suspensions.clone()
+    }
 }
 
 /// Milliseconds of a monotonic clock reading, the unit of the routing state.

@@ -4,7 +4,9 @@
 //! the spool and delivers them at its next start. The ledger's totals must equal the records the
 //! proxy wrote to its local sink, exactly. A record holding a NUL (a client's model name or
 //! tag) reaches the ledger sanitised and blocks nothing, on SQLite and on Postgres. A plain start
-//! runs beside a process that still drains on the same spool directory.
+//! runs beside a process that still drains on the same spool directory. A key or org suspended
+//! at the ledger is refused by the proxy until the suspension is lifted; a burst from one client
+//! address is flagged, reviewed, and its key refused.
 #![allow(clippy::unwrap_used, clippy::expect_used, reason = "test code")]
 #![allow(clippy::panic, reason = "test code: a panic fails the test")]
 
@@ -26,12 +28,18 @@ struct Ledger {
 
 impl Ledger {
     fn start(data: &Path, listen: &str) -> Self {
-        let mut ledger = Self::spawn(&[
+        Self::start_args(data, listen, &[])
+    }
+
+    fn start_args(data: &Path, listen: &str, extra: &[&str]) -> Self {
+        let mut args: Vec<&std::ffi::OsStr> = vec![
             "--listen".as_ref(),
             listen.as_ref(),
             "--data-dir".as_ref(),
             data.as_os_str(),
-        ]);
+        ];
+        args.extend(extra.iter().map(|a| std::ffi::OsStr::new(*a)));
+        let mut ledger = Self::spawn(&args);
         ledger.data = data.to_path_buf();
         ledger
     }
@@ -287,4 +295,211 @@ async fn a_plain_start_runs_beside_a_process_that_still_drains() {
     assert_eq!(ledger.await_requests("acme", 2).await.requests, 2);
     new.signal(Signal::SIGTERM);
     assert!(new.wait_exit().await.success());
+}
+
+impl Ledger {
+    /// An admin call: `PUT` (with a reason) or `DELETE` of a suspension, or a `GET`.
+    async fn admin(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<serde_json::Value>,
+    ) -> reqwest::Response {
+        let mut req = reqwest::Client::new()
+            .request(method, format!("http://{}{path}", self.addr))
+            .bearer_auth(ADMIN)
+            .timeout(WAIT);
+        if let Some(body) = body {
+            req = req.json(&body);
+        }
+        req.send().await.unwrap()
+    }
+}
+
+/// What the proxy answers `key`'s chat request with: status and body.
+async fn chat_status(s: &Sluice) -> (u16, serde_json::Value) {
+    let resp = s.post_chat(&[], &chat("mock-gpt", false)).await;
+    let status = resp.status().as_u16();
+    (status, resp.json().await.unwrap_or_default())
+}
+
+/// A key, then its org, suspended at the ledger is refused by the proxy within the feed's
+/// period, in the caller's shape and without a provider call; lifting restores it; the audit log
+/// holds each change with where it came from.
+#[tokio::test]
+async fn a_suspension_set_at_the_ledger_is_enforced_by_the_proxy_until_lifted() {
+    let (_data, spool, ledger, _) = ledger_and_table("50ms");
+    let table = ledger_table(&ledger.addr, spool.path(), "50ms")
+        .replace("spend_poll = \"0s\"", "spend_poll = \"100ms\"");
+    let mut s = Sluice::start_with(|c| c.extra = table).await;
+    assert_eq!(chat_status(&s).await.0, 200);
+    let key_id = s.next_record().await["key_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+
+    let reason = serde_json::json!({"reason": "3000 requests in an hour from 203.0.113.7"});
+    let path = format!("/v1/suspensions/key/{key_id}");
+    let put = ledger
+        .admin(reqwest::Method::PUT, &path, Some(reason.clone()))
+        .await;
+    assert_eq!(put.status(), 200);
+    let body = wait_for("the proxy to refuse the suspended key", WAIT, || async {
+        let (status, body) = chat_status(&s).await;
+        (status == 403).then_some(body)
+    })
+    .await;
+    assert_eq!(body["error"]["code"], "api_key_suspended", "{body}");
+    assert_eq!(body["error"]["type"], "permission_error", "{body}");
+    // The Anthropic shape, and no provider call for either.
+    let resp = s
+        .anthropic_post("/v1/messages")
+        .json(&chat("mock-claude", false))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 403);
+    let body: serde_json::Value = resp.json().await.unwrap();
+    assert_eq!(body["type"], "error", "{body}");
+    assert_eq!(body["error"]["type"], "permission_error", "{body}");
+    loop {
+        let rec = s.next_record().await;
+        if rec["status"] == 403 {
+            // `attempts` is left out of a record when zero.
+            let upstream =
+                rec["attempts"].as_u64().unwrap_or(0) > 0 || !rec["upstream_ms"].is_null();
+            assert!(!upstream, "a refused request reached the provider: {rec}");
+        }
+        if rec["api"] == "messages" {
+            assert_eq!(rec["status"], 403, "{rec}");
+            break;
+        }
+    }
+
+    // The org instead of the key.
+    let lift = ledger.admin(reqwest::Method::DELETE, &path, None).await;
+    assert_eq!(lift.status(), 204);
+    let org_path = "/v1/suspensions/org/acme";
+    let put = ledger
+        .admin(reqwest::Method::PUT, org_path, Some(reason))
+        .await;
+    assert_eq!(put.status(), 200);
+    wait_for("the proxy to refuse the suspended org", WAIT, || async {
+        let (status, body) = chat_status(&s).await;
+        (status == 403 && body["error"]["code"] == "organization_suspended").then_some(())
+    })
+    .await;
+    assert_eq!(
+        ledger
+            .admin(reqwest::Method::DELETE, org_path, None)
+            .await
+            .status(),
+        204
+    );
+    assert_eq!(
+        ledger
+            .admin(reqwest::Method::DELETE, org_path, None)
+            .await
+            .status(),
+        404
+    );
+    wait_for("the proxy to serve the key again", WAIT, || async {
+        (chat_status(&s).await.0 == 200).then_some(())
+    })
+    .await;
+
+    let audit: sluice_wire::AuditAnswer = ledger
+        .admin(reqwest::Method::GET, "/v1/audit", None)
+        .await
+        .json()
+        .await
+        .unwrap();
+    let seen: Vec<(String, Option<String>)> = audit
+        .entries
+        .iter()
+        .map(|e| (e.action.clone(), e.subject.clone()))
+        .collect();
+    assert_eq!(
+        seen,
+        [
+            ("suspension.set".into(), Some(format!("key {key_id}"))),
+            ("suspension.lifted".into(), Some(format!("key {key_id}"))),
+            ("suspension.set".into(), Some("org acme".into())),
+            ("suspension.lifted".into(), Some("org acme".into())),
+        ]
+    );
+    assert!(audit
+        .entries
+        .iter()
+        .all(|e| e.actor == "operator" && e.source_ip.as_deref() == Some("127.0.0.1")));
+    assert_eq!(
+        audit.entries[0].detail.as_deref(),
+        Some("3000 requests in an hour from 203.0.113.7")
+    );
+}
+
+/// The whole abuse loop with real processes: a burst through the proxy from one client address
+/// (forwarded by a trusted proxy) raises a flag at the ledger; the operator reviews it and
+/// suspends the key; the proxy refuses that key within its poll period.
+#[tokio::test]
+async fn a_burst_from_one_ip_is_flagged_and_its_key_suspended_through_review() {
+    let data = tempfile::tempdir().unwrap();
+    let spool = tempfile::tempdir().unwrap();
+    let ledger = Ledger::start_args(
+        data.path(),
+        "127.0.0.1:0",
+        &[
+            "--abuse-threshold",
+            "ip:requests=20",
+            "--abuse-interval-secs",
+            "1",
+        ],
+    );
+    let table = ledger_table(&ledger.addr, spool.path(), "50ms")
+        .replace("spend_poll = \"0s\"", "spend_poll = \"100ms\"");
+    let mut s = Sluice::start_with(|c| {
+        c.extra = format!("{table}\n[client_ip]\ntrusted_proxies = [\"127.0.0.1\"]\n");
+    })
+    .await;
+    for _ in 0..25 {
+        let resp = s
+            .post_chat(
+                &[("x-forwarded-for", "203.0.113.9")],
+                &chat("mock-gpt", false),
+            )
+            .await;
+        assert_eq!(resp.status(), 200);
+    }
+    let key_id = s.next_record().await["key_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let flag = wait_for("the ledger to flag the bursting address", WAIT, || async {
+        let answer: sluice_wire::FlagsAnswer = ledger
+            .admin(reqwest::Method::GET, "/v1/flags", None)
+            .await
+            .json()
+            .await
+            .unwrap();
+        answer
+            .flags
+            .into_iter()
+            .find(|f| f.subject == "203.0.113.9" && f.value >= 25)
+    })
+    .await;
+    let review = serde_json::json!({
+        "action": "suspend",
+        "suspend": {"kind": "key", "subject": key_id},
+    });
+    let path = format!("/v1/flags/{}/review", flag.id);
+    let resp = ledger
+        .admin(reqwest::Method::POST, &path, Some(review))
+        .await;
+    assert_eq!(resp.status(), 200);
+    let body = wait_for("the proxy to refuse the suspended key", WAIT, || async {
+        let (status, body) = chat_status(&s).await;
+        (status == 403).then_some(body)
+    })
+    .await;
+    assert_eq!(body["error"]["code"], "api_key_suspended", "{body}");
 }

@@ -31,6 +31,14 @@ impl ExportFormat {
         }
     }
 
+    /// The name `format=` takes.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Csv => "csv",
+            Self::Jsonl => "jsonl",
+        }
+    }
+
     pub fn content_type(self) -> &'static str {
         match self {
             Self::Csv => "text/csv; charset=utf-8",

@@ -3,9 +3,11 @@
 //! connection setup (SQLite pragmas) and a writer lock that SQLite's single-writer design needs.
 
 mod export;
+pub mod flags;
 mod ingest;
 pub mod query;
 mod retention;
+pub mod review;
 mod row;
 
 pub use export::ExportFormat;
@@ -83,6 +85,13 @@ fn migrator() -> Migrator {
                 Cow::Borrowed("pool_target"),
                 MigrationType::Simple,
                 Cow::Borrowed(include_str!("../../migrations/0003_pool_target.sql")),
+                false,
+            ),
+            Migration::new(
+                4,
+                Cow::Borrowed("review"),
+                MigrationType::Simple,
+                Cow::Borrowed(include_str!("../../migrations/0004_review.sql")),
                 false,
             ),
         ]),

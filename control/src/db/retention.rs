@@ -1,5 +1,5 @@
-//! Retention (raw records and client IPs age out; aggregates stay as billing records) and
-//! erasure of an org.
+//! Retention (raw records, client IPs and audit entries age out; aggregates stay as billing
+//! records) and erasure of an org.
 
 use super::{to_i64, DbError, Store};
 use crate::clock::Clock;
@@ -17,6 +17,8 @@ pub struct Retention {
     pub records_days: u32,
     /// The optional client IP column of raw records.
     pub client_ip_days: u32,
+    /// The audit log.
+    pub audit_days: u32,
 }
 
 impl Default for Retention {
@@ -24,6 +26,7 @@ impl Default for Retention {
         Self {
             records_days: 90,
             client_ip_days: 30,
+            audit_days: 90,
         }
     }
 }
@@ -33,6 +36,8 @@ impl Default for Retention {
 pub struct PurgeReport {
     pub records_deleted: u64,
     pub client_ips_cleared: u64,
+    /// Audit entries and abuse flags.
+    pub audit_deleted: u64,
 }
 
 fn cutoff(now_ms: u64, days: u32) -> i64 {
@@ -62,9 +67,26 @@ impl Store {
                 cutoff(now, retention.client_ip_days),
             )
             .await?;
+        let audit_deleted = self
+            .in_chunks(
+                "DELETE FROM audit WHERE id IN \
+                 (SELECT id FROM audit WHERE time_ms < $1 LIMIT $2)",
+                cutoff(now, retention.audit_days),
+            )
+            .await?;
+        // Flags are review history too: they follow the audit log's retention.
+        let audit_deleted = audit_deleted
+            + self
+                .in_chunks(
+                    "DELETE FROM flags WHERE id IN \
+                     (SELECT id FROM flags WHERE raised_ms < $1 LIMIT $2)",
+                    cutoff(now, retention.audit_days),
+                )
+                .await?;
         Ok(PurgeReport {
             records_deleted,
             client_ips_cleared,
+            audit_deleted,
         })
     }
 

@@ -1,6 +1,6 @@
 //! The read and admin endpoints: usage queries, export, spend feed, erasure, health, metrics.
 
-use super::{ApiError, AppState};
+use super::{ApiError, AppState, Caller};
 use crate::db::{query::add_totals, ExportFormat};
 use crate::telemetry::{self, DbOp};
 use crate::time::{day_start, month_start, parse_time};
@@ -18,7 +18,7 @@ type Params = Query<BTreeMap<String, String>>;
 
 /// Refuses parameters an endpoint does not know, so a typo (`group=`) is an error rather than
 /// a silently different answer.
-fn only(params: &BTreeMap<String, String>, known: &[&str]) -> Result<(), ApiError> {
+pub(super) fn only(params: &BTreeMap<String, String>, known: &[&str]) -> Result<(), ApiError> {
     match params.keys().find(|k| !known.contains(&k.as_str())) {
         Some(k) => Err(ApiError::bad_request(format!(
             "unknown parameter {k:?} (known: {})",
@@ -29,7 +29,7 @@ fn only(params: &BTreeMap<String, String>, known: &[&str]) -> Result<(), ApiErro
 }
 
 /// `from`/`to` with their defaults: everything from the epoch to the end of time.
-fn range(params: &BTreeMap<String, String>) -> Result<(u64, u64), ApiError> {
+pub(super) fn range(params: &BTreeMap<String, String>) -> Result<(u64, u64), ApiError> {
     let get = |name: &str, default: u64| {
         params.get(name).map_or(Ok(default), |v| {
             parse_time(v).map_err(|e| ApiError::bad_request(format!("{name}: {e}")))
@@ -85,6 +85,7 @@ pub(super) async fn usage(
 
 pub(super) async fn export(
     State(state): State<Arc<AppState>>,
+    caller: Caller,
     Path(org): Path<String>,
     Query(params): Params,
 ) -> Result<Response, ApiError> {
@@ -95,6 +96,13 @@ pub(super) async fn export(
         Some(f) => ExportFormat::parse(f)
             .ok_or_else(|| ApiError::bad_request(format!("format {f:?} is not csv or jsonl")))?,
     };
+    let detail = format!("{} from {from_ms} to {to_ms}", format.name());
+    let audit = caller.action("org.export", Some(org.clone()), Some(&detail));
+    state
+        .store
+        .audit(state.clock.now_ms(), audit)
+        .await
+        .map_err(ApiError::db(DbOp::Review))?;
     let chunks = state.store.export(org, from_ms, to_ms, format);
     Ok((
         [(header::CONTENT_TYPE, format.content_type())],
@@ -113,18 +121,34 @@ pub(super) async fn spend(
         .spend(day, month)
         .await
         .map_err(ApiError::db(DbOp::Spend))?;
+    let suspended = state
+        .store
+        .suspensions()
+        .await
+        .map_err(ApiError::db(DbOp::Spend))?;
     Ok(Json(SpendAnswer {
         as_of_ms: now,
         day_start_ms: day,
         month_start_ms: month,
         orgs,
+        suspended,
     }))
 }
 
 pub(super) async fn erase(
     State(state): State<Arc<AppState>>,
+    caller: Caller,
     Path(org): Path<String>,
 ) -> Result<Json<ErasureAnswer>, ApiError> {
+    // Audited first: an erasure that then fails was still attempted.
+    state
+        .store
+        .audit(
+            state.clock.now_ms(),
+            caller.action("org.erase", Some(org.clone()), None),
+        )
+        .await
+        .map_err(ApiError::db(DbOp::Review))?;
     let answer = state
         .store
         .erase_org(&org)

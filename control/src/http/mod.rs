@@ -2,6 +2,7 @@
 
 mod handlers;
 mod ingest;
+mod review;
 
 use crate::clock::Clock;
 use crate::db::Store;
@@ -10,7 +11,7 @@ use axum::extract::{DefaultBodyLimit, Request, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{delete, get, post};
+use axum::routing::{delete, get, post, put};
 use axum::{Json, Router};
 use ring::digest::{digest, SHA256};
 use std::sync::Arc;
@@ -54,6 +55,28 @@ impl std::fmt::Debug for AppState {
         f.debug_struct("AppState")
             .field("store", &self.store)
             .finish()
+    }
+}
+
+/// Who is calling, for the audit log: the peer address (when the server was started with it).
+#[derive(Debug, Clone, Copy)]
+pub struct Caller {
+    pub ip: Option<std::net::IpAddr>,
+}
+
+impl<S: Send + Sync> axum::extract::FromRequestParts<S> for Caller {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        _: &S,
+    ) -> Result<Self, Self::Rejection> {
+        let info = parts
+            .extensions
+            .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>();
+        Ok(Self {
+            ip: info.map(|c| c.0.ip().to_canonical()),
+        })
     }
 }
 
@@ -171,6 +194,14 @@ pub fn router(state: Arc<AppState>, max_body_bytes: usize) -> Router {
         .route("/v1/usage", get(handlers::usage))
         .route("/v1/orgs/{org}/export", get(handlers::export))
         .route("/v1/orgs/{org}", delete(handlers::erase))
+        .route("/v1/suspensions", get(review::list))
+        .route(
+            "/v1/suspensions/{kind}/{subject}",
+            put(review::suspend).delete(review::lift),
+        )
+        .route("/v1/audit", get(review::audit))
+        .route("/v1/flags", get(review::flags))
+        .route("/v1/flags/{id}/review", post(review::review_flag))
         .route_layer(guard(Access::Admin));
     Router::new()
         .merge(ingest)

@@ -12,3 +12,4 @@ mod lifecycle;
 mod metrics;
 mod queries;
 mod retention;
+mod review;

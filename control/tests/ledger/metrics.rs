@@ -16,12 +16,13 @@ const DB_ERRORS: &str = "sluice_control_db_errors_total";
 const EXPORTS: &str = "sluice_control_exports_total";
 const ERASURES: &str = "sluice_control_erasures_total";
 const BUILD_INFO: &str = "sluice_control_build_info";
-const OPS: [&str; 7] = [
+const OPS: [&str; 8] = [
     "erase",
     "export",
     "health",
     "ingest",
     "retention",
+    "review",
     "spend",
     "usage",
 ];
@@ -155,20 +156,22 @@ async fn scrape(ledger: &Ledger) -> Page {
     let text = resp.text().await.expect("metrics body");
     let scrape = Scrape::parse(text.lines().map(|l| Ok(l.to_string()))).expect("exposition");
     let page = Page { text, scrape };
-    // Only the fixed enumerations label the ledger's series: never an org, key or content.
+    // Only the fixed enumerations label the ledger's series (`kind` of the abuse flags is
+    // key, org or ip): never an org, key or content.
     assert!(!page.text.contains(ORG), "an org name on the page");
     for s in &page.scrape.samples {
         if s.metric.starts_with("sluice_control_") {
             for name in s.labels.keys() {
                 assert!(
-                    ["result", "op", "version"].contains(&name.as_str()),
+                    ["result", "op", "version", "kind"].contains(&name.as_str()),
                     "label {name} on {}",
                     s.metric
                 );
             }
         }
     }
-    for name in [RECORDS, BATCH, DB_ERRORS, EXPORTS, ERASURES, BUILD_INFO] {
+    let flags = sluice_control::abuse::FLAGS_OPEN;
+    for name in [RECORDS, BATCH, DB_ERRORS, EXPORTS, ERASURES, BUILD_INFO, flags] {
         assert!(page.scrape.docs.contains_key(name), "HELP for {name}");
     }
     match page.sample(BUILD_INFO, &[("version", env!("CARGO_PKG_VERSION"))]) {

@@ -105,6 +105,7 @@ async fn retention_purges_raw_records_and_ips_but_keeps_aggregates(db: Db) {
             Retention {
                 records_days: 1,
                 client_ip_days: 1,
+                audit_days: 1,
             },
         )
         .await

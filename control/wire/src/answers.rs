@@ -145,6 +145,9 @@ pub struct SpendAnswer {
     /// Start of the current UTC month.
     pub month_start_ms: u64,
     pub orgs: Vec<OrgSpend>,
+    /// Every key and org suspended now (absent from an older ledger: none).
+    #[serde(default)]
+    pub suspended: Vec<crate::Suspension>,
 }
 
 /// `DELETE /v1/orgs/{org}` answer: how many rows of each kind were erased.

@@ -15,6 +15,7 @@
 mod answers;
 pub mod clock;
 mod record;
+mod review;
 mod spelling;
 
 #[cfg(test)]
@@ -25,3 +26,7 @@ pub use answers::{
     SpendAnswer, UsageAnswer, UsageGroup, UsageTotals,
 };
 pub use record::{Outcome, RecordError, UsageRecord, RECORD_VERSION};
+pub use review::{
+    AuditAnswer, AuditEntry, Flag, FlagKind, FlagMetric, FlagReview, FlagStatus, FlagsAnswer,
+    ReviewAction, SubjectKind, SuspendRequest, SuspendTarget, Suspension, SuspensionsAnswer,
+};

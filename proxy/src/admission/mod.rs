@@ -2,6 +2,7 @@
 
 pub mod auth;
 pub mod body;
+pub mod client_ip;
 pub mod cors;
 pub mod models;
 pub mod surface;
@@ -38,6 +39,12 @@ pub async fn admit(
 ) -> Result<Admission, GatewayError> {
     let req = session.req_header();
     ctx.family = Family::of_path(req.uri.path());
+    // First, so that a refused request (a bad key, a malformed header) is recorded with it too.
+    let peer = session
+        .client_addr()
+        .and_then(|a| a.as_inet())
+        .map(|a| a.ip());
+    ctx.client_ip = client_ip::resolve(peer, &req.headers, &ctx.snapshot.client_ip);
     crate::server::http1::check_request(req)?;
     ctx.cors_origin = crate::admission::cors::allowed_origin(session, ctx);
     let req = session.req_header();
@@ -49,6 +56,7 @@ pub async fn admit(
     ctx.family = api.family();
     let key = auth::authenticate(&ctx.snapshot, req, now)?;
     ctx.key = Some(key.clone());
+    gov.suspensions.check(&key)?;
     ctx.tags = Tags::from_headers(req);
     if api == Api::Models {
         return Ok(Admission::ListModels);

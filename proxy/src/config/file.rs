@@ -39,6 +39,8 @@ pub struct FileConfig {
     pub log: Option<super::observe::LogSection>,
     /// Where limit state lives (absent: in this process).
     pub limits: Option<super::limits::LimitsBackendSection>,
+    /// Which address usage records name as the client (absent: the socket peer, whole).
+    pub client_ip: Option<super::client_ip::ClientIpSection>,
 }
 
 /// `[cors]`: which web origins may call sluice from a browser, on which listeners.

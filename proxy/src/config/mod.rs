@@ -4,6 +4,7 @@
 //! opens every sealed credential once to prove it opens. Only a fully valid snapshot is ever
 //! handed to the request path, which then uses that one snapshot from start to end.
 
+pub mod client_ip;
 pub mod conn;
 pub mod endpoints;
 mod explain;

@@ -131,6 +131,8 @@ pub struct Snapshot {
     pub log: super::LogSettings,
     /// Where limit state lives (`[limits]`; the backend is read once at start).
     pub limits: super::LimitsSettings,
+    /// Which address is the client's, and how records keep it (`[client_ip]`; follows reloads).
+    pub client_ip: super::client_ip::ClientIpPolicy,
 }
 
 impl Snapshot {
@@ -358,6 +360,7 @@ pub(super) fn build(raw: FileConfig, env: &dyn Env) -> Result<Snapshot, ConfigEr
         metrics: super::observe::metrics(raw.metrics.as_ref()),
         log: super::observe::log(raw.log.as_ref())?,
         limits,
+        client_ip: super::client_ip::build(raw.client_ip.as_ref(), env)?,
     })
 }
 

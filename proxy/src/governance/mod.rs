@@ -6,6 +6,7 @@ pub mod budgets;
 pub mod global;
 pub mod headers;
 pub mod limits;
+pub mod suspensions;
 
 use crate::clock::Clock;
 use crate::config::{LimitsSettings, Org, RedisSettings, Route, Unreachable, VirtualKey};
@@ -16,6 +17,7 @@ use limits::{LimitKind, Limiter, Limits, RateInfo, Scope};
 use smallvec::SmallVec;
 use std::sync::{Arc, Weak};
 use std::time::Duration;
+use suspensions::Suspensions;
 
 /// How often idle limiter entries and past budget periods are dropped.
 const MAINTENANCE_EVERY: Duration = Duration::from_secs(10);
@@ -32,6 +34,8 @@ pub struct Governance {
     pub limiter: Limiter,
     /// Shared with the ledger's spend feed, which raises it to the global figures.
     pub spend: Arc<Spend>,
+    /// Shared with the spend feed too, which lists the suspended keys and orgs.
+    pub suspensions: Arc<Suspensions>,
     /// The limits shared by every replica (`[limits] backend = "redis"`); `None`: local.
     pub global: Option<Arc<Global>>,
     clock: Arc<dyn Clock>,
@@ -91,6 +95,7 @@ impl Governance {
         Self {
             limiter: Limiter::new(clock.clone()),
             spend: Arc::new(Spend::new()),
+            suspensions: Arc::default(),
             global: None,
             clock,
         }

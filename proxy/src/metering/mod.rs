@@ -173,7 +173,9 @@ pub fn record(ctx: &mut Ctx, error: Option<&Error>, status: u16, now: Duration) 
         session: tags.session,
         feature: tags.feature,
         meta: tags.meta,
-        client_ip: None,
+        client_ip: ctx
+            .client_ip
+            .and_then(|ip| crate::admission::client_ip::render(ip, &ctx.snapshot.client_ip.record)),
         error_type,
     })
 }

@@ -123,11 +123,20 @@ impl UsageSink {
 
     /// The poller of the ledger's spend feed into `spend`, for the lifecycle to run (`None`
     /// without `[ledger]` or with `spend_poll = "0s"`).
-    pub fn spend_feed(&self, spend: Arc<Spend>) -> Option<impl Future<Output = ()> + Send> {
+    pub fn spend_feed(
+        &self,
+        spend: Arc<Spend>,
+        suspensions: Arc<crate::governance::suspensions::Suspensions>,
+    ) -> Option<impl Future<Output = ()> + Send> {
         let (client, Some(period)) = self.ledger.as_ref()? else {
             return None;
         };
-        Some(delivery::spend::poll(client.clone(), *period, spend))
+        Some(delivery::spend::poll(
+            client.clone(),
+            *period,
+            spend,
+            suspensions,
+        ))
     }
 
     /// Hands a record to the intake thread without blocking.

@@ -196,7 +196,7 @@ impl Lifecycle {
         if let Some(leases) = gateway.shared_limits() {
             self.background.spawn(leases);
         }
-        if let Some(feed) = self.sink.spend_feed(gateway.spend()) {
+        if let Some(feed) = self.sink.spend_feed(gateway.spend(), gateway.suspensions()) {
             self.background.spawn(feed);
         }
         self.background

@@ -247,13 +247,13 @@ fn the_spend_feed_raises_local_spend_to_the_ledgers_figures() {
         .unwrap()
         .block_on(client.spend())
         .unwrap();
-    spend::apply(&local, &answer);
+    spend::apply(&local, &Default::default(), &answer);
     assert_eq!(local.spent(&org, Period::Day, now), 1000);
     assert_eq!(local.spent(&org, Period::Month, now), 1000);
     // Never lowered: a stale (smaller) figure leaves the local one alone.
     let mut stale = answer.clone();
     stale.orgs.iter_mut().for_each(|o| o.day_micro_usd = 1);
-    spend::apply(&local, &stale);
+    spend::apply(&local, &Default::default(), &stale);
     assert_eq!(local.spent(&org, Period::Day, now), 1000);
 }
 

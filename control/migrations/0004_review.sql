@@ -41,3 +41,14 @@ CREATE TABLE flags (
 );
 CREATE UNIQUE INDEX flags_subject_hour ON flags (kind, subject, hour_ms, metric);
 CREATE INDEX flags_status ON flags (status, raised_ms);
+
+-- Org-admin tokens: an operator creates one for an org; it reads only that org's usage and
+-- export. Only the SHA-256 of the token is stored; revoking keeps the row for the record.
+CREATE TABLE org_tokens (
+    id         TEXT PRIMARY KEY,      -- 'otk_' and a UUIDv7
+    org        TEXT NOT NULL,
+    name       TEXT NOT NULL,
+    digest     TEXT NOT NULL UNIQUE,  -- hex SHA-256 of the token
+    created_ms BIGINT NOT NULL,
+    revoked_ms BIGINT
+);

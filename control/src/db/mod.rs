@@ -9,6 +9,7 @@ pub mod query;
 mod retention;
 pub mod review;
 mod row;
+mod tokens;
 
 pub use export::ExportFormat;
 pub use ingest::{IngestCounts, RefusedRow};

@@ -138,7 +138,7 @@ impl Store {
     }
 }
 
-async fn insert_audit(
+pub(super) async fn insert_audit(
     tx: &mut sqlx::Transaction<'_, sqlx::Any>,
     now_ms: u64,
     a: AuditAction,

@@ -1,6 +1,6 @@
 //! The read and admin endpoints: usage queries, export, spend feed, erasure, health, metrics.
 
-use super::{ApiError, AppState, Caller};
+use super::{ApiError, AppState, Caller, Viewer};
 use crate::db::{query::add_totals, ExportFormat};
 use crate::telemetry::{self, DbOp};
 use crate::time::{day_start, month_start, parse_time};
@@ -45,6 +45,7 @@ pub(super) fn range(params: &BTreeMap<String, String>) -> Result<(u64, u64), Api
 
 pub(super) async fn usage(
     State(state): State<Arc<AppState>>,
+    caller: Caller,
     Query(params): Params,
 ) -> Result<Json<UsageAnswer>, ApiError> {
     only(&params, &["org", "from", "to", "group_by"])?;
@@ -63,7 +64,12 @@ pub(super) async fn usage(
             group_by.push(g);
         }
     }
-    let org = params.get("org").filter(|o| !o.is_empty()).cloned();
+    let mut org = params.get("org").filter(|o| !o.is_empty()).cloned();
+    // An org-admin reads its own org, whether or not it names it.
+    if let Viewer::OrgAdmin { org: own, .. } = &caller.viewer {
+        caller.may_read(org.as_deref().unwrap_or(own))?;
+        org = Some(own.clone());
+    }
     let groups = state
         .store
         .usage(org.as_deref(), from_ms, to_ms, &group_by)
@@ -89,6 +95,7 @@ pub(super) async fn export(
     Path(org): Path<String>,
     Query(params): Params,
 ) -> Result<Response, ApiError> {
+    caller.may_read(&org)?;
     only(&params, &["format", "from", "to"])?;
     let (from_ms, to_ms) = range(&params)?;
     let format = match params.get("format").map(String::as_str) {

@@ -3,6 +3,7 @@
 mod handlers;
 mod ingest;
 mod review;
+mod tokens;
 
 use crate::clock::Clock;
 use crate::db::Store;
@@ -34,6 +35,11 @@ impl TokenDigest {
     fn matches(&self, presented: &str) -> bool {
         Self::new(presented).0.ct_eq(&self.0).into()
     }
+
+    /// The digest in lowercase hex, as org-admin tokens are stored.
+    pub fn hex(&self) -> String {
+        data_encoding::HEXLOWER.encode(&self.0)
+    }
 }
 
 impl std::fmt::Debug for TokenDigest {
@@ -58,14 +64,40 @@ impl std::fmt::Debug for AppState {
     }
 }
 
-/// Who is calling, for the audit log: the peer address (when the server was started with it).
-#[derive(Debug, Clone, Copy)]
+/// Who the bearer token says is calling (set by the token gate).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Viewer {
+    /// The admin token: every org, every action.
+    Operator,
+    /// An org-admin token: reads its own org's usage and export, nothing else.
+    OrgAdmin { org: String, name: String },
+    /// The ingest token: the proxies.
+    Proxy,
+}
+
+/// Who is calling, for access checks and the audit log: the token's viewer, and the peer
+/// address (when the server was started with it).
+#[derive(Debug, Clone)]
 pub struct Caller {
+    pub viewer: Viewer,
     pub ip: Option<std::net::IpAddr>,
 }
 
+impl Caller {
+    /// Refuses an org-admin reading another org than its own.
+    fn may_read(&self, org: &str) -> Result<(), ApiError> {
+        match &self.viewer {
+            Viewer::OrgAdmin { org: own, .. } if own != org => Err(ApiError::new(
+                StatusCode::FORBIDDEN,
+                format!("this token reads org {own} only"),
+            )),
+            _ => Ok(()),
+        }
+    }
+}
+
 impl<S: Send + Sync> axum::extract::FromRequestParts<S> for Caller {
-    type Rejection = std::convert::Infallible;
+    type Rejection = ApiError;
 
     async fn from_request_parts(
         parts: &mut axum::http::request::Parts,
@@ -74,7 +106,12 @@ impl<S: Send + Sync> axum::extract::FromRequestParts<S> for Caller {
         let info = parts
             .extensions
             .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>();
+        let viewer =
+            parts.extensions.get::<Viewer>().cloned().ok_or_else(|| {
+                ApiError::internal("a route without the token gate asked who called")
+            })?;
         Ok(Self {
+            viewer,
             ip: info.map(|c| c.0.ip().to_canonical()),
         })
     }
@@ -87,6 +124,8 @@ enum Access {
     Admin,
     /// The spend feed: proxies poll it with their ingest token, operators with the admin one.
     IngestOrAdmin,
+    /// Usage and export: operators, or an org-admin token for its own org.
+    AdminOrOrg,
 }
 
 /// An error answer: a status and a JSON `{"error": message}` body.
@@ -138,7 +177,14 @@ impl IntoResponse for ApiError {
     }
 }
 
-fn authorize(state: &AppState, headers: &HeaderMap, access: Access) -> Result<(), ApiError> {
+/// Prefix of org-admin tokens: only such a token is looked up in the database.
+pub const ORG_TOKEN_PREFIX: &str = "slc_org_";
+
+async fn authorize(
+    state: &AppState,
+    headers: &HeaderMap,
+    access: Access,
+) -> Result<Viewer, ApiError> {
     let presented = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
@@ -153,29 +199,42 @@ fn authorize(state: &AppState, headers: &HeaderMap, access: Access) -> Result<()
     // Both comparisons always run, so timing does not tell which token a guess was close to.
     let ingest = state.ingest_token.matches(presented);
     let admin = state.admin_token.matches(presented);
-    let ok = match access {
-        Access::Ingest => ingest,
-        Access::Admin => admin,
-        Access::IngestOrAdmin => ingest | admin,
+    let viewer = match access {
+        Access::Ingest => ingest.then_some(Viewer::Proxy),
+        Access::Admin | Access::AdminOrOrg if admin => Some(Viewer::Operator),
+        Access::Admin => None,
+        Access::IngestOrAdmin if admin => Some(Viewer::Operator),
+        Access::IngestOrAdmin => ingest.then_some(Viewer::Proxy),
+        Access::AdminOrOrg if presented.starts_with(ORG_TOKEN_PREFIX) => {
+            // Looked up by digest: a guess cannot be timed against a stored value.
+            let digest = TokenDigest::new(presented).hex();
+            state
+                .store
+                .org_token_by_digest(&digest)
+                .await
+                .map_err(ApiError::db(DbOp::Review))?
+                .map(|t| Viewer::OrgAdmin {
+                    org: t.org,
+                    name: t.name,
+                })
+        }
+        Access::AdminOrOrg => None,
     };
-    if ok {
-        Ok(())
-    } else {
-        Err(ApiError::new(
-            StatusCode::UNAUTHORIZED,
-            "invalid token for this endpoint",
-        ))
-    }
+    viewer.ok_or_else(|| ApiError::new(StatusCode::UNAUTHORIZED, "invalid token for this endpoint"))
 }
 
-/// Checks the token before any extractor runs, so an unauthenticated body is never read.
+/// Checks the token before any extractor runs, so an unauthenticated body is never read, and
+/// hands the caller's [`Viewer`] to the handler.
 async fn gate(
     State((state, access)): State<(Arc<AppState>, Access)>,
-    request: Request,
+    mut request: Request,
     next: Next,
 ) -> Response {
-    match authorize(&state, request.headers(), access) {
-        Ok(()) => next.run(request).await,
+    match authorize(&state, request.headers(), access).await {
+        Ok(viewer) => {
+            request.extensions_mut().insert(viewer);
+            next.run(request).await
+        }
         Err(e) => e.into_response(),
     }
 }
@@ -190,10 +249,14 @@ pub fn router(state: Arc<AppState>, max_body_bytes: usize) -> Router {
     let spend = Router::new()
         .route("/v1/spend", get(handlers::spend))
         .route_layer(guard(Access::IngestOrAdmin));
-    let admin = Router::new()
+    let org_readable = Router::new()
         .route("/v1/usage", get(handlers::usage))
         .route("/v1/orgs/{org}/export", get(handlers::export))
+        .route_layer(guard(Access::AdminOrOrg));
+    let admin = Router::new()
         .route("/v1/orgs/{org}", delete(handlers::erase))
+        .route("/v1/org-tokens", post(tokens::create).get(tokens::list))
+        .route("/v1/org-tokens/{id}", delete(tokens::revoke))
         .route("/v1/suspensions", get(review::list))
         .route(
             "/v1/suspensions/{kind}/{subject}",
@@ -206,6 +269,7 @@ pub fn router(state: Arc<AppState>, max_body_bytes: usize) -> Router {
     Router::new()
         .merge(ingest)
         .merge(spend)
+        .merge(org_readable)
         .merge(admin)
         .route("/healthz", get(handlers::healthz))
         // No token, like /healthz: both are operational endpoints for the operator's probes and

@@ -2,7 +2,7 @@
 //! key or org suspended for them), suspensions set, lifted and listed, and the audit log. Every
 //! change is audited.
 
-use super::{ApiError, AppState, Caller};
+use super::{ApiError, AppState, Caller, Viewer};
 use crate::db::review::AuditAction;
 use crate::telemetry::DbOp;
 use axum::extract::{Path, Query, State};
@@ -116,15 +116,21 @@ pub(super) async fn audit(
 }
 
 impl Caller {
-    /// The audit action `action` by this caller (an operator: the admin token).
+    /// The audit action `action` by this caller: `operator` (the admin token), or
+    /// `org-admin ORG/NAME`.
     pub(super) fn action(
         &self,
         action: &'static str,
         subject: Option<String>,
         detail: Option<&str>,
     ) -> AuditAction {
+        let actor = match &self.viewer {
+            Viewer::Operator => "operator".to_string(),
+            Viewer::OrgAdmin { org, name } => format!("org-admin {org}/{name}"),
+            Viewer::Proxy => "proxy".to_string(),
+        };
         AuditAction {
-            actor: "operator".into(),
+            actor,
             action,
             subject,
             detail: detail.map(str::to_string),
@@ -161,13 +167,7 @@ pub(super) async fn review_flag(
     Path(id): Path<String>,
     Json(review): Json<FlagReview>,
 ) -> Result<Json<Flag>, ApiError> {
-    let db = ApiError::db(DbOp::Review);
-    let flag = state
-        .store
-        .flag(&id)
-        .await
-        .map_err(ApiError::db(DbOp::Review))?
-        .ok_or_else(|| ApiError::new(StatusCode::NOT_FOUND, format!("no flag {id}")))?;
+    let flag = load_flag(&state, &id).await?;
     if flag.status != FlagStatus::Open {
         return Err(ApiError::new(
             StatusCode::CONFLICT,
@@ -225,7 +225,7 @@ pub(super) async fn review_flag(
         .store
         .close_flag(&id, status, note, now)
         .await
-        .map_err(db)?;
+        .map_err(ApiError::db(DbOp::Review))?;
     if !closed {
         return Err(ApiError::new(
             StatusCode::CONFLICT,
@@ -249,11 +249,14 @@ pub(super) async fn review_flag(
         .await
         .map_err(ApiError::db(DbOp::Review))?;
     let _ = crate::abuse::publish_open(&state.store).await;
-    let flag = state
+    Ok(Json(load_flag(&state, &id).await?))
+}
+
+async fn load_flag(state: &AppState, id: &str) -> Result<Flag, ApiError> {
+    state
         .store
-        .flag(&id)
+        .flag(id)
         .await
         .map_err(ApiError::db(DbOp::Review))?
-        .ok_or_else(|| ApiError::new(StatusCode::NOT_FOUND, format!("no flag {id}")))?;
-    Ok(Json(flag))
+        .ok_or_else(|| ApiError::new(StatusCode::NOT_FOUND, format!("no flag {id}")))
 }

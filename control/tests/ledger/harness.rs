@@ -123,6 +123,13 @@ impl Ledger {
             .expect("GET")
     }
 
+    /// A `GET` with the admin token, its JSON answer read as `T`.
+    pub async fn admin_json<T: serde::de::DeserializeOwned>(&self, path_and_query: &str) -> T {
+        let resp = self.admin_get(path_and_query).await;
+        assert_eq!(resp.status(), 200, "status of {path_and_query}");
+        resp.json().await.expect("JSON answer")
+    }
+
     pub async fn usage(&self, query: &str) -> UsageAnswer {
         let resp = self.admin_get(&format!("/v1/usage?{query}")).await;
         assert_eq!(resp.status(), 200, "usage status for {query}");

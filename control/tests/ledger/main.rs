@@ -13,3 +13,4 @@ mod metrics;
 mod queries;
 mod retention;
 mod review;
+mod tokens;

@@ -171,7 +171,9 @@ async fn scrape(ledger: &Ledger) -> Page {
         }
     }
     let flags = sluice_control::abuse::FLAGS_OPEN;
-    for name in [RECORDS, BATCH, DB_ERRORS, EXPORTS, ERASURES, BUILD_INFO, flags] {
+    for name in [
+        RECORDS, BATCH, DB_ERRORS, EXPORTS, ERASURES, BUILD_INFO, flags,
+    ] {
         assert!(page.scrape.docs.contains_key(name), "HELP for {name}");
     }
     match page.sample(BUILD_INFO, &[("version", env!("CARGO_PKG_VERSION"))]) {

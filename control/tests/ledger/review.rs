@@ -81,12 +81,7 @@ async fn suspensions_are_listed_in_the_feed_and_every_change_is_audited(db: Db) 
         .unwrap();
     assert_eq!(anonymous.status(), 401);
 
-    let listed: SuspensionsAnswer = ledger
-        .admin_get("/v1/suspensions")
-        .await
-        .json()
-        .await
-        .unwrap();
+    let listed: SuspensionsAnswer = ledger.admin_json("/v1/suspensions").await;
     let subjects: Vec<_> = listed
         .suspensions
         .iter()
@@ -96,7 +91,7 @@ async fn suspensions_are_listed_in_the_feed_and_every_change_is_audited(db: Db) 
         subjects,
         [(SubjectKind::Key, "key_abc123"), (SubjectKind::Org, "acme")]
     );
-    let feed: SpendAnswer = ledger.admin_get("/v1/spend").await.json().await.unwrap();
+    let feed: SpendAnswer = ledger.admin_json("/v1/spend").await;
     assert_eq!(feed.suspended, listed.suspensions);
 
     let delete = |path: &str| {
@@ -114,7 +109,7 @@ async fn suspensions_are_listed_in_the_feed_and_every_change_is_audited(db: Db) 
         delete("/v1/suspensions/org/acme").await.unwrap().status(),
         404
     );
-    let feed: SpendAnswer = ledger.admin_get("/v1/spend").await.json().await.unwrap();
+    let feed: SpendAnswer = ledger.admin_json("/v1/spend").await;
     assert_eq!(feed.suspended.len(), 1);
 
     // An export and an erasure are audited too.
@@ -127,7 +122,7 @@ async fn suspensions_are_listed_in_the_feed_and_every_change_is_audited(db: Db) 
     );
     assert_eq!(delete("/v1/orgs/gone").await.unwrap().status(), 200);
 
-    let audit: AuditAnswer = ledger.admin_get("/v1/audit").await.json().await.unwrap();
+    let audit: AuditAnswer = ledger.admin_json("/v1/audit").await;
     let actions: Vec<(&str, Option<&str>)> = audit
         .entries
         .iter()
@@ -152,12 +147,7 @@ async fn suspensions_are_listed_in_the_feed_and_every_change_is_audited(db: Db) 
         audit.entries[0].detail.as_deref(),
         Some("burst from 203.0.113.7")
     );
-    let limited: AuditAnswer = ledger
-        .admin_get("/v1/audit?limit=2")
-        .await
-        .json()
-        .await
-        .unwrap();
+    let limited: AuditAnswer = ledger.admin_json("/v1/audit?limit=2").await;
     assert_eq!(limited.entries, audit.entries[..2]);
     assert_eq!(ledger.admin_get("/v1/audit?limit=0").await.status(), 400);
     assert_eq!(ledger.admin_get("/v1/audit?org=x").await.status(), 400);
@@ -221,7 +211,7 @@ async fn a_burst_from_one_ip_is_flagged_and_reviewed_into_a_suspension(db: Db) {
         .ingest(&burst(30, "key_noisy", "203.0.113.9", now))
         .await;
     let flag = wait_for("a flag for the bursting IP", WAIT, || async {
-        let answer: FlagsAnswer = ledger.admin_get("/v1/flags").await.json().await.unwrap();
+        let answer: FlagsAnswer = ledger.admin_json("/v1/flags").await;
         answer.flags.into_iter().find(|f| f.kind == FlagKind::Ip)
     })
     .await;
@@ -276,12 +266,7 @@ async fn a_burst_from_one_ip_is_flagged_and_reviewed_into_a_suspension(db: Db) {
         409
     );
 
-    let listed: SuspensionsAnswer = ledger
-        .admin_get("/v1/suspensions")
-        .await
-        .json()
-        .await
-        .unwrap();
+    let listed: SuspensionsAnswer = ledger.admin_json("/v1/suspensions").await;
     assert_eq!(listed.suspensions.len(), 1);
     assert_eq!(listed.suspensions[0].subject, "key_noisy");
     assert!(
@@ -289,17 +274,12 @@ async fn a_burst_from_one_ip_is_flagged_and_reviewed_into_a_suspension(db: Db) {
         "{:?}",
         listed.suspensions[0]
     );
-    let open: FlagsAnswer = ledger.admin_get("/v1/flags").await.json().await.unwrap();
+    let open: FlagsAnswer = ledger.admin_json("/v1/flags").await;
     assert!(open.flags.is_empty(), "{open:?}");
-    let all: FlagsAnswer = ledger
-        .admin_get("/v1/flags?status=all")
-        .await
-        .json()
-        .await
-        .unwrap();
+    let all: FlagsAnswer = ledger.admin_json("/v1/flags?status=all").await;
     assert_eq!(all.flags.len(), 1);
     // The next passes keep the reviewed flag as it is.
-    let audit: AuditAnswer = ledger.admin_get("/v1/audit").await.json().await.unwrap();
+    let audit: AuditAnswer = ledger.admin_json("/v1/audit").await;
     let actions: Vec<&str> = audit.entries.iter().map(|e| e.action.as_str()).collect();
     assert_eq!(actions, ["suspension.set", "flag.reviewed"]);
     assert_eq!(

@@ -27,6 +27,7 @@ pub use answers::{
 };
 pub use record::{Outcome, RecordError, UsageRecord, RECORD_VERSION};
 pub use review::{
-    AuditAnswer, AuditEntry, Flag, FlagKind, FlagMetric, FlagReview, FlagStatus, FlagsAnswer,
-    ReviewAction, SubjectKind, SuspendRequest, SuspendTarget, Suspension, SuspensionsAnswer,
+    AuditAnswer, AuditEntry, CreatedOrgToken, Flag, FlagKind, FlagMetric, FlagReview, FlagStatus,
+    FlagsAnswer, NewOrgToken, OrgToken, OrgTokensAnswer, ReviewAction, SubjectKind, SuspendRequest,
+    SuspendTarget, Suspension, SuspensionsAnswer,
 };

@@ -172,3 +172,36 @@ pub struct SuspendTarget {
     pub kind: SubjectKind,
     pub subject: String,
 }
+
+/// `POST /v1/org-tokens` body.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NewOrgToken {
+    pub org: String,
+    /// Who or what holds it (`alice`, `finance-dashboard`), for the audit log.
+    pub name: String,
+}
+
+/// An org-admin token as listed (never the token itself).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OrgToken {
+    pub id: String,
+    pub org: String,
+    pub name: String,
+    pub created_ms: u64,
+    pub revoked_ms: Option<u64>,
+}
+
+/// `POST /v1/org-tokens` answer: the token, shown this once.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CreatedOrgToken {
+    pub token: String,
+    #[serde(flatten)]
+    pub info: OrgToken,
+}
+
+/// `GET /v1/org-tokens` answer, oldest first.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OrgTokensAnswer {
+    pub tokens: Vec<OrgToken>,
+}

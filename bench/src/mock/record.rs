@@ -176,6 +176,11 @@ impl Recorder {
         self.peak.swap(now, Ordering::SeqCst)
     }
 
+    pub(crate) fn total(&self) -> u64 {
+        let records = self.lock();
+        records.base + records.list.len() as u64
+    }
+
     pub(crate) fn snapshot(&self) -> Vec<RecordedRequest> {
         self.lock().list.iter().cloned().collect()
     }

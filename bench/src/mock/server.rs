@@ -174,6 +174,13 @@ impl MockProvider {
         self.recorder.set_max(max);
     }
 
+    /// Every request recorded since start, evicted ones included (records survive `reset`
+    /// in this count too): more than [`requests`](Self::requests) holds once the oldest were
+    /// evicted.
+    pub fn recorded_total(&self) -> u64 {
+        self.recorder.total()
+    }
+
     /// The most requests that were in progress at once since start or the last call (which
     /// starts the next peak from those in progress now): what a concurrency cap in front of
     /// the mock let through, seen from the provider's side.

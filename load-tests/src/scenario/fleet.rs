@@ -38,17 +38,25 @@ pub struct Fleet {
     pub dir: tempfile::TempDir,
 }
 
+/// Records each mock keeps: more than any scenario sends at --full (the largest sends about
+/// 500,000), at about a kilobyte each.
+const MAX_RECORDS: usize = 4_000_000;
+
 impl Fleet {
     /// Starts everything the scenario's topology names; `None` when it needs a server that is
     /// not installed (the caller skips the scenario, loudly).
     pub async fn start(s: &Scenario) -> Option<Self> {
         let dir = tempfile::tempdir().expect("scenario dir");
         let mock = MockProvider::start("127.0.0.1:0").await.expect("mock");
+        // The ledger check sums the mock's usage over every request: none may be evicted
+        // (the default keeps 100,000; a --full scenario serves several times that).
+        mock.set_max_records(MAX_RECORDS);
         let mut spares = Vec::new();
         for _ in 0..s.topology.spare_mocks {
             let spare = MockProvider::start("127.0.0.1:0")
                 .await
                 .expect("spare mock");
+            spare.set_max_records(MAX_RECORDS);
             spare.set_killable();
             spares.push(Some(spare));
         }

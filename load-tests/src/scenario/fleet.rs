@@ -43,6 +43,26 @@ pub struct Fleet {
 const MAX_RECORDS: usize = 4_000_000;
 
 impl Fleet {
+    /// Every request the mocks served (the spares' too); an error when a mock evicted some,
+    /// since a comparison over part of them would be wrong, never just weaker.
+    pub fn served(&self) -> Result<Vec<sluice_bench::mock::RecordedRequest>, String> {
+        let mut served = self.mock.requests();
+        let mut recorded = self.mock.recorded_total();
+        for m in self.spares.iter().flatten() {
+            served.extend(m.requests());
+            recorded += m.recorded_total();
+        }
+        if served.len() as u64 == recorded {
+            Ok(served)
+        } else {
+            Err(format!(
+                "the mocks kept {} of the {recorded} requests they served: the ledger cannot be \
+                 compared with their usage",
+                served.len()
+            ))
+        }
+    }
+
     /// Starts everything the scenario's topology names; `None` when it needs a server that is
     /// not installed (the caller skips the scenario, loudly).
     pub async fn start(s: &Scenario) -> Option<Self> {

@@ -6,6 +6,7 @@ mod review;
 mod tokens;
 
 use crate::clock::Clock;
+use crate::db::review::AuditAction;
 use crate::db::Store;
 use crate::telemetry::{self, DbOp};
 use axum::extract::{DefaultBodyLimit, Request, State};
@@ -114,6 +115,47 @@ impl<S: Send + Sync> axum::extract::FromRequestParts<S> for Caller {
             viewer,
             ip: info.map(|c| c.0.ip().to_canonical()),
         })
+    }
+}
+
+impl Caller {
+    /// The audit action `action` by this caller: `operator` (the admin token), or
+    /// `org-admin ORG/NAME`.
+    pub(crate) fn action(
+        &self,
+        action: &'static str,
+        subject: Option<String>,
+        detail: Option<&str>,
+    ) -> AuditAction {
+        let actor = match &self.viewer {
+            Viewer::Operator => "operator".to_string(),
+            Viewer::OrgAdmin { org, name } => format!("org-admin {org}/{name}"),
+            Viewer::Proxy => "proxy".to_string(),
+        };
+        AuditAction {
+            actor,
+            action,
+            subject,
+            detail: detail.map(str::to_string),
+            source_ip: self.ip.map(|ip| ip.to_string()),
+        }
+    }
+}
+
+/// Refuses `text` unless it is 1 to `max` ASCII letters, digits and characters of `extra`: the
+/// ids and names the API stores, audits and shows.
+fn identifier(what: &str, text: &str, max: usize, extra: &str) -> Result<(), ApiError> {
+    let ok = !text.is_empty()
+        && text.len() <= max
+        && text
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || extra.as_bytes().contains(&b));
+    if ok {
+        Ok(())
+    } else {
+        Err(ApiError::bad_request(format!(
+            "{what} must be 1 to {max} characters of [A-Za-z0-9{extra}]"
+        )))
     }
 }
 

@@ -2,8 +2,7 @@
 //! key or org suspended for them), suspensions set, lifted and listed, and the audit log. Every
 //! change is audited.
 
-use super::{ApiError, AppState, Caller, Viewer};
-use crate::db::review::AuditAction;
+use super::{ApiError, AppState, Caller};
 use crate::telemetry::DbOp;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
@@ -20,16 +19,7 @@ const MAX_AUDIT_ENTRIES: u32 = 10_000;
 
 fn subject(kind: &str, subject: &str) -> Result<SubjectKind, ApiError> {
     let kind: SubjectKind = kind.parse().map_err(ApiError::bad_request)?;
-    let valid = !subject.is_empty()
-        && subject.len() <= 128
-        && subject
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"-_.:".contains(&b));
-    if !valid {
-        return Err(ApiError::bad_request(
-            "subject must be 1 to 128 characters of [A-Za-z0-9_.:-] (a key id or an org id)",
-        ));
-    }
+    super::identifier("subject (a key id or an org id)", subject, 128, "_.:-")?;
     Ok(kind)
 }
 
@@ -113,30 +103,6 @@ pub(super) async fn audit(
         .await
         .map_err(ApiError::db(DbOp::Review))?;
     Ok(Json(AuditAnswer { entries }))
-}
-
-impl Caller {
-    /// The audit action `action` by this caller: `operator` (the admin token), or
-    /// `org-admin ORG/NAME`.
-    pub(super) fn action(
-        &self,
-        action: &'static str,
-        subject: Option<String>,
-        detail: Option<&str>,
-    ) -> AuditAction {
-        let actor = match &self.viewer {
-            Viewer::Operator => "operator".to_string(),
-            Viewer::OrgAdmin { org, name } => format!("org-admin {org}/{name}"),
-            Viewer::Proxy => "proxy".to_string(),
-        };
-        AuditAction {
-            actor,
-            action,
-            subject,
-            detail: detail.map(str::to_string),
-            source_ip: self.ip.map(|ip| ip.to_string()),
-        }
-    }
 }
 
 /// The most flags one answer holds.

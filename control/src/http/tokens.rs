@@ -13,18 +13,7 @@ use std::sync::Arc;
 
 /// An org id or a token name: what the audit log and the records can show safely.
 fn word(what: &str, text: &str) -> Result<(), ApiError> {
-    let ok = !text.is_empty()
-        && text.len() <= 64
-        && text
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"-_.@".contains(&b));
-    if ok {
-        Ok(())
-    } else {
-        Err(ApiError::bad_request(format!(
-            "{what} must be 1 to 64 characters of [A-Za-z0-9_.@-]"
-        )))
-    }
+    super::identifier(what, text, 64, "_.@-")
 }
 
 /// `slc_org_` and 32 random bytes (256 bits) in unpadded base64url.
